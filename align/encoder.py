@@ -1,0 +1,163 @@
+"""The audio prompt encoder: w2v-BERT 2.0 + its convolutional adapter, speaking CLIP's hidden states.
+
+Output: (batch, 1 + num_audio_tokens, hidden). Position 0 is the CLIP BOS state, stored in the checkpoint:
+under CLIP's causal attention it is the same vector for every caption, so the audio need not predict it.
+Positions 1.. come from one audio window of `window_samples` samples (76 tokens → 77 positions by default,
+what the SD 2.1 UNet was trained on).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import (
+    PreTrainedConfig,
+    PreTrainedModel,
+    SeamlessM4TFeatureExtractor,
+    Wav2Vec2BertConfig,
+    Wav2Vec2BertModel,
+)
+from transformers.modeling_outputs import BaseModelOutput
+
+from align.audio import SAMPLE_RATE, fit_to_window, window_samples_for_tokens
+
+DEFAULT_AUDIO_MODEL = "facebook/w2v-bert-2.0"
+DEFAULT_NUM_AUDIO_TOKENS = 76  # + BOS = 77, the CLIP context length SD 2.1 was trained on
+ORIGINAL_CHECKPOINT = "youzarsif/wav2vec2bert_2_diffusion"
+ORIGINAL_NUM_AUDIO_TOKENS = 47  # the public original fits 47 tokens + BOS
+
+
+def adapter_settings(config: Wav2Vec2BertConfig | None = None, **overrides) -> Wav2Vec2BertConfig:
+    """A Wav2Vec2BertConfig set up for alignment: adapter on with 2 layers, and no layerdrop.
+
+    The library defaults (`add_adapter=False`, `num_adapter_layers=1`, `layerdrop=0.1`) would drop whole
+    adapter layers in training and change the output length at random.
+    """
+    config = config or Wav2Vec2BertConfig()
+    config.add_adapter = True
+    config.num_adapter_layers = overrides.pop("num_adapter_layers", 2)
+    config.layerdrop = 0.0
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+class AudioPromptEncoderConfig(PreTrainedConfig):
+    model_type = "audio_prompt_encoder"
+    sub_configs = {"audio_config": Wav2Vec2BertConfig}
+
+    def __init__(self, audio_config: Wav2Vec2BertConfig | dict | None = None, num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS, **kwargs):
+        if audio_config is None:
+            audio_config = adapter_settings()
+        elif isinstance(audio_config, dict):
+            audio_config = Wav2Vec2BertConfig(**audio_config)
+        if not audio_config.add_adapter:
+            raise ValueError("the audio model needs its convolutional adapter (add_adapter=True); see align.encoder.adapter_settings")
+        self.audio_config = audio_config
+        self.num_audio_tokens = num_audio_tokens
+        super().__init__(**kwargs)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.audio_config.output_hidden_size
+
+    @property
+    def window_samples(self) -> int:
+        return window_samples_for_tokens(self.num_audio_tokens, self.audio_config.num_adapter_layers, self.audio_config.adapter_stride)
+
+
+class AudioPromptEncoder(PreTrainedModel):
+    config_class = AudioPromptEncoderConfig
+    base_model_prefix = "audio_prompt_encoder"
+    main_input_name = "input_features"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["Wav2Vec2BertEncoderLayer"]
+
+    def __init__(self, config: AudioPromptEncoderConfig):
+        super().__init__(config)
+        self.audio_model = Wav2Vec2BertModel(config.audio_config)
+        self.register_buffer("bos_embedding", torch.zeros(config.hidden_size))
+        self.post_init()
+
+    @property
+    def window_samples(self) -> int:
+        return self.config.window_samples
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / SAMPLE_RATE
+
+    @property
+    def sequence_length(self) -> int:
+        return 1 + self.config.num_audio_tokens
+
+    def set_bos_embedding(self, bos: torch.Tensor) -> None:
+        if bos.shape != self.bos_embedding.shape:
+            raise ValueError(f"BOS state has shape {tuple(bos.shape)}, the encoder's hidden size is {self.config.hidden_size}")
+        self.bos_embedding.copy_(bos.to(self.bos_embedding))
+
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> BaseModelOutput:
+        hidden = self.audio_model(input_features, attention_mask=attention_mask).last_hidden_state
+        tokens = self.config.num_audio_tokens
+        if hidden.shape[1] != tokens:
+            raise ValueError(
+                f"the audio gave {hidden.shape[1]} tokens, the encoder expects {tokens}: "
+                f"fit each clip to {self.window_samples} samples at 16 kHz first (AudioPromptEncoder.features)"
+            )
+        bos = self.bos_embedding.to(hidden.dtype).expand(hidden.shape[0], 1, -1)
+        return BaseModelOutput(last_hidden_state=torch.cat([bos, hidden], dim=1))
+
+    def features(self, waves: list[np.ndarray], feature_extractor: SeamlessM4TFeatureExtractor, crop: str = "center", rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Mono 16 kHz waves → input features, each clip cropped or repeat-padded to the window."""
+        windows = [fit_to_window(w, self.window_samples, crop, rng) for w in waves]
+        batch = feature_extractor(windows, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
+        return {"input_features": batch["input_features"], "attention_mask": batch["attention_mask"]}
+
+    @classmethod
+    def from_audio_model(cls, audio_model: Wav2Vec2BertModel, num_audio_tokens: int, bos_embedding: torch.Tensor | None = None) -> "AudioPromptEncoder":
+        """Wrap a Wav2Vec2BertModel that already has its adapter (e.g. the public original checkpoint)."""
+        config = AudioPromptEncoderConfig(audio_config=adapter_settings(audio_model.config), num_audio_tokens=num_audio_tokens)
+        encoder = cls(config)
+        encoder.audio_model.load_state_dict(audio_model.state_dict())
+        if bos_embedding is not None:
+            encoder.set_bos_embedding(bos_embedding)
+        return encoder
+
+    @classmethod
+    def from_w2v_bert(cls, model_id: str = DEFAULT_AUDIO_MODEL, text_hidden_size: int = 1024, num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS, bos_embedding: torch.Tensor | None = None, **load_kwargs) -> "AudioPromptEncoder":
+        """A fresh encoder to train: pretrained w2v-BERT 2.0 weights, a newly initialised adapter."""
+        audio_config = adapter_settings(Wav2Vec2BertConfig.from_pretrained(model_id, **load_kwargs), output_hidden_size=text_hidden_size)
+        audio_model = Wav2Vec2BertModel.from_pretrained(model_id, config=audio_config, use_safetensors=True, **load_kwargs)
+        return cls.from_audio_model(audio_model, num_audio_tokens, bos_embedding)
+
+
+def load_audio_encoder(path: str | Path, num_audio_tokens: int | None = None, bos_embedding: torch.Tensor | None = None, **load_kwargs) -> AudioPromptEncoder:
+    """Load a trained encoder: this project's checkpoint, or a plain Wav2Vec2BertModel + adapter checkpoint.
+
+    The plain layout (the public original, `youzarsif/wav2vec2bert_2_diffusion`) stores neither the window
+    nor the BOS state: `num_audio_tokens` defaults to the original's 47, and `bos_embedding` should be the
+    CLIP text encoder's BOS state (the pipeline assembly passes it).
+    """
+    try:
+        config = PreTrainedConfig.get_config_dict(str(path), **load_kwargs)[0]
+    except OSError as error:
+        raise FileNotFoundError(
+            f"no audio encoder at {path!r}: give the folder written by `python -m align.train` (it holds config.json "
+            f"and model.safetensors) or a Hub id such as {ORIGINAL_CHECKPOINT!r}"
+        ) from error
+    model_type = config.get("model_type")
+    if model_type == AudioPromptEncoderConfig.model_type:
+        encoder = AudioPromptEncoder.from_pretrained(path, use_safetensors=True, **load_kwargs)
+        if num_audio_tokens is not None and num_audio_tokens != encoder.config.num_audio_tokens:
+            raise ValueError(f"{path} was trained with {encoder.config.num_audio_tokens} audio tokens, not {num_audio_tokens}")
+        return encoder
+    if model_type == "wav2vec2-bert":
+        audio_config = adapter_settings(Wav2Vec2BertConfig.from_pretrained(path, **load_kwargs), num_adapter_layers=config.get("num_adapter_layers", 2))
+        if not config.get("add_adapter", False):
+            raise ValueError(f"{path} is a Wav2Vec2BertModel without the adapter: it was not trained to give CLIP states")
+        audio_model = Wav2Vec2BertModel.from_pretrained(path, config=audio_config, use_safetensors=True, **load_kwargs)
+        return AudioPromptEncoder.from_audio_model(audio_model, num_audio_tokens or ORIGINAL_NUM_AUDIO_TOKENS, bos_embedding)
+    raise ValueError(f"{path} holds a {model_type!r} model; expected an audio prompt encoder or a wav2vec2-bert model with adapter")

@@ -1,0 +1,91 @@
+"""Tiny models built from configs, the project's stand-ins for the real weights (never downloaded).
+
+Shapes follow diffusers' and transformers' own tiny test components; every builder seeds torch so the
+same call gives the same weights. The CLIP tokenizer is the real one, built offline from the BPE merges
+that open_clip ships (tests/assets/bpe_simple_vocab_16e6.txt.gz, MIT licence).
+"""
+
+from __future__ import annotations
+
+import gzip
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+
+ASSETS = Path(__file__).parent / "assets"
+TEXT_HIDDEN = 32  # stands for SD 2.1's 1024
+TINY_AUDIO_TOKENS = 76  # the real window: 77 positions with BOS
+
+
+@lru_cache(maxsize=1)
+def _clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The real CLIP vocabulary (49,408 tokens) and merges, as open_clip's SimpleTokenizer builds them."""
+    lines = gzip.open(ASSETS / "bpe_simple_vocab_16e6.txt.gz").read().decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    return {token: i for i, token in enumerate(vocab)}, merges
+
+
+def tiny_tokenizer() -> CLIPTokenizer:
+    """The real CLIP tokenizer as SD 2.1 configures it (77 positions, padded with "!")."""
+    vocab, merges = _clip_bpe()
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), pad_token="!", model_max_length=77)
+
+
+def tiny_text_encoder() -> CLIPTextModel:
+    torch.manual_seed(0)
+    config = CLIPTextConfig(
+        vocab_size=49408, hidden_size=TEXT_HIDDEN, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=0, projection_dim=TEXT_HIDDEN,
+        hidden_act="gelu",
+    )
+    return CLIPTextModel(config).eval()
+
+
+def tiny_audio_encoder(num_audio_tokens: int = TINY_AUDIO_TOKENS, bos_embedding: torch.Tensor | None = None) -> AudioPromptEncoder:
+    torch.manual_seed(0)
+    audio_config = adapter_settings(
+        Wav2Vec2BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, conv_depthwise_kernel_size=3),
+        output_hidden_size=TEXT_HIDDEN,
+    )
+    encoder = AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=audio_config, num_audio_tokens=num_audio_tokens))
+    if bos_embedding is not None:
+        encoder.set_bos_embedding(bos_embedding)
+    return encoder.eval()
+
+
+def feature_extractor() -> SeamlessM4TFeatureExtractor:
+    """w2v-BERT 2.0's feature extractor has no weights: the real one, built from its defaults."""
+    return SeamlessM4TFeatureExtractor()
+
+
+def tiny_unet() -> UNet2DConditionModel:
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_HIDDEN, attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32,
+    ).eval()
+
+
+def tiny_vae() -> AutoencoderKL:
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        block_out_channels=[32, 64], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, sample_size=128,
+    ).eval()
+
+
+def sd21_scheduler() -> DPMSolverMultistepScheduler:
+    """DPM-Solver++ with SD 2.1's noise schedule (scaled linear betas, v-prediction)."""
+    return DPMSolverMultistepScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="v_prediction",
+        algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="leading", steps_offset=1,
+    )
