@@ -1,9 +1,14 @@
 """The audio prompt encoder: w2v-BERT 2.0 + its convolutional adapter, speaking CLIP's hidden states.
 
-Output: (batch, 1 + num_audio_tokens, hidden). Position 0 is the CLIP BOS state, stored in the checkpoint:
-under CLIP's causal attention it is the same vector for every caption, so the audio need not predict it.
-Positions 1.. come from one audio window of `window_samples` samples (76 tokens → 77 positions by default,
-what the SD 2.1 UNet was trained on).
+Output: (batch, 1 + num_audio_tokens, hidden). Position 0 is the CLIP BOS state: under CLIP's causal
+attention it is the same vector for every caption, so the audio need not predict it. Positions 1.. come
+from one audio window of `window_samples` samples (76 tokens → 77 positions by default, what the SD 2.1
+UNet was trained on).
+
+The checkpoint also stores the CLIP encoding of the empty caption "" over the same positions, the
+unconditional input for classifier-free guidance; its position 0 is the BOS state. (Causal attention again:
+the first k positions of the 77-position encoding are the k-position encoding, so this holds for any
+window.) With it the pipeline needs no text encoder at all.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class AudioPromptEncoder(PreTrainedModel):
     def __init__(self, config: AudioPromptEncoderConfig):
         super().__init__(config)
         self.audio_model = Wav2Vec2BertModel(config.audio_config)
-        self.register_buffer("bos_embedding", torch.zeros(config.hidden_size))
+        self.register_buffer("empty_embedding", torch.zeros(self.sequence_length, config.hidden_size))
         self.post_init()
 
     @property
@@ -94,10 +99,19 @@ class AudioPromptEncoder(PreTrainedModel):
     def sequence_length(self) -> int:
         return 1 + self.config.num_audio_tokens
 
-    def set_bos_embedding(self, bos: torch.Tensor) -> None:
-        if bos.shape != self.bos_embedding.shape:
-            raise ValueError(f"BOS state has shape {tuple(bos.shape)}, the encoder's hidden size is {self.config.hidden_size}")
-        self.bos_embedding.copy_(bos.to(self.bos_embedding))
+    @property
+    def bos_embedding(self) -> torch.Tensor:
+        return self.empty_embedding[0]
+
+    def set_empty_embedding(self, empty: torch.Tensor) -> None:
+        """Store CLIP's encoding of "" (77 × hidden, as `TargetCache.empty_embedding` holds it)."""
+        if empty.ndim != 2 or empty.shape[0] < self.sequence_length or empty.shape[1] != self.config.hidden_size:
+            raise ValueError(
+                f"the empty-caption encoding has shape {tuple(empty.shape)}; expected at least "
+                f"({self.sequence_length}, {self.config.hidden_size}) from the text encoder the targets came from"
+            )
+        with torch.no_grad():
+            self.empty_embedding.copy_(empty[: self.sequence_length].to(self.empty_embedding))
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> BaseModelOutput:
         hidden = self.audio_model(input_features, attention_mask=attention_mask).last_hidden_state
@@ -117,29 +131,29 @@ class AudioPromptEncoder(PreTrainedModel):
         return {"input_features": batch["input_features"], "attention_mask": batch["attention_mask"]}
 
     @classmethod
-    def from_audio_model(cls, audio_model: Wav2Vec2BertModel, num_audio_tokens: int, bos_embedding: torch.Tensor | None = None) -> "AudioPromptEncoder":
+    def from_audio_model(cls, audio_model: Wav2Vec2BertModel, num_audio_tokens: int, empty_embedding: torch.Tensor | None = None) -> "AudioPromptEncoder":
         """Wrap a Wav2Vec2BertModel that already has its adapter (e.g. the public original checkpoint)."""
         config = AudioPromptEncoderConfig(audio_config=adapter_settings(audio_model.config), num_audio_tokens=num_audio_tokens)
         encoder = cls(config)
         encoder.audio_model.load_state_dict(audio_model.state_dict())
-        if bos_embedding is not None:
-            encoder.set_bos_embedding(bos_embedding)
+        if empty_embedding is not None:
+            encoder.set_empty_embedding(empty_embedding)
         return encoder
 
     @classmethod
-    def from_w2v_bert(cls, model_id: str = DEFAULT_AUDIO_MODEL, text_hidden_size: int = 1024, num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS, bos_embedding: torch.Tensor | None = None, **load_kwargs) -> "AudioPromptEncoder":
+    def from_w2v_bert(cls, model_id: str = DEFAULT_AUDIO_MODEL, text_hidden_size: int = 1024, num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS, empty_embedding: torch.Tensor | None = None, **load_kwargs) -> "AudioPromptEncoder":
         """A fresh encoder to train: pretrained w2v-BERT 2.0 weights, a newly initialised adapter."""
         audio_config = adapter_settings(Wav2Vec2BertConfig.from_pretrained(model_id, **load_kwargs), output_hidden_size=text_hidden_size)
         audio_model = Wav2Vec2BertModel.from_pretrained(model_id, config=audio_config, use_safetensors=True, **load_kwargs)
-        return cls.from_audio_model(audio_model, num_audio_tokens, bos_embedding)
+        return cls.from_audio_model(audio_model, num_audio_tokens, empty_embedding)
 
 
-def load_audio_encoder(path: str | Path, num_audio_tokens: int | None = None, bos_embedding: torch.Tensor | None = None, **load_kwargs) -> AudioPromptEncoder:
+def load_audio_encoder(path: str | Path, num_audio_tokens: int | None = None, empty_embedding: torch.Tensor | None = None, **load_kwargs) -> AudioPromptEncoder:
     """Load a trained encoder: this project's checkpoint, or a plain Wav2Vec2BertModel + adapter checkpoint.
 
     The plain layout (the public original, `youzarsif/wav2vec2bert_2_diffusion`) stores neither the window
-    nor the BOS state: `num_audio_tokens` defaults to the original's 47, and `bos_embedding` should be the
-    CLIP text encoder's BOS state (the pipeline assembly passes it).
+    nor the empty-caption encoding: `num_audio_tokens` defaults to the original's 47, and `empty_embedding`
+    should be the base model's CLIP encoding of "" (the pipeline assembly passes it).
     """
     try:
         config = PreTrainedConfig.get_config_dict(str(path), **load_kwargs)[0]
@@ -159,5 +173,5 @@ def load_audio_encoder(path: str | Path, num_audio_tokens: int | None = None, bo
         if not config.get("add_adapter", False):
             raise ValueError(f"{path} is a Wav2Vec2BertModel without the adapter: it was not trained to give CLIP states")
         audio_model = Wav2Vec2BertModel.from_pretrained(path, config=audio_config, use_safetensors=True, **load_kwargs)
-        return AudioPromptEncoder.from_audio_model(audio_model, num_audio_tokens or ORIGINAL_NUM_AUDIO_TOKENS, bos_embedding)
+        return AudioPromptEncoder.from_audio_model(audio_model, num_audio_tokens or ORIGINAL_NUM_AUDIO_TOKENS, empty_embedding)
     raise ValueError(f"{path} holds a {model_type!r} model; expected an audio prompt encoder or a wav2vec2-bert model with adapter")

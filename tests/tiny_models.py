@@ -49,15 +49,15 @@ def tiny_text_encoder() -> CLIPTextModel:
     return CLIPTextModel(config).eval()
 
 
-def tiny_audio_encoder(num_audio_tokens: int = TINY_AUDIO_TOKENS, bos_embedding: torch.Tensor | None = None) -> AudioPromptEncoder:
+def tiny_audio_encoder(num_audio_tokens: int = TINY_AUDIO_TOKENS, empty_embedding: torch.Tensor | None = None) -> AudioPromptEncoder:
     torch.manual_seed(0)
     audio_config = adapter_settings(
         Wav2Vec2BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, conv_depthwise_kernel_size=3),
         output_hidden_size=TEXT_HIDDEN,
     )
     encoder = AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=audio_config, num_audio_tokens=num_audio_tokens))
-    if bos_embedding is not None:
-        encoder.set_bos_embedding(bos_embedding)
+    if empty_embedding is not None:
+        encoder.set_empty_embedding(empty_embedding)
     return encoder.eval()
 
 
