@@ -93,6 +93,8 @@ def to_mono_16k(wave: np.ndarray, sampling_rate: int) -> np.ndarray:
     if np.issubdtype(wave.dtype, np.integer):
         wave = wave.astype(np.float32) / float(np.iinfo(wave.dtype).max)
     wave = wave.astype(np.float32, copy=False)
+    if wave.size == 0:
+        return np.zeros(0, dtype=np.float32)
     if wave.ndim == 2:  # (samples, channels) as decoders give it, or (channels, samples) as torch gives it
         wave = wave.mean(axis=1) if wave.shape[0] >= wave.shape[1] else wave.mean(axis=0)
     elif wave.ndim != 1:

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from align.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    audio_tokens_for_samples,
+    fit_to_window,
+    load_audio,
+    split_windows,
+    window_samples_for_tokens,
+)
+
+
+def _tone(seconds, rate, freq=440.0, channels=1):
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.5 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+@pytest.mark.parametrize(("fmt", "subtype"), [("WAV", "PCM_16"), ("FLAC", "PCM_24"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")])
+@pytest.mark.parametrize(("rate", "channels"), [(44_100, 2), (8_000, 1), (48_000, 6)])
+def test_any_common_format_rate_and_channels_become_mono_16k(tmp_path, fmt, subtype, rate, channels):
+    path = tmp_path / f"clip.{fmt.lower()}"
+    channels = min(channels, 2) if fmt == "MP3" else channels  # MPEG audio holds at most two channels
+    sf.write(path, _tone(1.0, rate, channels=channels), rate, format=fmt, subtype=subtype)
+    wave = load_audio(path)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) - SAMPLE_RATE) < 0.06 * SAMPLE_RATE  # codecs pad a few frames
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.fft.rfftfreq(len(wave), 1 / SAMPLE_RATE)[spectrum.argmax()] - 440) < 5  # still a 440 Hz tone
+
+
+def test_bytes_arrays_and_gradio_tuples(tmp_path):
+    path = tmp_path / "a.wav"
+    sf.write(path, _tone(0.5, 22_050), 22_050)
+    from_path = load_audio(path)
+    np.testing.assert_allclose(load_audio(path.read_bytes()), from_path, atol=1e-6)
+    pcm = (_tone(0.5, 16_000) * 32767).astype(np.int16)  # what a Gradio microphone gives
+    np.testing.assert_allclose(load_audio((16_000, pcm)), pcm / 32767, atol=1e-4)
+    assert load_audio(torch.from_numpy(_tone(0.5, 32_000)), sampling_rate=32_000).shape == (8_000,)
+    with pytest.raises(AudioError, match="sampling_rate"):
+        load_audio(np.zeros(100, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_text("this is a text file, not a sound"), "not a readable audio file|cannot decode"),
+        (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(40)), "not a readable audio file|cannot decode"),
+        (lambda p: sf.write(p, np.zeros(16_000, dtype=np.float32), 16_000), "silent"),
+        (lambda p: sf.write(p, np.zeros((0,), dtype=np.float32), 16_000), "empty|no samples|not a readable"),
+    ],
+    ids=["missing", "empty", "text", "corrupt-header", "silent", "zero-samples"],
+)
+def test_bad_files_raise_a_clear_audio_error(tmp_path, make, message):
+    path = tmp_path / "bad.wav"
+    make(path)
+    with pytest.raises(AudioError, match=message):
+        load_audio(path)
+
+
+def test_too_long_is_refused_before_decoding_and_the_limit_is_a_setting(tmp_path):
+    path = tmp_path / "long.flac"
+    sf.write(path, _tone(12.0, 8_000), 8_000)
+    with pytest.raises(AudioError, match="over the 10 s limit"):
+        load_audio(path, max_seconds=10)
+    assert load_audio(path, max_seconds=None).shape == (12 * SAMPLE_RATE,)
+    assert load_audio(np.zeros(160, dtype=np.float32), 16_000, allow_silent=True).shape == (160,)
+
+
+def test_window_formula_matches_design_numbers():
+    assert window_samples_for_tokens(76) == 96_400
+    assert audio_tokens_for_samples(97_679) == 76 and audio_tokens_for_samples(97_680) == 77
+    assert audio_tokens_for_samples(98_959) == 77 and audio_tokens_for_samples(98_960) == 78
+    assert window_samples_for_tokens(47) == pytest.approx(3.775 * SAMPLE_RATE, abs=1280)
+
+
+@pytest.mark.parametrize("num_samples", [4_800, 20_160, 96_399, 96_400, 97_679, 97_680])
+def test_window_formula_matches_the_real_model_output(audio_encoder, feature_extractor, num_samples):
+    """The real feature extractor + adapter convolutions are the ground truth, not a second formula."""
+    features = feature_extractor(np.ones(num_samples, dtype=np.float32), sampling_rate=SAMPLE_RATE, return_tensors="pt")
+    with torch.no_grad():
+        hidden = audio_encoder.audio_model(features["input_features"]).last_hidden_state
+    assert hidden.shape[1] == audio_tokens_for_samples(num_samples)
+
+
+def test_fit_to_window_crops_and_repeat_pads():
+    wave = np.arange(10, dtype=np.float32)
+    np.testing.assert_array_equal(fit_to_window(wave, 4, "center"), [3, 4, 5, 6])
+    np.testing.assert_array_equal(fit_to_window(wave, 4, "start"), [0, 1, 2, 3])
+    np.testing.assert_array_equal(fit_to_window(wave[:3], 7), [0, 1, 2, 0, 1, 2, 0])
+    crops = {tuple(fit_to_window(wave, 4, "random", np.random.default_rng(s))) for s in range(20)}
+    assert len(crops) > 1 and all(len(c) == 4 for c in crops)
+
+
+def test_window_policies():
+    window = 100
+    wave = np.full(350, 0.01, dtype=np.float32)
+    wave[220:300] = 0.9  # a loud event in the third window
+    first, = split_windows(wave, window, "first")
+    np.testing.assert_array_equal(first, wave[:100])
+    everything = split_windows(wave, window, "all")
+    assert [len(w) for w in everything] == [100] * 4
+    np.testing.assert_array_equal(everything[-1], wave[250:])  # the last window ends at the clip's end
+    loudest, = split_windows(wave, window, "loudest")
+    assert (loudest > 0.5).sum() == 80  # the whole event fits inside the chosen window
+    with pytest.raises(ValueError, match="window policy"):
+        split_windows(wave, window, "middle")
