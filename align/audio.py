@@ -192,25 +192,34 @@ def fit_to_window(wave: np.ndarray, window: int, mode: str = "center", rng: np.r
     return wave[start : start + window]
 
 
+def window_starts(wave: np.ndarray, window: int, policy: str = "first") -> list[int]:
+    """Start sample of each window `split_windows` cuts (0 for a clip no longer than the window).
+
+    `first`: the start; `loudest`: the window of highest energy (RMS); `all`: consecutive windows covering
+    the clip, the last one ending at the clip's end (overlapping its neighbour) so no window is padded.
+    """
+    if policy not in ("first", "loudest", "all"):
+        raise ValueError(f"unknown window policy {policy!r}; use 'first', 'loudest' or 'all'")
+    if wave.shape[0] <= window or policy == "first":
+        return [0]
+    if policy == "all":
+        starts = list(range(0, wave.shape[0] - window + 1, window))
+        if starts[-1] + window < wave.shape[0]:
+            starts.append(wave.shape[0] - window)
+        return starts
+    hop = max(window // 4, 1)  # finer than `all` so a short loud event is caught whole
+    candidates = list(range(0, wave.shape[0] - window + 1, hop)) + [wave.shape[0] - window]
+    energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
+    return [max(candidates, key=lambda s: energy[s + window] - energy[s])]
+
+
 def split_windows(wave: np.ndarray, window: int, policy: str = "first") -> list[np.ndarray]:
     """The windows a long sound is heard through: `first`, the `loudest` (highest RMS), or `all` in order.
 
-    `all` covers the clip with consecutive windows; the last one ends at the clip's end (overlapping
-    its neighbour) so no window is padded.
+    A clip shorter than the window is repeat-padded to it (`fit_to_window`); see `window_starts` for where
+    each window begins.
     """
+    starts = window_starts(wave, window, policy)
     if wave.shape[0] <= window:
         return [fit_to_window(wave, window)]
-    starts = list(range(0, wave.shape[0] - window + 1, window))
-    if starts[-1] + window < wave.shape[0]:
-        starts.append(wave.shape[0] - window)
-    if policy == "first":
-        return [wave[:window]]
-    if policy == "all":
-        return [wave[s : s + window] for s in starts]
-    if policy == "loudest":
-        hop = max(window // 4, 1)  # finer than `all` so a short loud event is caught whole
-        candidates = list(range(0, wave.shape[0] - window + 1, hop)) + [wave.shape[0] - window]
-        energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
-        best = max(candidates, key=lambda s: energy[s + window] - energy[s])
-        return [wave[best : best + window]]
-    raise ValueError(f"unknown window policy {policy!r}; use 'first', 'loudest' or 'all'")
+    return [wave[s : s + window] for s in starts]
