@@ -1,0 +1,430 @@
+"""AudioToImagePipeline on tiny models: 2 DPM-Solver++ steps at 32 × 32 pixels (16 × 16 latents)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline
+from transformers import Wav2Vec2BertConfig
+
+from align.audio import SAMPLE_RATE, AudioError
+from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+from align.targets import encode_captions
+from generate.pipeline import AudioToImagePipeline, AudioToImagePipelineOutput
+from tests import tiny_models
+
+FAST = {"num_inference_steps": 2, "height": 32, "width": 32}
+
+
+def tone(seconds: float, freq: float = 440.0, rate: int = SAMPLE_RATE, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def seeded(*seeds: int) -> torch.Generator | list[torch.Generator]:
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    return gens[0] if len(gens) == 1 else gens
+
+
+def build_pipeline(text_mixing: bool = False) -> AudioToImagePipeline:
+    text_encoder, tokenizer = tiny_models.tiny_text_encoder(), tiny_models.tiny_tokenizer()
+    empty = encode_captions([""], text_encoder, tokenizer)[0]
+    pipe = AudioToImagePipeline(
+        vae=tiny_models.tiny_vae(), audio_encoder=tiny_models.tiny_audio_encoder(empty_embedding=empty),
+        feature_extractor=tiny_models.feature_extractor(), unet=tiny_models.tiny_unet(), scheduler=tiny_models.sd21_scheduler(),
+        text_encoder=text_encoder if text_mixing else None, tokenizer=tokenizer if text_mixing else None,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one thread is 10-50x faster than two fighting other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write(path, data: bytes | str) -> str:
+    path.write_bytes(data) if isinstance(data, bytes) else path.write_text(data)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return build_pipeline()
+
+
+@pytest.fixture(scope="module")
+def text_pipe():
+    return build_pipeline(text_mixing=True)
+
+
+@pytest.fixture
+def capture_unet(pipe):
+    """Records the `encoder_hidden_states` of every UNet call."""
+    seen = []
+    handles = []
+
+    def attach(target):
+        def hook(module, args, kwargs):
+            seen.append(kwargs["encoder_hidden_states"].clone())
+
+        handles.append(target.unet.register_forward_pre_hook(hook, with_kwargs=True))
+        return seen
+
+    yield attach
+    for handle in handles:
+        handle.remove()
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A tiny SD 2.1-like base model folder (DDIM scheduler config with v-prediction, as SD 2.1 ships)."""
+    folder = tmp_path_factory.mktemp("base")
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="v_prediction",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    StableDiffusionPipeline(
+        vae=tiny_models.tiny_vae(), text_encoder=tiny_models.tiny_text_encoder(), tokenizer=tiny_models.tiny_tokenizer(),
+        unet=tiny_models.tiny_unet(), scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    ).save_pretrained(folder)
+    return folder
+
+
+# -- end to end -------------------------------------------------------------------------------------------------
+
+
+def test_audio_in_images_out(pipe):
+    out = pipe(tone(2.0), sampling_rate=SAMPLE_RATE, num_images_per_prompt=2, generator=seeded(0), **FAST)
+    assert isinstance(out, AudioToImagePipelineOutput)
+    assert len(out.images) == 2 and all(im.size == (32, 32) and im.mode == "RGB" for im in out.images)
+    pixels = np.stack([np.asarray(im, dtype=np.float32) for im in out.images])
+    assert pixels.std() > 1.0  # not a blank image
+    assert not np.array_equal(pixels[0], pixels[1])  # two draws of noise, two images
+    assert out.scores is None and [w["audio"] for w in out.windows] == [0, 0]
+
+    as_np = pipe(tone(2.0), sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
+    assert as_np.shape == (1, 32, 32, 3) and as_np.dtype == np.float32
+    np.testing.assert_allclose(as_np[0] * 255, pixels[0], atol=1.0)
+    latents = pipe(tone(2.0), sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="latent", **FAST).images
+    assert latents.shape == (1, 4, 16, 16)
+
+
+def test_same_seed_same_image_other_seed_other_image(pipe):
+    first = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(7), output_type="np", **FAST).images
+    again = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(7), output_type="np", **FAST).images
+    other = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(8), output_type="np", **FAST).images
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+
+
+def test_every_audio_form_and_rate_gives_the_same_image(pipe, tmp_path):
+    import soundfile as sf
+
+    wave_44k = tone(1.5, rate=44_100)
+    path = tmp_path / "clip.wav"
+    sf.write(path, wave_44k, 44_100, subtype="FLOAT")
+    stereo = np.stack([wave_44k, wave_44k], axis=1)
+    results = [
+        pipe(src, sampling_rate=rate, generator=seeded(0), output_type="np", **FAST).images
+        for src, rate in [(str(path), None), (path.read_bytes(), None), (wave_44k, 44_100), ((44_100, wave_44k), None), (stereo, 44_100)]
+    ]
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], atol=1e-5)  # resampled, not refused
+
+
+def test_save_load_round_trip(pipe, text_pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "audio_only")
+    index = json.loads((tmp_path / "audio_only" / "model_index.json").read_text())
+    assert index["audio_encoder"] == ["align.encoder", "AudioPromptEncoder"]  # importable module: loadable
+    assert index["text_encoder"] == [None, None] and index["tokenizer"] == [None, None]
+    assert list((tmp_path / "audio_only" / "audio_encoder").glob("*.safetensors"))
+    loaded = AudioToImagePipeline.from_pretrained(tmp_path / "audio_only")
+    loaded.set_progress_bar_config(disable=True)
+    assert isinstance(loaded.audio_encoder, AudioPromptEncoder) and loaded.text_encoder is None and loaded.tokenizer is None
+    torch.testing.assert_close(loaded.audio_encoder.empty_embedding, pipe.audio_encoder.empty_embedding)
+    want = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(3), output_type="np", **FAST).images
+    got = loaded(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(3), output_type="np", **FAST).images
+    np.testing.assert_array_equal(got, want)
+
+    text_pipe.save_pretrained(tmp_path / "with_text")
+    loaded = AudioToImagePipeline.from_pretrained(tmp_path / "with_text")
+    assert loaded.text_encoder is not None and loaded.tokenizer is not None
+
+
+# -- batches ----------------------------------------------------------------------------------------------------
+
+
+def test_batch_equals_single_calls(pipe):
+    a, b = tone(1.0, 300.0), tone(2.5, 900.0, amplitude=0.6)
+    batch = pipe([(SAMPLE_RATE, a), (SAMPLE_RATE, b)], generator=seeded(0, 1), output_type="np", **FAST)
+    single_a = pipe(a, sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
+    single_b = pipe(b, sampling_rate=SAMPLE_RATE, generator=seeded(1), output_type="np", **FAST).images
+    np.testing.assert_allclose(batch.images, np.concatenate([single_a, single_b]), atol=1e-4)
+    assert [w["audio"] for w in batch.windows] == [0, 1]
+    assert np.abs(single_a - single_b).max() > 1e-3  # the two sounds do give different images
+
+
+def test_num_images_per_prompt_equals_single_calls(pipe):
+    many = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, num_images_per_prompt=2, generator=seeded(4, 5), output_type="np", **FAST).images
+    one = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(4), output_type="np", **FAST).images
+    two = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(5), output_type="np", **FAST).images
+    np.testing.assert_allclose(many, np.concatenate([one, two]), atol=1e-4)
+
+
+# -- guidance ---------------------------------------------------------------------------------------------------
+
+
+def test_guidance_uses_the_stored_empty_encoding(pipe, capture_unet):
+    seen = capture_unet(pipe)
+    waves = [tone(1.0, 300.0), tone(1.0, 800.0)]
+    pipe([(SAMPLE_RATE, w) for w in waves], generator=seeded(0), **FAST)
+    assert len(seen) == 2  # one UNet call a step: conditional and unconditional in one batch
+    states = seen[0]
+    assert states.shape == (4, 77, tiny_models.TEXT_HIDDEN)  # 2B sequences of 1 + 76 positions
+    empty = pipe.audio_encoder.empty_embedding
+    assert empty.abs().sum() > 0
+    for row in states[:2]:
+        torch.testing.assert_close(row, empty)  # unconditional half: CLIP's encoding of ""
+    window = pipe.audio_encoder.window_samples
+    with torch.no_grad():
+        audio_states = pipe.encode_audio([np.resize(w, window) for w in waves], torch.device("cpu"))
+    torch.testing.assert_close(states[2:], audio_states)
+
+    seen.clear()
+    pipe(tone(1.0), sampling_rate=SAMPLE_RATE, guidance_scale=1.0, generator=seeded(0), **FAST)
+    assert seen[0].shape[0] == 1  # guidance off: the audio states alone
+
+
+# -- windows ----------------------------------------------------------------------------------------------------
+
+
+def test_window_policy_all_is_a_storyboard_in_order(pipe):
+    window = pipe.audio_encoder.window_samples
+    wave = np.concatenate([tone(window / SAMPLE_RATE, f) for f in (200.0, 700.0)] + [tone(0.5 * window / SAMPLE_RATE, 1500.0)])
+    out = pipe(wave, sampling_rate=SAMPLE_RATE, window_policy="all", generator=seeded(0, 1, 2), output_type="np", **FAST)
+    assert len(out.images) == 3 == int(np.ceil(len(wave) / window))
+    assert [w["window"] for w in out.windows] == [0, 1, 2] and all(w["num_windows"] == 3 for w in out.windows)
+    assert [w["start_s"] for w in out.windows] == [0.0, window / SAMPLE_RATE, (len(wave) - window) / SAMPLE_RATE]
+    assert out.windows[-1]["end_s"] == len(wave) / SAMPLE_RATE
+    # image k is the image of window k alone
+    for k, start in enumerate([0, window, len(wave) - window]):
+        alone = pipe(wave[start : start + window], sampling_rate=SAMPLE_RATE, generator=seeded(k), output_type="np", **FAST).images
+        np.testing.assert_allclose(out.images[k], alone[0], atol=1e-4)
+
+
+def test_window_policy_loudest_and_first(pipe):
+    window = pipe.audio_encoder.window_samples
+    rng = np.random.default_rng(0)
+    wave = (0.01 * rng.standard_normal(3 * window)).astype(np.float32)
+    burst = slice(int(1.6 * window), int(1.8 * window))
+    wave[burst] = tone((burst.stop - burst.start) / SAMPLE_RATE, 1000.0, amplitude=0.9)
+    loud = pipe(wave, sampling_rate=SAMPLE_RATE, window_policy="loudest", generator=seeded(0), output_type="np", **FAST)
+    (info,) = loud.windows
+    start = round(info["start_s"] * SAMPLE_RATE)
+    assert start <= burst.start and burst.stop <= start + window  # the loud event is inside the chosen window
+    alone = pipe(wave[start : start + window], sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
+    np.testing.assert_allclose(loud.images, alone, atol=1e-4)
+
+    first = pipe(wave, sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST)
+    assert first.windows[0]["start_s"] == 0.0 and np.abs(first.images - loud.images).max() > 1e-3
+
+
+def test_short_clip_is_repeated_to_fill_the_window(pipe):
+    clip = tone(0.7, 500.0)
+    out = pipe(clip, sampling_rate=SAMPLE_RATE, window_policy="all", generator=seeded(0), output_type="np", **FAST)
+    assert len(out.images) == 1 and out.windows[0]["repeated"] is True and out.windows[0]["end_s"] == pytest.approx(0.7)
+    tiled = np.tile(clip, 20)[: pipe.audio_encoder.window_samples]
+    same = pipe(tiled, sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
+    np.testing.assert_allclose(out.images, same, atol=1e-5)
+
+
+# -- audio plus words -------------------------------------------------------------------------------------------
+
+
+def test_text_prompt_changes_the_image_and_its_absence_changes_nothing(pipe, text_pipe, capture_unet):
+    audio_only = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
+    no_prompt = text_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
+    np.testing.assert_array_equal(no_prompt, audio_only)  # bit-identical: nothing appended
+
+    seen = capture_unet(text_pipe)
+    painted = text_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, prompt="as an oil painting", generator=seeded(0), output_type="np", **FAST).images
+    assert np.abs(painted - audio_only).max() > 1e-3
+    states = seen[0]
+    assert states.shape == (2, 77 + 77, tiny_models.TEXT_HIDDEN)  # audio positions, then the prompt's
+    text = encode_captions(["as an oil painting"], text_pipe.text_encoder, text_pipe.tokenizer)[0]
+    empty = encode_captions([""], text_pipe.text_encoder, text_pipe.tokenizer)[0]
+    torch.testing.assert_close(states[1, 77:], text)
+    torch.testing.assert_close(states[0], torch.cat([text_pipe.audio_encoder.empty_embedding, empty]))
+
+    weak = text_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, prompt="as an oil painting", text_weight=0.3, generator=seeded(0), output_type="np", **FAST).images
+    assert np.abs(weak - painted).max() > 1e-4
+
+
+def test_text_prompt_without_text_encoder_is_explained(pipe):
+    with pytest.raises(ValueError, match="text_mixing=True"):
+        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, prompt="as an oil painting", **FAST)
+
+
+def test_one_prompt_per_sound(text_pipe):
+    with pytest.raises(ValueError, match="one prompt, or one per sound"):
+        text_pipe([(SAMPLE_RATE, tone(1.0))], prompt=["a", "b"], **FAST)
+
+
+# -- ranking ----------------------------------------------------------------------------------------------------
+
+
+class BrightnessScorer:
+    """Deterministic stand-in for the CLAP + CLIP scorer: brighter is better."""
+
+    def __init__(self):
+        self.calls = []
+
+    def score_images(self, audio_16k_mono: np.ndarray, images: list) -> torch.Tensor:
+        self.calls.append((audio_16k_mono.shape, len(images)))
+        return torch.tensor([float(np.asarray(im, dtype=np.float32).mean()) for im in images])
+
+
+def brightness(image: np.ndarray) -> float:
+    return float(np.asarray(image, dtype=np.float32).mean())
+
+
+def test_best_of_keeps_the_best_candidates_best_first(pipe):
+    scorer = BrightnessScorer()
+    out = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, num_images_per_prompt=2, best_of=3, scorer=scorer, generator=seeded(0), **FAST)
+    assert scorer.calls == [((pipe.audio_encoder.window_samples,), 6)]  # one window, 2 × 3 candidates
+    assert len(out.images) == 2 and out.scores.shape == (2,)
+    assert out.scores[0] >= out.scores[1]
+    assert [brightness(im) for im in out.images] == pytest.approx(out.scores.tolist())
+    # the same six candidates without ranking: the two kept are the two brightest
+    candidates = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, num_images_per_prompt=6, generator=seeded(0), **FAST).images
+    best = sorted((brightness(im) for im in candidates), reverse=True)[:2]
+    assert out.scores.tolist() == pytest.approx(best)
+    assert best[0] > min(brightness(im) for im in candidates)  # the ranking did have something to choose
+
+
+def test_ranking_is_per_window(pipe):
+    window = pipe.audio_encoder.window_samples
+    wave = np.concatenate([tone(window / SAMPLE_RATE, 300.0), tone(window / SAMPLE_RATE, 900.0)])
+    out = pipe(wave, sampling_rate=SAMPLE_RATE, window_policy="all", best_of=2, scorer=BrightnessScorer(), generator=seeded(0), **FAST)
+    assert [w["window"] for w in out.windows] == [0, 1] and out.scores.shape == (2,)
+
+
+def test_best_of_needs_a_scorer(pipe):
+    with pytest.raises(ValueError, match="needs a `scorer`"):
+        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, best_of=2, **FAST)
+
+
+# -- assembly ---------------------------------------------------------------------------------------------------
+
+
+def test_original_checkpoint_layout_loads(tiny_base, tmp_path, capture_unet):
+    # the public original: a plain Wav2Vec2BertModel with adapter, 47 tokens, no stored empty encoding
+    tiny_models.tiny_audio_encoder(47).audio_model.save_pretrained(tmp_path / "original")
+    assert json.loads((tmp_path / "original" / "config.json").read_text())["model_type"] == "wav2vec2-bert"
+    pipe = AudioToImagePipeline.from_base_model(tiny_base, tmp_path / "original", num_audio_tokens=47, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.text_encoder is None and pipe.tokenizer is None  # used for "" once, then dropped
+    assert pipe.scheduler.__class__.__name__ == "DPMSolverMultistepScheduler"
+    assert pipe.scheduler.config.algorithm_type == "dpmsolver++" and pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.dtype == torch.float32 and pipe.device.type == "cpu"
+    base_text = StableDiffusionPipeline.from_pretrained(tiny_base, safety_checker=None)
+    empty = encode_captions([""], base_text.text_encoder, base_text.tokenizer)[0]
+    torch.testing.assert_close(pipe.audio_encoder.empty_embedding, empty[:48])
+
+    seen = capture_unet(pipe)
+    out = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(0), **FAST)
+    assert len(out.images) == 1 and seen[0].shape == (2, 48, tiny_models.TEXT_HIDDEN)
+
+    mixing = AudioToImagePipeline.from_base_model(tiny_base, tmp_path / "original", text_mixing=True, device="cpu")
+    assert mixing.text_encoder is not None and mixing.audio_encoder.sequence_length == 48
+
+
+def test_our_checkpoint_keeps_its_stored_empty_encoding(tiny_base, tmp_path):
+    encoder = tiny_models.tiny_audio_encoder(empty_embedding=torch.full((77, tiny_models.TEXT_HIDDEN), 0.5))
+    encoder.save_pretrained(tmp_path / "ours")
+    pipe = AudioToImagePipeline.from_base_model(tiny_base, tmp_path / "ours", device="cpu")
+    assert pipe.text_encoder is None
+    torch.testing.assert_close(pipe.audio_encoder.empty_embedding, torch.full((77, tiny_models.TEXT_HIDDEN), 0.5))
+
+
+# -- bad input --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: str(tmp / "missing.wav"), "no such file"),
+        (lambda tmp: write(tmp / "empty.wav", b""), "empty"),
+        (lambda tmp: write(tmp / "corrupt.wav", b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(40))), "decode|not a readable"),
+        (lambda tmp: write(tmp / "notes.txt", "not a sound at all\n" * 20), "decode|not a readable"),
+        (lambda tmp: b"", "empty"),
+        (lambda tmp: (SAMPLE_RATE, np.zeros(SAMPLE_RATE, dtype=np.float32)), "silent"),
+        (lambda tmp: (SAMPLE_RATE, np.zeros(0, dtype=np.float32)), "no samples"),
+        (lambda tmp: (SAMPLE_RATE, np.full(SAMPLE_RATE, np.nan, dtype=np.float32)), "NaN"),
+        (lambda tmp: (SAMPLE_RATE, tone(3.0)), "over the 2 s limit"),
+    ],
+    ids=["missing", "empty-file", "corrupt", "not-audio", "empty-bytes", "silent", "no-samples", "nan", "too-long"],
+)
+def test_bad_audio_is_named(pipe, tmp_path, make, message):
+    with pytest.raises(AudioError, match=message):
+        pipe(make(tmp_path), max_audio_seconds=2.0, **FAST)
+
+
+def test_bad_item_in_a_batch_is_pointed_at(pipe):
+    with pytest.raises(AudioError, match="audio 1: .*silent"):
+        pipe([(SAMPLE_RATE, tone(1.0)), (SAMPLE_RATE, np.zeros(8000, dtype=np.float32))], **FAST)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"audio": None}, "no audio given"),
+        ({"audio": [0.1, 0.2, 0.3]}, "list of numbers"),
+        ({"audio": np.ones(100, dtype=np.float32)}, "needs its sampling_rate"),
+        ({"height": 36}, "divisible by 8"),
+        ({"window_policy": "middle"}, "unknown `window_policy`"),
+        ({"num_images_per_prompt": 0}, "positive integer"),
+        ({"output_type": "jpeg"}, "unknown `output_type`"),
+        ({"scorer": object()}, "score_images"),
+        ({"callback_on_step_end_tensor_inputs": ["noise"]}, "callback_on_step_end_tensor_inputs"),
+    ],
+)
+def test_bad_arguments_are_named(pipe, kwargs, message):
+    call = {"audio": (SAMPLE_RATE, tone(1.0)), **FAST, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        pipe(**call)
+
+
+def test_encoder_width_must_match_the_unet():
+    audio_config = adapter_settings(
+        Wav2Vec2BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, conv_depthwise_kernel_size=3),
+        output_hidden_size=24,
+    )
+    encoder = AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=audio_config))
+    with pytest.raises(ValueError, match="24-dim states but the UNet reads 32-dim"):
+        AudioToImagePipeline(vae=tiny_models.tiny_vae(), audio_encoder=encoder, feature_extractor=tiny_models.feature_extractor(),
+                             unet=tiny_models.tiny_unet(), scheduler=tiny_models.sd21_scheduler())
+
+
+def test_missing_model_files_are_named(tiny_base, tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        AudioToImagePipeline.from_base_model(tmp_path / "no_base", tmp_path / "no_encoder", device="cpu")
+    with pytest.raises(FileNotFoundError, match="no audio encoder"):
+        AudioToImagePipeline.from_base_model(tiny_base, tmp_path / "no_encoder", device="cpu")
+
+
+def test_callback_on_step_end_sees_every_step(pipe):
+    steps = []
+
+    def callback(p, i, t, kwargs):
+        steps.append((i, kwargs["latents"].shape))
+        return {}
+
+    pipe(tone(1.0), sampling_rate=SAMPLE_RATE, callback_on_step_end=callback, **FAST)
+    assert steps == [(0, (1, 4, 16, 16)), (1, (1, 4, 16, 16))]
