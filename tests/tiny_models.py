@@ -89,3 +89,49 @@ def sd21_scheduler() -> DPMSolverMultistepScheduler:
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="v_prediction",
         algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="leading", steps_offset=1,
     )
+
+
+# Scoring (generate/scoring.py): a tiny CLAP and a tiny CLIP with their real processors, built offline.
+
+
+def tiny_clap_tokenizer():
+    """A byte-level BPE RobertaTokenizer (CLAP's text tokenizer) with no merges: every byte is a token."""
+    from transformers import RobertaTokenizer
+
+    # RoBERTa's special-token ids (<s>=0, <pad>=1, </s>=2) so ClapTextConfig's defaults hold.
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    vocab = {token: i for i, token in enumerate(specials + list(bytes_to_unicode().values()))}
+    return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=64)
+
+
+def tiny_clap():
+    """(ClapModel, ClapProcessor): unfused HTSAT, 16 mel bins, a 1 s window at the real 48 kHz."""
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
+
+    tokenizer = tiny_clap_tokenizer()
+    extractor = ClapFeatureExtractor(feature_size=16, sampling_rate=48_000, max_length_s=1, truncation="rand_trunc")
+    torch.manual_seed(0)
+    config = ClapConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=37, max_position_embeddings=66, projection_dim=16),
+        audio_config=dict(num_mel_bins=16, spec_size=64, window_size=4, patch_size=4, patch_stride=(4, 4), hidden_size=32,
+                          patch_embeds_hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], projection_dim=16),
+        projection_dim=16,
+    )
+    return ClapModel(config).eval(), ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def tiny_clip():
+    """(CLIPModel, CLIPProcessor): 32 px ViT and the real CLIP tokenizer; the PIL image processor (no torchvision)."""
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    processor = CLIPProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                              tokenizer=tiny_tokenizer())
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                         max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=0),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4),
+        projection_dim=16,
+    )
+    return CLIPModel(config).eval(), processor
