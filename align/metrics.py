@@ -65,10 +65,11 @@ def evaluate(encoder, loader, cache, first_position: int = 1, captions: list[str
         if batch["input_features"] is None:
             continue
         audio = encoder(batch["input_features"].to(device), attention_mask=batch["attention_mask"].to(device)).last_hidden_state
-        targets = candidates[torch.tensor([position[c] for c in batch["captions"]], device=device)]
+        window = candidates[:, : audio.shape[1]]  # a shorter window is compared with the targets' first positions (causal CLIP)
+        targets = window[torch.tensor([position[c] for c in batch["captions"]], device=device)]
         cosines.append(sequence_cosine(audio, targets, first_position))
         errors.append(sequence_mse(audio, targets, first_position))
-        similarities.append(similarity_matrix(audio, candidates, first_position))
+        similarities.append(similarity_matrix(audio, window, first_position))
         correct.extend(position[c] for c in batch["captions"])
     encoder.train(was_training)
     if not correct:

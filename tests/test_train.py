@@ -1,0 +1,174 @@
+"""The training script end to end on tiny models: launched as users launch it, killed and resumed, LoRA, targets once."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import CLIPTextModel
+
+from align import train
+from align.encoder import load_audio_encoder
+from align.loss import AlignmentLoss
+from align.targets import encode_captions
+from tests import tiny_models
+
+REPO = Path(__file__).resolve().parents[1]
+SHORT_WINDOW_TOKENS = 12  # about 1 s: the runs that only test the loop's mechanics use it to stay fast
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny models gain nothing from threads, and on a shared 2-core machine extra threads make them several times slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """The tiny models saved as folders, the way the training script takes real ones."""
+    root = tmp_path_factory.mktemp("models")
+    tiny_models.tiny_audio_encoder().save_pretrained(root / "audio")
+    tiny_models.tiny_audio_encoder(num_audio_tokens=SHORT_WINDOW_TOKENS).save_pretrained(root / "audio_short")
+    tiny_models.tiny_text_encoder().save_pretrained(root / "text_encoder")
+    tiny_models.tiny_tokenizer().save_pretrained(root / "tokenizer")
+    return root
+
+
+def train_args(data, models, output_dir, *extra, audio="audio_short") -> list[str]:
+    return [
+        "--data-dir", str(data), "--audio-model", str(models / audio), "--text-encoder", str(models / "text_encoder"),
+        "--tokenizer", str(models / "tokenizer"), "--output-dir", str(output_dir), "--target-cache-dir", str(output_dir.parent / "targets"),
+        "--train-batch-size", "4", "--eval-batch-size", "8", "--num-workers", "0", "--lr-warmup-steps", "1", "--learning-rate", "1e-3",
+        *extra,
+    ]
+
+
+def subprocess_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines() if line.endswith("}")]  # not a line cut by a kill
+
+
+def test_two_steps_with_accelerate_launch_give_a_loadable_encoder(tmp_path, synthetic_data, saved_models, feature_extractor, tokenizer):
+    out = tmp_path / "run"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1", "--cpu",
+              "--num_cpu_threads_per_process", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "align.train"]
+    args = train_args(synthetic_data, saved_models, out, "--max-train-steps", "2", "--logging-steps", "1", "--checkpointing-steps", "2", audio="audio")
+    run = subprocess.run(launch + args,
+                         cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    encoder = load_audio_encoder(out / "final")
+    features = encoder.features([torch.randn(16000).numpy() * 0.1] * 3, feature_extractor)
+    with torch.no_grad():
+        states = encoder(**features).last_hidden_state
+    assert states.shape == (3, 77, tiny_models.TEXT_HIDDEN)
+    empty = encode_captions([""], tiny_models.tiny_text_encoder(), tokenizer)[0]
+    torch.testing.assert_close(encoder.empty_embedding, empty)  # the CFG input travels with the encoder
+    torch.testing.assert_close(states[:, 0], empty[0].expand(3, -1))
+
+    metrics = json.loads((out / "metrics.json").read_text())["history"]
+    assert [m["step"] for m in metrics] == [0, 2]  # before training, and at the end
+    assert {"cosine", "mse", "R@1", "R@5", "R@10"} <= set(metrics[0])
+    assert [r["step"] for r in read_log(out)] == [1, 2]
+    assert (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists()
+    assert (out / "final" / "model.safetensors").exists() and (out / "final" / "preprocessor_config.json").exists()
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, synthetic_data, saved_models):
+    out = tmp_path / "run"
+    args = train_args(synthetic_data, saved_models, out, "--max-train-steps", "24", "--checkpointing-steps", "4",
+                      "--checkpoints-total-limit", "2", "--logging-steps", "1", "--eval-steps", "0")
+    command = [sys.executable, "-m", "align.train", *args]
+    with open(tmp_path / "first.txt", "w") as first_output:
+        first = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=first_output, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        # kill once checkpoint-8 is written and a step after it is logged, so both runs have steps to compare
+        while not ((out / "checkpoints" / "checkpoint-8" / "trainer_state.json").exists() and max((r["step"] for r in read_log(out)), default=0) > 8):
+            assert first.poll() is None, "the first run ended before it could be killed:\n" + (tmp_path / "first.txt").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint-8 within 4 minutes"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert first.returncode == -signal.SIGKILL
+    killed_log = {r["step"]: r for r in read_log(out)}
+    last_checkpoint = max(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").exists())
+    assert 8 <= last_checkpoint < max(killed_log)
+    assert not (out / "final").exists()
+
+    resumed = subprocess.run(command + ["--resume-from-checkpoint", "latest"], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"resumed from checkpoint-{last_checkpoint} at step {last_checkpoint}" in resumed.stderr + resumed.stdout
+    log = read_log(out)
+    assert [r["step"] for r in log] == list(range(1, 25))  # continued from the checkpoint, not from 0; nothing logged twice
+    # same weights, optimizer, schedule, RNG and data position: the steps the killed run made after its checkpoint repeat exactly
+    repeated = [r for r in log if last_checkpoint < r["step"] <= max(killed_log)]
+    assert repeated
+    for record in repeated:
+        assert record["batch"] == killed_log[record["step"]]["batch"]
+        assert record["loss"] == pytest.approx(killed_log[record["step"]]["loss"], rel=1e-4)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-20", "checkpoint-24"]  # --checkpoints-total-limit 2
+    load_audio_encoder(out / "final")
+
+
+def test_lora_mode_trains_only_lora_weights(audio_encoder, feature_extractor):
+    model = train.apply_train_mode(audio_encoder, "lora", lora_rank=4, lora_alpha=8)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in name or ".lora_B." in name for name in trainable)
+    targeted = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in trainable}
+    assert targeted == set(train.LORA_TARGETS)
+
+    frozen_before = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
+    lora_before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    features = audio_encoder.features([torch.randn(24000).numpy() * 0.1 for _ in range(3)], feature_extractor, crop="random")
+    model.train()
+    audio = model(**features).last_hidden_state
+    loss = AlignmentLoss()(audio, torch.randn_like(audio))["loss"]
+    loss.backward()
+    optimizer.step()
+    for name, p in model.named_parameters():
+        if name in frozen_before:
+            assert torch.equal(p, frozen_before[name]), f"{name} changed but is not a LoRA weight"
+    assert any(not torch.equal(p, lora_before[name]) for name, p in model.named_parameters() if name in lora_before)
+
+
+def test_adapter_mode_trains_only_the_adapter(audio_encoder):
+    model = train.apply_train_mode(audio_encoder, "adapter")
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(name.startswith("audio_model.adapter.") for name in trainable)
+
+
+def test_lora_run_saves_a_plain_merged_encoder(tmp_path, synthetic_data, saved_models):
+    result = train.main(train_args(synthetic_data, saved_models, tmp_path / "run", "--train-mode", "lora", "--lora-rank", "4", "--max-train-steps", "2",
+                                   "--checkpointing-steps", "0", "--learning-rate", "5e-2"))
+    start = load_audio_encoder(saved_models / "audio").state_dict()
+    trained = load_audio_encoder(result["final_dir"])
+    assert type(trained).__name__ == "AudioPromptEncoder"
+    changed = {name for name, weight in trained.state_dict().items() if name != "empty_embedding" and not torch.equal(weight, start[name])}
+    assert changed, "training changed nothing"
+    assert all(name.rsplit(".", 2)[-2] in train.LORA_TARGETS and name.endswith(".weight") for name in changed)  # only LoRA-merged linears
+
+
+def test_targets_are_computed_once_not_every_step(tmp_path, synthetic_data, saved_models, monkeypatch):
+    calls = []
+    forward = CLIPTextModel.forward
+    monkeypatch.setattr(CLIPTextModel, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    counts = []
+    for steps in (1, 4):
+        calls.clear()
+        out = tmp_path / f"run{steps}"
+        train.main(train_args(synthetic_data, saved_models, out, "--max-train-steps", str(steps), "--checkpointing-steps", "0",
+                              "--target-cache-dir", str(tmp_path / f"targets{steps}")))  # a fresh cache: targets are computed in each run
+        counts.append(len(calls))
+    assert counts == [2, 2]  # "" and one batch of the 8 captions, however many steps follow
