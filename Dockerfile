@@ -1,0 +1,60 @@
+# The audio-to-image app in a container.
+#
+#   docker build -t audio2image .                                   # CPU torch (default)
+#   docker build -t audio2image:gpu --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
+#   docker run -p 7860:7860 -v audio2image-hf:/data/hf audio2image
+#   docker run --gpus all -p 7860:7860 -v audio2image-hf:/data/hf audio2image:gpu
+#
+# The CUDA wheels bring their own CUDA runtime (nvidia-* pip packages), so the same slim base serves
+# both variants; the host needs only the NVIDIA driver and the NVIDIA Container Toolkit.
+FROM python:3.11-slim-bookworm
+
+# torch is installed on its own, from the PyTorch index that matches the device, before the rest of
+# the pinned requirements (whose torch==2.13.0 it then satisfies: 2.13.0+cpu is version 2.13.0).
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/data/hf \
+    GRADIO_SERVER_NAME=0.0.0.0 \
+    GRADIO_SERVER_PORT=7860 \
+    GRADIO_ANALYTICS_ENABLED=False
+
+# libsndfile decodes wav/flac/ogg/mp3 (align.audio). Debian's security updates replace exact package
+# versions, so pinning one would break later builds; the base image tag fixes the Debian release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libsndfile1 \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# Run as an unprivileged user. The code stays owned by root (read-only to the app); only the model
+# cache is the user's. The volume is declared after the chown so a new named volume inherits it.
+RUN groupadd --gid 1000 app \
+    && useradd --create-home --uid 1000 --gid app app \
+    && mkdir -p /data/hf \
+    && chown -R app:app /data
+VOLUME ["/data/hf"]
+
+WORKDIR /app
+COPY app.py ./
+COPY align/ align/
+COPY generate/ generate/
+COPY examples/ examples/
+
+# Numeric, so orchestrators that enforce runAsNonRoot can verify it without reading /etc/passwd.
+USER 1000:1000
+EXPOSE 7860
+
+# No curl in the slim image: ask the app's own page with Python. The long start period covers the first
+# start, which downloads the models (several GB) into the volume before the server opens.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=15m --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://localhost:%s/' % os.environ.get('GRADIO_SERVER_PORT', '7860'), timeout=8)"]
+
+CMD ["python", "app.py"]

