@@ -1,0 +1,188 @@
+"""Evaluation runs on the synthetic audiofolder with tiny models: metrics, report, resuming, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from generate import evaluate
+from generate.scoring import agreement
+from tests import tiny_models
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one thread is much faster than two fighting other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A saved tiny pipeline, CLAP and CLIP, as the command line loads them."""
+    from align.targets import encode_captions
+    from generate.pipeline import AudioToImagePipeline
+
+    root = tmp_path_factory.mktemp("models")
+    text_encoder, tokenizer = tiny_models.tiny_text_encoder(), tiny_models.tiny_tokenizer()
+    AudioToImagePipeline(
+        vae=tiny_models.tiny_vae(), audio_encoder=tiny_models.tiny_audio_encoder(empty_embedding=encode_captions([""], text_encoder, tokenizer)[0]),
+        feature_extractor=tiny_models.feature_extractor(), unet=tiny_models.tiny_unet(), scheduler=tiny_models.sd21_scheduler(),
+    ).save_pretrained(root / "pipeline")
+    for name, (model, processor) in (("clap", tiny_models.tiny_clap()), ("clip", tiny_models.tiny_clip())):
+        model.save_pretrained(root / name)
+        processor.save_pretrained(root / name)
+    return root
+
+
+def argv(models, data, out, *extra):
+    return ["--data", str(data), "--out", str(out), "--pipeline", str(models / "pipeline"), "--clap-model", str(models / "clap"),
+            "--clip-model", str(models / "clip"), "--steps", "2", "--height", "32", "--width", "32", "--device", "cpu", "--quiet", *extra]
+
+
+def count_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
+    """Record which clips are generated; optionally stop the run (as Ctrl-C would) when clip `fail_at` starts."""
+    calls, original = [], evaluate.evaluate_clip
+
+    def wrapped(clip, *args, **kwargs):
+        if clip.index == fail_at:
+            raise KeyboardInterrupt
+        calls.append(clip.index)
+        return original(clip, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "evaluate_clip", wrapped)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def full_run(models, synthetic_data, tmp_path_factory):
+    """--limit 3, then the full test split (8 clips) in the same folder: the second run must do only the other 5."""
+    out = tmp_path_factory.mktemp("run") / "synthetic"
+    with pytest.MonkeyPatch.context() as mp:
+        first = count_calls(mp)
+        assert evaluate.main(argv(models, synthetic_data, out, "--num-images", "2", "--limit", "3")) == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in sorted((out / "clips").iterdir()) + sorted((out / "images").iterdir())}
+    with pytest.MonkeyPatch.context() as mp:
+        second = count_calls(mp)
+        assert evaluate.main(argv(models, synthetic_data, out, "--num-images", "2")) == 0
+    return out, first, second, stamps
+
+
+def test_resumed_run_skips_finished_clips(full_run):
+    out, first, second, stamps = full_run
+    assert first == [0, 1, 2] and second == [3, 4, 5, 6, 7]
+    assert len(stamps) == 3 * 2 + 3 * 2  # json + npz, 2 images, per clip
+    for name, stamp in stamps.items():
+        assert (out / ("clips" if name.endswith(("json", "npz")) else "images") / name).stat().st_mtime_ns == stamp, name
+
+
+def test_metrics_match_the_saved_per_clip_results(full_run):
+    out = full_run[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    records = [json.loads((out / "clips" / f"clip_{i:05d}.json").read_text()) for i in range(8)]
+    probs = [np.load(out / "clips" / f"clip_{i:05d}.npz") for i in range(8)]
+    assert metrics["num_clips"] == metrics["num_scored_clips"] == 8 and metrics["num_images"] == 16 and metrics["failed_clips"] == []
+    assert metrics["vocabulary"] == "esc50" and metrics["vocabulary_size"] == 50
+    # Recompute from the files, by plain loops: AIC, agreement, and the rank score over the 8 × 16 matrix.
+    assert metrics["aic_accuracy"] == pytest.approx(np.mean([a for r in records for a in r["aic"]]))
+    assert metrics["mean_agreement"] == pytest.approx(np.mean([a for r in records for a in r["agreement"]]), abs=1e-6)
+    images = [(c, torch.from_numpy(q)) for c, p in enumerate(probs) for q in p["image_probs"]]
+    ranks = []
+    for c, p in enumerate(probs):
+        audio = torch.from_numpy(p["audio_probs"])
+        others = [agreement(audio, q).item() for owner, q in images if owner != c]
+        for q in p["image_probs"]:
+            own = agreement(audio, torch.from_numpy(q)).item()
+            ranks.append((c, 100 * np.mean([1.0 if o < own else 0.5 if o == own else 0.0 for o in others])))
+    per_clip = [np.mean([r for c, r in ranks if c == clip]) for clip in range(8)]
+    assert metrics["rank_score"] == pytest.approx(np.mean(per_clip), abs=1e-4)
+    assert 0 <= metrics["rank_score"] <= 100
+    assert -1 <= metrics["audio_caption_similarity"] <= 1 and -1 <= metrics["image_caption_similarity"] <= 1
+    for record, p in zip(records, probs):
+        assert record["caption"] and len(record["images"]) == 2
+        assert np.allclose(record["agreement"], agreement(torch.from_numpy(p["audio_probs"])[None], torch.from_numpy(p["image_probs"])).numpy(), atol=1e-6)
+
+
+def test_report_grid_and_plot_are_written(full_run):
+    out = full_run[0]
+    report = (out / "report.md").read_text()
+    assert "![grid](grid.png)" in report and "![scores](scores.png)" in report and "rank score" in report
+    assert "a low steady hum" in report  # the per-clip table names the captions
+    with Image.open(out / "grid.png") as grid:
+        assert grid.width > 2 * 160 and grid.height >= 8 * 160  # 8 clips × 2 images
+    with Image.open(out / "scores.png") as plot:
+        assert plot.format == "PNG"
+    assert json.loads((out / "run.json").read_text())["arguments"]["num_images"] == 2
+
+
+def test_interrupted_run_resumes_with_the_same_images(full_run, models, synthetic_data, tmp_path, monkeypatch):
+    # Stopped while clip 2 was starting: 0 and 1 are finished, nothing of 2 and no summary exists.
+    out = tmp_path / "interrupted"
+    calls = count_calls(monkeypatch, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.main(argv(models, synthetic_data, out, "--num-images", "2", "--limit", "4"))
+    assert calls == [0, 1]
+    assert sorted(p.name for p in (out / "clips").iterdir()) == ["clip_00000.json", "clip_00000.npz", "clip_00001.json", "clip_00001.npz"]
+    assert not (out / "metrics.json").exists()
+    monkeypatch.undo()
+    calls = count_calls(monkeypatch)
+    assert evaluate.main(argv(models, synthetic_data, out, "--num-images", "2", "--limit", "4")) == 0
+    assert calls == [2, 3]
+    # Per-clip seeds: the same pixels as the run that went 0-2 then 3-7.
+    for i in range(4):
+        for k in range(2):
+            name = f"images/clip_{i:05d}_{k}.png"
+            assert np.array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(full_run[0] / name))), name
+    assert json.loads((out / "metrics.json").read_text())["num_clips"] == 4
+
+
+def test_other_settings_in_the_same_folder_are_refused(full_run, models, synthetic_data, capsys):
+    assert evaluate.main(argv(models, synthetic_data, full_run[0], "--num-images", "2", "--seed", "1")) == 1
+    assert "seed: 0 → 1" in capsys.readouterr().err
+
+
+def test_audio_only_folder_with_a_corrupt_file(models, tmp_path):
+    # No metadata: every audio file is a clip, there are no captions, and a corrupt file is counted, not fatal.
+    data = tmp_path / "sounds"
+    data.mkdir()
+    rate = 16_000
+    t = np.arange(rate) / rate
+    sf.write(data / "a_tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
+    (data / "b_broken.wav").write_bytes(b"RIFF not really a wav file")
+    sf.write(data / "c_noise.wav", (0.1 * np.random.default_rng(0).standard_normal(rate)).astype(np.float32), rate)
+    out = tmp_path / "run"
+    assert evaluate.main(argv(models, data, out, "--vocabulary", "audioset")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_clips"] == 3 and metrics["num_scored_clips"] == 2 and metrics["num_images"] == 2
+    assert [f["name"] for f in metrics["failed_clips"]] == ["b_broken.wav"]
+    assert metrics["audio_caption_similarity"] is None and metrics["image_caption_similarity"] is None
+    assert metrics["vocabulary_size"] == 527
+    assert "error" in (out / "report.md").read_text()
+
+
+def test_clip_seed_depends_on_run_seed_and_index_only():
+    assert evaluate.clip_seed(0, 5) == evaluate.clip_seed(0, 5)
+    assert len({evaluate.clip_seed(s, i) for s in range(3) for i in range(50)}) == 150
+
+
+def test_missing_data_is_explained(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert evaluate.main(["--data", str(empty), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    assert "no metadata.jsonl" in capsys.readouterr().err
+
+
+def test_help_explains_the_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--data", "--pipeline", "--base-model", "--vocabulary", "--limit", "--num-images", "--caption-column", "rank_score"):
+        assert flag in text
