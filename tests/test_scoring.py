@@ -19,6 +19,15 @@ from generate.scoring import (
 )
 from tests import tiny_models
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one thread is much faster than two fighting other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Arithmetic
 
@@ -248,3 +257,31 @@ def test_scorer_saved_models_load_with_from_pretrained(scorer, tmp_path):
     loaded = AudioImageScorer.from_pretrained(str(tmp_path / "clap"), str(tmp_path / "clip"), vocabulary="esc50", device="cpu")
     images = _images(2)
     assert torch.allclose(loaded.score_images(_sound(1.2), images), scorer.score_images(_sound(1.2), images), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ranking in the pipeline (best_of) with the real scorer
+
+
+def test_pipeline_best_of_keeps_what_the_scorer_ranks_first(scorer):
+    from align.targets import encode_captions
+    from generate.pipeline import AudioToImagePipeline
+
+    text_encoder, tokenizer = tiny_models.tiny_text_encoder(), tiny_models.tiny_tokenizer()
+    pipe = AudioToImagePipeline(
+        vae=tiny_models.tiny_vae(), audio_encoder=tiny_models.tiny_audio_encoder(empty_embedding=encode_captions([""], text_encoder, tokenizer)[0]),
+        feature_extractor=tiny_models.feature_extractor(), unet=tiny_models.tiny_unet(), scheduler=tiny_models.sd21_scheduler(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    sound, fast = (16_000, _sound(1.0)), {"num_inference_steps": 2, "height": 32, "width": 32}
+    # The same noise makes the same 4 candidates with or without ranking; the scorer sees the window the pipeline heard.
+    candidates = pipe(sound, num_images_per_prompt=4, generator=torch.Generator().manual_seed(0), **fast).images
+    window = pipe.load_windows(sound, None, "first", None)[0][0]
+    expected = scorer.score_images(window, candidates)
+    order = expected.argsort(descending=True)
+    ranked = pipe(sound, num_images_per_prompt=2, best_of=2, scorer=scorer, generator=torch.Generator().manual_seed(0), **fast)
+    assert len(ranked.images) == 2
+    assert torch.allclose(ranked.scores, expected[order[:2]], atol=1e-6)
+    assert ranked.scores[0] >= ranked.scores[1]
+    for image, index in zip(ranked.images, order[:2].tolist()):
+        assert np.array_equal(np.asarray(image), np.asarray(candidates[index]))
