@@ -8,7 +8,8 @@ For each clip: images (`images/clip_00012_0.png`), then its scores (`clips/clip_
 vocabulary distributions in `clips/clip_00012.npz`). The JSON is written last, atomically, so a clip with a
 JSON is finished: a run stopped for any reason picks up where it was when started again with the same
 arguments (`--limit` may grow). Each clip's noise comes from `--seed` and the clip's index, so a resumed run
-makes the same images as an uninterrupted one.
+makes the same images as an uninterrupted one. Images come from the clip's first encoder window (~6 s, the
+pipeline's default); the scores hear the whole clip (CLAP's 10 s windows, averaged).
 
 At the end (main process): `metrics.json`, `report.md`, `grid.png` (clips × images) and `scores.png`.
 Metrics (see generate.scoring for the scores themselves):
@@ -29,6 +30,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,7 @@ class IncompleteRunError(RuntimeError):
 class Clip:
     index: int
     name: str
-    source: object  # a path, or a Hub row's {"bytes", "path"}
+    source: object  # a path, or a function giving a Hub row's {"bytes", "path"}
     caption: str | None
 
 
@@ -63,6 +65,8 @@ class Clip:
 
 
 def _read_audio(source) -> np.ndarray:
+    if callable(source):  # a Hub row, fetched only now
+        source = source()
     if isinstance(source, dict):  # a Hub row cast to Audio(decode=False): bytes, or a local path
         source = source.get("bytes") or source.get("path")
         if not source:
@@ -87,7 +91,8 @@ def read_clips(data: str, split: str = "test", audio_column: str | None = None, 
     Records are read with align.data (captions from a caption column, or made from labels); data with neither
     is read as audio only, and the caption similarities are left out.
     """
-    from align.data import CAPTION_COLUMNS, LABEL_COLUMNS, METADATA_FILES, pairs_from_folder, pairs_from_hub_dataset, read_metadata
+    from align.data import (CAPTION_COLUMNS, LABEL_COLUMNS, METADATA_FILES, HubAudioColumn, pairs_from_folder, pairs_from_hub_dataset,
+                            read_metadata)
 
     named = bool(caption_column or label_column)
     path = Path(data)
@@ -118,12 +123,13 @@ def read_clips(data: str, split: str = "test", audio_column: str | None = None, 
     column = audio_column or "audio"
     if named or any(c in dataset.column_names for c in CAPTION_COLUMNS + LABEL_COLUMNS):
         pairs = pairs_from_hub_dataset(dataset, column, caption_column=caption_column, label_column=label_column, name=f"{data}[{split}]")
-        items = _unique(pairs.sources, pairs.captions, pairs.sources.rows)
-        return [Clip(i, f"{data}[{split}]#{row}", source, c) for i, (source, c, row) in enumerate(items)]
+        audio = pairs.sources  # lazy: a row's audio is read when its clip is evaluated, not all at once here
+        positions = _unique(range(len(pairs)), pairs.captions, audio.rows)
+        return [Clip(i, f"{data}[{split}]#{row}", partial(audio.__getitem__, p), c) for i, (p, c, row) in enumerate(positions)]
     if column not in dataset.column_names:
         raise ValueError(f"the dataset has no audio column {column!r} (it has {dataset.column_names}); name it with --audio-column")
-    dataset = dataset.cast_column(column, Audio(decode=False))
-    return [Clip(i, f"{data}[{split}]#{i}", dataset[i][column], None) for i in range(len(dataset))]
+    audio = HubAudioColumn(dataset.cast_column(column, Audio(decode=False)), column, list(range(len(dataset))))
+    return [Clip(i, f"{data}[{split}]#{i}", partial(audio.__getitem__, i), None) for i in range(len(dataset))]
 
 
 def clip_seed(seed: int, index: int) -> int:
@@ -408,7 +414,9 @@ def run(args) -> dict | None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1")
-    state = PartialState()
+    # Under accelerate launch / torchrun each process takes a share of the clips (its own GPU, or CPU processes
+    # with --device cpu or `accelerate launch --cpu`); PartialState alone ignores the CPU flag, so pass it.
+    state = PartialState(cpu=args.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
     device = state.device if state.num_processes > 1 else resolve_device_and_dtype(args.device, None)[0]
 
     clips = read_clips(args.data, args.split, args.audio_column, args.caption_column, args.label_column)
@@ -425,6 +433,7 @@ def run(args) -> dict | None:
         (out / "clips").mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
     todo = [c for c in clips if not is_done(out, c.index)]
+    state.wait_for_everyone()  # every process lists the same clips before any of them writes a new one
     if state.is_main_process:
         logger.info("%d clips, %d finished earlier, %d to do on %d process(es)", len(clips), len(clips) - len(todo), len(todo), state.num_processes)
 

@@ -186,3 +186,46 @@ def test_help_explains_the_flags(capsys):
     text = capsys.readouterr().out
     for flag in ("--data", "--pipeline", "--base-model", "--vocabulary", "--limit", "--num-images", "--caption-column", "rank_score"):
         assert flag in text
+
+
+def test_two_processes_split_the_clips_and_match_one(full_run, models, synthetic_data, tmp_path):
+    # torchrun with 2 CPU processes (as accelerate launch does with GPUs): each takes a share of the clips, the main
+    # process writes one report, and the images are those of the single-process run.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "distributed"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "generate.evaluate",
+               *argv(models, synthetic_data, out, "--num-images", "2", "--limit", "4")]
+    done = subprocess.run(command, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 to do on 2 process(es)" in done.stderr
+    assert done.stdout.count("AIC accuracy") == 1  # only the main process summarizes
+    for i in range(4):
+        for k in range(2):
+            name = f"images/clip_{i:05d}_{k}.png"
+            assert np.array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(full_run[0] / name))), name
+    assert json.loads((out / "metrics.json").read_text())["num_clips"] == 4
+
+
+def test_hub_datasets_are_read_lazily_with_and_without_captions(synthetic_data, monkeypatch):
+    # A Hub dataset stands in as an in-memory `datasets.Dataset` (no network): an audio column of files plus captions.
+    import datasets
+
+    rows = [json.loads(line) for line in (synthetic_data / "test" / "metadata.jsonl").read_text().splitlines()]
+    paths = [str(synthetic_data / "test" / r["file_name"]) for r in rows]
+    table = datasets.Dataset.from_dict({"audio": paths, "caption": [r["caption"] for r in rows]}).cast_column("audio", datasets.Audio())
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split=None, **kw: asked.append((name, split)) or table)
+    clips = evaluate.read_clips("user/sounds", "test")
+    assert asked == [("user/sounds", "test")]
+    assert [c.caption for c in clips] == [r["caption"] for r in rows] and clips[3].name == "user/sounds[test]#3"
+    assert callable(clips[3].source)  # nothing read yet
+    assert np.allclose(evaluate._read_audio(clips[3].source), sf.read(paths[3], dtype="float32")[0], atol=1e-6)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split=None, **kw: table.remove_columns("caption"))
+    clips = evaluate.read_clips("user/sounds", "test")
+    assert len(clips) == len(rows) and all(c.caption is None for c in clips)
+    assert evaluate._read_audio(clips[0].source).shape == sf.read(paths[0])[0].shape
