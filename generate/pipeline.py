@@ -390,7 +390,8 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
             if self.text_encoder is None or self.tokenizer is None:
                 raise ValueError(
                     "a text `prompt` needs the base model's text encoder and tokenizer: build the pipeline with "
-                    "`AudioToImagePipeline.from_base_model(..., text_mixing=True)` (CLI: it is loaded when --prompt is given)"
+                    "`AudioToImagePipeline.from_base_model(..., text_mixing=True)` (the CLI does so for --prompt with --base-model; "
+                    "a saved --pipeline folder must have been saved with them)"
                 )
         if callback_on_step_end_tensor_inputs is not None and not all(k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs):
             raise ValueError(

@@ -419,6 +419,18 @@ def test_missing_model_files_are_named(tiny_base, tmp_path):
         AudioToImagePipeline.from_base_model(tiny_base, tmp_path / "no_encoder", device="cpu")
 
 
+def test_sdpa_by_default_and_attention_slicing_gives_the_same_image():
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipe = build_pipeline()
+    assert all(isinstance(p, AttnProcessor2_0) for p in pipe.unet.attn_processors.values())  # torch SDPA
+    plain = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
+    pipe.enable_attention_slicing(1)
+    assert not any(isinstance(p, AttnProcessor2_0) for p in pipe.unet.attn_processors.values())
+    sliced = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
+    np.testing.assert_allclose(sliced, plain, atol=1e-4)
+
+
 def test_callback_on_step_end_sees_every_step(pipe):
     steps = []
 

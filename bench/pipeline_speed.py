@@ -1,0 +1,221 @@
+"""Audio → image (ours) against text → image (stock StableDiffusionPipeline): time and peak memory, side by side.
+
+Both pipelines share one UNet, VAE and scheduler and run the same steps, size, guidance and seed, so the
+difference is the condition: w2v-BERT + adapter on a sound vs CLIP's text encoder on a prompt (and the
+prompt length the UNet attends to: 77 positions each). Models have random weights built from configs:
+
+- `tiny`: the test models (tests/tiny_models.py), for a quick check of the machinery;
+- `real`: SD 2.1's architecture (UNet 865M, VAE 84M, OpenCLIP-H text tower 340M) and w2v-BERT 2.0 (600M).
+
+    python bench/pipeline_speed.py                          # tiny + real (CPU: real at 256 px, 2 steps)
+    python bench/pipeline_speed.py --sizes real --height 768 --width 768 --steps 25   # a GPU run at SD 2.1's size
+    python bench/pipeline_speed.py --sizes real --dtype fp16 --batch 4 --json out.json
+
+Memory: on CUDA `torch.cuda.max_memory_allocated` during the call (weights included); on CPU the peak
+resident set size sampled during the call, minus the size before it (working memory beyond the weights,
+which are listed apart). Timings are medians over `--repeats` runs after `--warmup` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the repo
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import torch  # noqa: E402
+from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
+from transformers import CLIPTextConfig, CLIPTextModel, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig  # noqa: E402
+
+from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings  # noqa: E402
+from align.targets import encode_captions  # noqa: E402
+from generate.pipeline import AudioToImagePipeline, resolve_device_and_dtype  # noqa: E402
+from tests import tiny_models  # noqa: E402  (the real CLIP tokenizer, built offline, and the tiny models)
+
+PROMPT = "a dog barking in the rain"
+
+
+def sd21_scheduler() -> DPMSolverMultistepScheduler:
+    return tiny_models.sd21_scheduler()
+
+
+def real_models() -> dict:
+    """SD 2.1's and w2v-BERT 2.0's architectures with random weights (nothing downloaded)."""
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=96, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=768,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
+        max_position_embeddings=77, hidden_act="gelu", projection_dim=512, bos_token_id=49406, eos_token_id=49407, pad_token_id=1,
+    ))
+    audio_config = adapter_settings(Wav2Vec2BertConfig(), output_hidden_size=1024)
+    audio_encoder = AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=audio_config))
+    return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder.eval(), "audio_encoder": audio_encoder.eval()}
+
+
+def tiny_models_set() -> dict:
+    return {"unet": tiny_models.tiny_unet(), "vae": tiny_models.tiny_vae(), "text_encoder": tiny_models.tiny_text_encoder(),
+            "audio_encoder": tiny_models.tiny_audio_encoder()}
+
+
+def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[AudioToImagePipeline, StableDiffusionPipeline, dict]:
+    started = time.perf_counter()
+    models = real_models() if size == "real" else tiny_models_set()
+    tokenizer = tiny_models.tiny_tokenizer()
+    models["audio_encoder"].set_empty_embedding(encode_captions([""], models["text_encoder"], tokenizer)[0])
+    for model in models.values():  # built in fp32: cast only when asked (a no-op cast still warns in diffusers)
+        model.to(device=device, dtype=None if dtype == torch.float32 else dtype)
+    scheduler = sd21_scheduler()
+    ours = AudioToImagePipeline(vae=models["vae"], audio_encoder=models["audio_encoder"], feature_extractor=SeamlessM4TFeatureExtractor(),
+                                unet=models["unet"], scheduler=scheduler)
+    stock = StableDiffusionPipeline(vae=models["vae"], text_encoder=models["text_encoder"], tokenizer=tokenizer, unet=models["unet"],
+                                    scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    for pipe in (ours, stock):
+        pipe.set_progress_bar_config(disable=True)
+    params = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
+    info = {"build_seconds": round(time.perf_counter() - started, 1), "parameters_millions": {k: round(v / 1e6, 1) for k, v in params.items()},
+            "weights_gb": round(sum(p.numel() * p.element_size() for m in models.values() for p in m.parameters()) / 2**30, 2)}
+    return ours, stock, info
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocator peak, or sampled process RSS above the level before it."""
+
+    def __init__(self, device: torch.device, interval: float = 0.002):
+        self.device, self.interval, self.peak_gb = device, interval, 0.0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self.process = psutil.Process()
+        self.base = self.peak = self.process.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_gb = torch.cuda.max_memory_allocated(self.device) / 2**30
+        else:
+            self.running = False
+            self.thread.join()
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.peak_gb = (self.peak - self.base) / 2**30
+        return False
+
+
+def timed(fn, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median seconds over `repeats` calls after `warmup` calls, and the peak memory over the timed calls."""
+    for _ in range(warmup):
+        fn()
+    times, peak = [], 0.0
+    for _ in range(repeats):
+        with PeakMemory(device) as memory:
+            started = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - started)
+        peak = max(peak, memory.peak_gb)
+    return statistics.median(times), peak
+
+
+def bench(size: str, args, device: torch.device, dtype: torch.dtype) -> dict:
+    ours, stock, info = build(size, device, dtype)
+    height = args.height or (32 if size == "tiny" else (768 if device.type == "cuda" else 256))
+    width = args.width or height
+    steps = args.steps or (2 if size == "tiny" or device.type == "cpu" else 25)
+    wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * 16_000) / 16_000)).astype(np.float32)
+    common = {"num_inference_steps": steps, "guidance_scale": 7.5, "height": height, "width": width, "output_type": "np"}
+
+    def run_ours():
+        ours([(16_000, wave)] * args.batch, generator=torch.Generator().manual_seed(0), **common)
+
+    def run_stock():
+        stock([PROMPT] * args.batch, generator=torch.Generator().manual_seed(0), **common)
+
+    windows = [np.resize(wave, ours.audio_encoder.window_samples)] * args.batch
+
+    def encode_ours():
+        with torch.no_grad():
+            ours.encode_prompt(windows, device, 1, True)
+
+    def encode_stock():
+        with torch.no_grad():
+            stock.encode_prompt([PROMPT] * args.batch, device, 1, True)
+
+    result = {"size": size, "device": str(device), "dtype": str(dtype).replace("torch.", ""), "height": height, "width": width,
+              "steps": steps, "batch": args.batch, **info}
+    for name, fn in (("audio_to_image", run_ours), ("text_to_image", run_stock), ("audio_condition", encode_ours), ("text_condition", encode_stock)):
+        seconds, peak = timed(fn, device, args.warmup, args.repeats or (5 if size == "tiny" else 1))
+        result[name] = {"seconds": round(seconds, 4), "peak_memory_gb": round(peak, 3)}
+    result["time_ratio_audio_over_text"] = round(result["audio_to_image"]["seconds"] / result["text_to_image"]["seconds"], 3)
+    return result
+
+
+def report(result: dict) -> str:
+    memory = "CUDA max_memory_allocated" if result["device"].startswith("cuda") else "peak RSS above the pre-call level"
+    lines = [
+        f"== {result['size']}: {result['device']} {result['dtype']}, {result['height']}x{result['width']}, {result['steps']} steps, "
+        f"batch {result['batch']}, CFG 7.5 (models built in {result['build_seconds']} s; weights {result['weights_gb']} GB: "
+        + ", ".join(f"{k} {v}M" for k, v in result["parameters_millions"].items()) + ")",
+        f"{'':18}{'seconds':>10}{'peak GB':>10}   ({memory})",
+    ]
+    for name in ("audio_to_image", "text_to_image", "audio_condition", "text_condition"):
+        lines.append(f"{name:18}{result[name]['seconds']:>10.3f}{result[name]['peak_memory_gb']:>10.3f}")
+    lines.append(f"time ratio audio→image / text→image: {result['time_ratio_audio_over_text']:.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", choices=["tiny", "real"], default=["tiny", "real"], help="which model sizes to run")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: 2 on CPU or tiny, 25 for real on GPU)")
+    parser.add_argument("--height", type=int, default=None, help="pixels (default: 32 tiny; real: 768 on CUDA, 256 on CPU)")
+    parser.add_argument("--width", type=int, default=None, help="pixels (default: = height)")
+    parser.add_argument("--batch", type=int, default=1, help="sounds / prompts per call")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs, the median is reported (default: 5 tiny, 1 real)")
+    parser.add_argument("--device", default="auto", help="cuda, mps, cpu or auto")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"], help="auto: fp16 on GPU, fp32 on CPU")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = resolve_device_and_dtype(args.device, args.dtype)
+    results = []
+    for size in args.sizes:
+        results.append(bench(size, args, device, dtype))
+        print(report(results[-1]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
