@@ -318,10 +318,13 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoint = Path(args.resume_from_checkpoint)
         if not (checkpoint / TRAINER_STATE).exists():
             raise FileNotFoundError(f"--resume-from-checkpoint {checkpoint}: not a complete checkpoint (no {TRAINER_STATE}); pick one under {checkpoint_root}")
+    elif checkpoint_folders(checkpoint_root):
+        logger.warning("starting from step 0 although %s holds checkpoints of an earlier run (add --resume-from-checkpoint latest to continue it)", checkpoint_root)
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / TRAINER_STATE).read_text())
-        global_step, epoch, batches_done, skipped_items = state["global_step"], state["epoch"], state["batches_done"], state["skipped_items"]
+        global_step, epoch, batches_done = state["global_step"], state["epoch"], state["batches_done"]
+        skipped_items = state["skipped_items"] if accelerator.is_main_process else 0  # a total over processes; logging sums them again
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint.name, global_step, epoch, batches_done)
 
     metrics_path, log_path = output_dir / "metrics.json", output_dir / "log.jsonl"
@@ -413,7 +416,8 @@ def main(argv: list[str] | None = None) -> dict:
                 running, micro_since_log, samples_since_log, clock = {}, 0, 0, time.perf_counter()
 
             if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
-                state = {"global_step": global_step, "epoch": epoch, "batches_done": batches_done, "skipped_items": skipped_items}
+                all_skipped = int(accelerator.reduce(torch.tensor(skipped_items, device=device), "sum").item())
+                state = {"global_step": global_step, "epoch": epoch, "batches_done": batches_done, "skipped_items": all_skipped}
                 saved = save_checkpoint(accelerator, checkpoint_root, state, args.checkpoints_total_limit)
                 logger.info("saved %s", saved)
             if args.eval_steps and global_step % args.eval_steps == 0 and global_step < max_steps:
@@ -440,6 +444,7 @@ def main(argv: list[str] | None = None) -> dict:
         feature_extractor.save_pretrained(final_dir)
         logger.info("saved the trained encoder to %s (load it with align.encoder.load_audio_encoder)", final_dir)
     accelerator.wait_for_everyone()
+    skipped_items = int(accelerator.reduce(torch.tensor(skipped_items, device=device), "sum").item())
     accelerator.end_training()
     return {"final_dir": str(final_dir), "global_step": global_step, "metrics": last_eval, "skipped_items": skipped_items, "target_cache": str(cache.dir)}
 

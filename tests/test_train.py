@@ -150,7 +150,7 @@ def test_adapter_mode_trains_only_the_adapter(audio_encoder):
 
 
 def test_lora_run_saves_a_plain_merged_encoder(tmp_path, synthetic_data, saved_models):
-    result = train.main(train_args(synthetic_data, saved_models, tmp_path / "run", "--train-mode", "lora", "--lora-rank", "4", "--max-train-steps", "2",
+    result = train.main(train_args(synthetic_data, saved_models, tmp_path / "run", "--train-mode", "lora", "--lora-rank", "4", "--max-train-steps", "2", "--gradient-checkpointing",
                                    "--checkpointing-steps", "0", "--learning-rate", "5e-2"))
     start = load_audio_encoder(saved_models / "audio").state_dict()
     trained = load_audio_encoder(result["final_dir"])
@@ -168,7 +168,7 @@ def test_targets_are_computed_once_not_every_step(tmp_path, synthetic_data, save
     for steps in (1, 4):
         calls.clear()
         out = tmp_path / f"run{steps}"
-        train.main(train_args(synthetic_data, saved_models, out, "--max-train-steps", str(steps), "--checkpointing-steps", "0",
+        train.main(train_args(synthetic_data, saved_models, out, "--max-train-steps", str(steps), "--checkpointing-steps", "0", "--gradient-accumulation-steps", "2",
                               "--target-cache-dir", str(tmp_path / f"targets{steps}")))  # a fresh cache: targets are computed in each run
         counts.append(len(calls))
     assert counts == [2, 2]  # "" and one batch of the 8 captions, however many steps follow
