@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from transformers import (
     PreTrainedConfig,
     PreTrainedModel,

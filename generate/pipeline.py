@@ -14,12 +14,9 @@ The pipeline follows diffusers' `StableDiffusionPipeline` step by step and reuse
 
 from __future__ import annotations
 
-import inspect
 import logging
-import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Union
 
 import numpy as np

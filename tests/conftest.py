@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
+# Tiny models gain nothing from threads, and two threads that share two cores with other work run them
+# several times slower. Set before torch loads, so subprocesses the tests start inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from tests import tiny_models
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+from tests import tiny_models  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 def pytest_configure(config):

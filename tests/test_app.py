@@ -31,17 +31,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 SETTINGS = dict(max_images=3, default_steps=2, max_audio_seconds=30.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread is much faster than two fighting other jobs."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pipeline():
     from generate.pipeline import AudioToImagePipeline
     from align.targets import encode_captions

@@ -11,21 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 import generate.__main__ as cli
 from tests.test_pipeline import BrightnessScorer, build_pipeline, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "2", "--height", "32", "--width", "32", "--quiet"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see tests/test_pipeline.py: far faster on a shared 2-core machine
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,6 @@ from generate.scoring import agreement
 from tests import tiny_models
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread is much faster than two fighting other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A saved tiny pipeline, CLAP and CLIP, as the command line loads them."""

@@ -41,15 +41,6 @@ def build_pipeline(text_mixing: bool = False) -> AudioToImagePipeline:
     return pipe
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread is 10-50x faster than two fighting other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write(path, data: bytes | str) -> str:
     path.write_bytes(data) if isinstance(data, bytes) else path.write_text(data)
     return str(path)

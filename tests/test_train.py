@@ -22,15 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHORT_WINDOW_TOKENS = 12  # about 1 s: the runs that only test the loop's mechanics use it to stay fast
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models gain nothing from threads, and on a shared 2-core machine extra threads make them several times slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """The tiny models saved as folders, the way the training script takes real ones."""
