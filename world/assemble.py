@@ -1,0 +1,68 @@
+"""Stage: put the trained parts together as the app's offline default, in the repository.
+
+    python -m world.assemble --runs runs/world --out models/world
+
+Writes, with each model's own `save_pretrained` (safetensors, stored in float16 to keep the repository
+small; load them in float32 on a CPU, as the app and the CLI do):
+
+    <out>/pipeline/   an AudioToImagePipeline: vae, audio_encoder, feature_extractor, unet, scheduler,
+                      text_encoder and tokenizer (for words mixed in, and for text → image)
+    <out>/scorer/clap/, <out>/scorer/clip/   the scorer's CLAP and CLIP (model + processor)
+    <out>/scorer/vocabulary.txt              the 72 captions the scorer compares over
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+from transformers import ClapModel, ClapProcessor, CLIPModel, CLIPProcessor, CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor
+
+from align.encoder import load_audio_encoder
+from generate.pipeline import AudioToImagePipeline
+from world.scenes import all_scenes
+
+STORAGE_DTYPE = torch.float16
+
+
+def assemble_pipeline(runs: Path) -> AudioToImagePipeline:
+    return AudioToImagePipeline(
+        vae=AutoencoderKL.from_pretrained(runs / "vae" / "vae", use_safetensors=True),
+        audio_encoder=load_audio_encoder(runs / "audio" / "final"),
+        feature_extractor=SeamlessM4TFeatureExtractor.from_pretrained(runs / "audio" / "final"),
+        unet=UNet2DConditionModel.from_pretrained(runs / "unet" / "unet", use_safetensors=True),
+        scheduler=DPMSolverMultistepScheduler.from_pretrained(runs / "unet" / "scheduler"),
+        text_encoder=CLIPTextModel.from_pretrained(runs / "clip" / "text_encoder", use_safetensors=True),
+        tokenizer=CLIPTokenizer.from_pretrained(runs / "clip" / "tokenizer"),
+    )
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="runs/world", help="the training stages' outputs")
+    parser.add_argument("--out", default="models/world")
+    args = parser.parse_args(argv)
+    runs, out = Path(args.runs), Path(args.out)
+    for part in ("pipeline", "scorer"):
+        shutil.rmtree(out / part, ignore_errors=True)
+    pipeline = assemble_pipeline(runs)
+    pipeline.to(dtype=STORAGE_DTYPE)
+    pipeline.save_pretrained(out / "pipeline", safe_serialization=True)
+    clip = CLIPModel.from_pretrained(runs / "clip" / "clip", use_safetensors=True, dtype=STORAGE_DTYPE)
+    clip.save_pretrained(out / "scorer" / "clip")
+    CLIPProcessor.from_pretrained(runs / "clip" / "clip").save_pretrained(out / "scorer" / "clip")
+    clap = ClapModel.from_pretrained(runs / "clap" / "clap", use_safetensors=True, dtype=STORAGE_DTYPE)
+    clap.save_pretrained(out / "scorer" / "clap")
+    ClapProcessor.from_pretrained(runs / "clap" / "clap").save_pretrained(out / "scorer" / "clap")
+    (out / "scorer" / "vocabulary.txt").write_text("# the world's captions: what the scorer compares sound and picture over\n"
+                                                   + "".join(s["caption"] + "\n" for s in all_scenes()))
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+    print(f"wrote {out}/pipeline and {out}/scorer ({size:.1f} MB)")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Stage: does a spoken caption become a fitting picture? Measured end to end, judged without any trained model.
+
+    python -m world.evaluate --models models/world --world data/world --out runs/world/eval
+
+On the held-out voices (data/world/audio/test: speakers never heard in training), every clip goes through
+the shipped pipeline (sound → audio encoder → UNet → VAE) and the model-free checker (world.checker) names
+the colour, shape and position of the picture. Next to it, with the same UNet, VAE and sampler:
+- text → image, each caption encoded by the world's CLIP text encoder: the upper bound for audio, which can
+  at best reproduce those states (diffusers' StableDiffusionPipeline on the same components);
+- random conditions, Gaussian with the per-position mean and spread of the real caption states: the floor.
+Then the CLAP-scored evaluation of the project (generate.evaluate) runs on the same clips with the shipped
+scorer. Writes `<out>/results.json` and `<out>/results.md` (the table for the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import StableDiffusionPipeline
+
+from align.targets import encode_captions
+from generate.pipeline import AudioToImagePipeline
+from world.checker import check_image
+from world.scenes import COLOURS, POSITIONS, SHAPES, all_scenes
+from world.settings import Log, read_jsonl, use_threads, write_json
+
+ATTRIBUTES = ("colour", "shape", "position")
+CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "position": 1 / len(POSITIONS)}
+
+
+def judge(images, scenes: list[dict]) -> dict:
+    """Per-attribute and all-three accuracy of `images` against the scenes they should show."""
+    hits = {key: [] for key in (*ATTRIBUTES, "all")}
+    for image, scene in zip(images, scenes, strict=True):
+        verdict = check_image(image)
+        ok = [verdict[k] == scene[k] for k in ATTRIBUTES]
+        for key, good in zip(ATTRIBUTES, ok):
+            hits[key].append(good)
+        hits["all"].append(all(ok))
+    return {key: float(np.mean(v)) for key, v in hits.items()} | {"images": len(scenes)}
+
+
+def generators(seeds: range) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def load_world_pipeline(models: str | Path) -> AudioToImagePipeline:
+    """The shipped pipeline in float32 (stored as float16; CPUs run float16 far slower)."""
+    return AudioToImagePipeline.from_pretrained(Path(models) / "pipeline", dtype=torch.float32)
+
+
+def text_pipeline(pipe: AudioToImagePipeline) -> StableDiffusionPipeline:
+    """diffusers' own text-to-image pipeline over the same VAE, text encoder, UNet and sampler."""
+    return StableDiffusionPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+                                   scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+@torch.no_grad()
+def spoken_images(pipe, paths: list[Path], steps: int, guidance: float, seed: int, batch: int = 48) -> list:
+    images = []
+    for start in range(0, len(paths), batch):
+        chunk = [str(p) for p in paths[start : start + batch]]
+        images += pipe(chunk, num_inference_steps=steps, guidance_scale=guidance,
+                       generator=generators(range(seed + start, seed + start + len(chunk)))).images
+    return images
+
+
+@torch.no_grad()
+def condition_images(sd: StableDiffusionPipeline, conditions: torch.Tensor, empty: torch.Tensor, steps: int, guidance: float, seed: int, batch: int = 48) -> list:
+    images = []
+    for start in range(0, len(conditions), batch):
+        chunk = conditions[start : start + batch]
+        images += sd(prompt_embeds=chunk, negative_prompt_embeds=empty.expand_as(chunk), num_inference_steps=steps, guidance_scale=guidance,
+                     generator=generators(range(seed + start, seed + start + len(chunk)))).images
+    return images
+
+
+def markdown(results: dict) -> str:
+    rows = [("spoken caption → image (held-out voices)", results["spoken"]),
+            ("text → image, same UNet (upper bound)", results["text"]),
+            ("random condition, same UNet (floor)", results["random"]),
+            ("chance", {**CHANCE, "all": float(np.prod(list(CHANCE.values())))})]
+    lines = ["| condition | colour | shape | position | all three |", "|---|---|---|---|---|"]
+    for name, r in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{100 * r[k]:.1f} %" for k in (*ATTRIBUTES, "all")) + " |")
+    settings = results["settings"]
+    text = "\n".join(lines) + (
+        f"\n\n{results['spoken']['images']} held-out clips ({', '.join(settings['test_voices'])}; {settings['captions']} captions), "
+        f"one image each; {settings['steps']} DPM-Solver++ steps, guidance {settings['guidance']}; "
+        "judged by `world.checker` (pixel statistics and geometry, no trained model).\n")
+    per_voice = results.get("per_voice", {})
+    if per_voice:
+        text += "\nPer held-out voice (spoken): " + "; ".join(
+            f"{v}: colour {100 * r['colour']:.0f} %, shape {100 * r['shape']:.0f} %, position {100 * r['position']:.0f} %" for v, r in per_voice.items()) + ".\n"
+    clap = results.get("clap_scored")
+    if clap:
+        text += ("\nCLAP-scored evaluation (`generate.evaluate`, shipped scorer, vocabulary = the 72 captions) on the same clips: "
+                 + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in clap.items()) + ".\n")
+    return text
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="models/world", help="the shipped pipeline/ and scorer/")
+    parser.add_argument("--world", default="data/world")
+    parser.add_argument("--out", default="runs/world/eval")
+    parser.add_argument("--steps", type=int, default=25, help="denoising steps (the app's default)")
+    parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (the app's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N held-out clips (smoke runs)")
+    parser.add_argument("--no-clap", dest="clap", action="store_false", help="skip the CLAP-scored evaluation")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    use_threads(args.threads)
+    out, world = Path(args.out), Path(args.world)
+    log = Log(out / "log.txt")
+    manifest = json.loads((world / "world.json").read_text())
+    test = world / "audio" / "test"
+    rows = read_jsonl(test / "metadata.jsonl")[: args.limit]
+    pipe = load_world_pipeline(args.models)
+    pipe.set_progress_bar_config(disable=True)
+    sd = text_pipeline(pipe)
+    sd.set_progress_bar_config(disable=True)
+    results = {"settings": {"steps": args.steps, "guidance": args.guidance, "seed": args.seed, "test_voices": manifest["test_voices"],
+                            "captions": len({r["caption"] for r in rows})}}
+
+    spoken = spoken_images(pipe, [test / r["file_name"] for r in rows], args.steps, args.guidance, args.seed)
+    results["spoken"] = judge(spoken, rows)
+    results["per_voice"] = {v: judge([im for im, r in zip(spoken, rows) if r["voice"] == v], [r for r in rows if r["voice"] == v])
+                            for v in manifest["test_voices"] if any(r["voice"] == v for r in rows)}
+    log(f"spoken → image: {results['spoken']}")
+
+    # the same captions, as many images as spoken clips, with the same seeds
+    states = encode_captions([r["caption"] for r in rows], pipe.text_encoder, pipe.tokenizer)
+    empty = encode_captions([""], pipe.text_encoder, pipe.tokenizer)
+    results["text"] = judge(condition_images(sd, states, empty, args.steps, args.guidance, args.seed), rows)
+    log(f"text → image: {results['text']}")
+    captions = encode_captions([s["caption"] for s in all_scenes()], pipe.text_encoder, pipe.tokenizer)
+    noise = torch.randn(states.shape, generator=torch.Generator().manual_seed(args.seed))
+    random = captions.mean(0) + captions.std(0) * noise
+    random[:, 0] = empty[0, 0]  # BOS is the same for every caption: keep it
+    results["random"] = judge(condition_images(sd, random, empty, args.steps, args.guidance, args.seed), rows)
+    log(f"random condition → image: {results['random']}")
+
+    grid = np.concatenate([np.concatenate([np.asarray(im) for im in images[:24]], axis=1) for images in (spoken, condition_images(sd, states[:24], empty, args.steps, args.guidance, args.seed))])
+    out.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST).save(out / "samples.png")
+
+    if args.clap:
+        from generate import evaluate as clap_evaluate
+
+        argv_clap = ["--data", str(world / "audio"), "--split", "test", "--out", str(out / "clap_scored"), "--pipeline", str(Path(args.models) / "pipeline"),
+                     "--clap-model", str(Path(args.models) / "scorer" / "clap"), "--clip-model", str(Path(args.models) / "scorer" / "clip"),
+                     "--vocabulary", str(Path(args.models) / "scorer" / "vocabulary.txt"), "--steps", str(args.steps),
+                     "--guidance", str(args.guidance), "--seed", str(args.seed), "--device", "cpu", "--quiet"]
+        if args.limit:
+            argv_clap += ["--limit", str(args.limit)]
+        clap_evaluate.main(argv_clap)
+        metrics = json.loads((out / "clap_scored" / "metrics.json").read_text())
+        keep = ("aic_accuracy", "mean_agreement", "rank_score", "audio_caption_similarity", "image_caption_similarity")
+        results["clap_scored"] = {k: metrics[k] for k in keep if k in metrics}
+        log(f"CLAP-scored: {results['clap_scored']}")
+    results["seconds"] = round(log.elapsed, 1)
+    write_json(out / "results.json", results)
+    (out / "results.md").write_text(markdown(results))
+    print(markdown(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

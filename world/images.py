@@ -1,0 +1,38 @@
+"""The world's pictures as tensors, grouped by caption, for the image-side training stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from world.settings import read_jsonl
+
+
+class WorldImages:
+    """All pictures of `<world>/images` in memory as uint8 (N, 3, H, W), with each one's caption index."""
+
+    def __init__(self, world_dir: str | Path, captions: list[str]):
+        folder = Path(world_dir) / "images"
+        rows = read_jsonl(folder / "metadata.jsonl")
+        if not rows:
+            raise FileNotFoundError(f"no pictures in {folder}: build the world first (python -m world.build)")
+        index = {c: i for i, c in enumerate(captions)}
+        self.captions = captions
+        self.pixels = torch.from_numpy(np.stack([np.asarray(Image.open(folder / r["file_name"]).convert("RGB")) for r in rows])).permute(0, 3, 1, 2).contiguous()
+        self.caption_ids = torch.tensor([index[r["caption"]] for r in rows])
+        self.by_caption = [torch.nonzero(self.caption_ids == i).squeeze(1) for i in range(len(captions))]
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def one_per_caption(self, generator: torch.Generator) -> torch.Tensor:
+        """Indices of one random picture of every caption: a batch in which no two items share a caption."""
+        return torch.stack([ids[torch.randint(len(ids), (1,), generator=generator)][0] for ids in self.by_caption])
+
+    @staticmethod
+    def to_unit(pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 → float in [-1, 1], the VAE's range."""
+        return pixels.float() / 127.5 - 1.0

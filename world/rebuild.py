@@ -1,0 +1,160 @@
+"""The one command: rebuild the world and retrain everything, then ship it to models/world and measure it.
+
+    python -m world.rebuild                      # everything (about 50 min on 2 CPU cores), resuming finished stages
+    python -m world.rebuild --from unet          # redo the UNet and everything after it
+    python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
+    python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
+
+Stages, in order (each its own module and command; each writes a marker file when finished, so a killed run
+started again skips what is done, and the audio stage resumes from its last checkpoint):
+
+    build     world.build        pictures, captions, espeak-ng speech (train voices / held-out voices)
+    clip      world.train_clip   CLIP text + image towers, contrastive; the text tower is then frozen
+    audio     world.train_audio  the audio prompt encoder, by align.train, to the text tower's states
+    clap      world.train_clap   CLAP on the spoken captions (the scorer's ears)
+    vae       world.train_vae    AutoencoderKL, 32×32 → 8×8×4
+    unet      world.train_unet   UNet2DConditionModel on the latents, conditioned on the frozen text tower
+    assemble  world.assemble     AudioToImagePipeline + scorer, saved to models/world (float16 safetensors)
+    evaluate  world.evaluate     held-out voices → pictures → model-free checker; text and random baselines; CLAP-scored
+
+Once a stage runs, every later stage runs too (their inputs changed). Wall times go to <runs>/timings.json
+and, with the results, to world/RESULTS.md (full runs only). Stages with a time cap (`--minutes`) stop early
+on a busy machine rather than overrun the hour; the steps they did are in each stage's metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from world.settings import write_json
+
+STAGES = ("build", "clip", "audio", "clap", "vae", "unet", "assemble", "evaluate")
+RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
+
+FULL = {
+    "build": ["--images-per-caption", "150", "--clips-per-voice", "3", "--test-clips-per-voice", "2"],
+    "clip": ["--steps", "1200", "--minutes", "4"],
+    "audio": ["--steps", "1200", "--batch-size", "48"],
+    "clap": ["--steps", "800", "--minutes", "4"],
+    "vae": ["--steps", "4000", "--batch-size", "64", "--minutes", "6"],
+    "unet": ["--steps", "10000", "--batch-size", "64", "--minutes", "20"],
+    "assemble": [],
+    "evaluate": ["--steps", "25", "--guidance", "7.5"],
+}
+SMOKE = {
+    "build": ["--images-per-caption", "3", "--clips-per-voice", "1", "--test-clips-per-voice", "1", "--train-voices", "2"],
+    "clip": ["--steps", "5"],
+    "audio": ["--steps", "2", "--batch-size", "8"],
+    "clap": ["--steps", "3"],
+    "vae": ["--steps", "3", "--batch-size", "8"],
+    "unet": ["--steps", "3", "--batch-size", "8"],
+    "assemble": [],
+    "evaluate": ["--steps", "2", "--limit", "4"],
+}
+
+
+def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list[str]) -> list[str]:
+    module = {"build": "world.build", "assemble": "world.assemble", "evaluate": "world.evaluate"}.get(stage, f"world.train_{stage}")
+    paths = {
+        "build": ["--out", str(world)],
+        "clip": ["--world", str(world), "--out", str(runs / "clip")],
+        "audio": ["--world", str(world), "--clip", str(runs / "clip"), "--out", str(runs / "audio")],
+        "clap": ["--world", str(world), "--out", str(runs / "clap")],
+        "vae": ["--world", str(world), "--out", str(runs / "vae")],
+        "unet": ["--clip", str(runs / "clip"), "--vae", str(runs / "vae"), "--out", str(runs / "unet")],
+        "assemble": ["--runs", str(runs), "--out", str(models)],
+        "evaluate": ["--models", str(models), "--world", str(world), "--out", str(runs / "eval")],
+    }[stage]
+    return [sys.executable, "-m", module, *paths, *extra]
+
+
+def finished_marker(stage: str, world: Path, runs: Path, models: Path) -> Path:
+    """The file a stage writes last: if it exists, the stage finished."""
+    return {
+        "build": world / "world.json",
+        "clip": runs / "clip" / "metrics.json",
+        "audio": runs / "audio" / "final" / "model.safetensors",
+        "clap": runs / "clap" / "metrics.json",
+        "vae": runs / "vae" / "metrics.json",
+        "unet": runs / "unet" / "metrics.json",
+        "assemble": models / "pipeline" / "model_index.json",
+        "evaluate": runs / "eval" / "results.json",
+    }[stage]
+
+
+def results_markdown(runs: Path, timings: dict, command: str) -> str:
+    def metrics(stage: str) -> dict:
+        path = runs / stage / "metrics.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    lines = ["# The world in miniature: results", "",
+             f"Produced by `{command}` on {timings.get('machine', 'this machine')}; every figure below is from that run.", "",
+             "## Time per stage", "", "| stage | minutes | what it did |", "|---|---|---|"]
+    done = {"clip": metrics("clip"), "clap": metrics("clap"), "vae": metrics("vae"), "unet": metrics("unet")}
+    audio = metrics("audio").get("latest", {})
+    notes = {
+        "clip": f"{done['clip'].get('steps', '?')} steps; image → caption on fresh renders {done['clip'].get('retrieval', {})}",
+        "audio": f"held-out voices: cosine {audio.get('cosine', float('nan')):.3f}, R@1 {audio.get('R@1', float('nan')):.3f} over the captions (align.train)",
+        "clap": f"{done['clap'].get('steps', '?')} steps; held-out voices clip → caption {done['clap'].get('held_out_retrieval', {})}",
+        "vae": f"{done['vae'].get('steps', '?')} steps; checker on reconstructions {done['vae'].get('reconstruction_checker', {})}",
+        "unet": f"{done['unet'].get('steps', '?')} steps of 64 latents",
+    }
+    for stage in STAGES:
+        if stage in timings["stages"]:
+            lines.append(f"| {stage} | {timings['stages'][stage] / 60:.1f} | {notes.get(stage, '')} |")
+    lines += [f"| **total** | **{timings['total_seconds'] / 60:.1f}** | |", "", "## Spoken caption → image, judged without a trained model", ""]
+    results = runs / "eval" / "results.md"
+    lines.append(results.read_text() if results.exists() else "(the evaluation did not run)")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", type=Path, default=Path("data/world"), help="the built world (git-ignored)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/world"), help="stage outputs, logs, checkpoints (git-ignored)")
+    parser.add_argument("--models", type=Path, default=Path("models/world"), help="where the shipped pipeline and scorer go")
+    parser.add_argument("--from", dest="start", choices=STAGES, help="rerun this stage and all after it")
+    parser.add_argument("--only", choices=STAGES, help="run just this stage")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks every stage runs, in minutes; results mean nothing")
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    args.runs.mkdir(parents=True, exist_ok=True)
+    timings_path = args.runs / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {"stages": {}}
+    command = "python -m world.rebuild" + (" --smoke" if args.smoke else "")
+    stale = False
+    for stage in STAGES:
+        if args.only and stage != args.only:
+            continue
+        marker = finished_marker(stage, args.world, args.runs, args.models)
+        if args.start == stage:
+            stale = True
+            marker.unlink(missing_ok=True)
+        if marker.exists() and not stale and not args.only:
+            print(f"== {stage}: done before ({marker}), skipped", flush=True)
+            continue
+        stale = True
+        cmd = stage_command(stage, args.world, args.runs, args.models, sizes[stage])
+        print(f"== {stage}: {' '.join(cmd[1:])}", flush=True)
+        start = time.perf_counter()
+        if subprocess.run(cmd).returncode != 0:
+            raise SystemExit(f"stage {stage} failed (its log is above and under {args.runs}); fix it and run the same command again to resume")
+        timings["stages"][stage] = round(time.perf_counter() - start, 1)
+        timings["total_seconds"] = round(sum(timings["stages"].values()), 1)
+        write_json(timings_path, timings)
+        print(f"== {stage}: {timings['stages'][stage] / 60:.1f} min", flush=True)
+    if "total_seconds" in timings:
+        print(f"total training and evaluation time: {timings['total_seconds'] / 60:.1f} min (per stage: {timings_path})")
+    if not args.smoke and (args.runs / "eval" / "results.json").exists():
+        RESULTS_FILE.write_text(results_markdown(args.runs, timings, command))
+        print(f"wrote {RESULTS_FILE}")
+    return timings
+
+
+if __name__ == "__main__":
+    main()

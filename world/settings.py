@@ -1,0 +1,107 @@
+"""The world's sizes and shared helpers: one place for what every training stage must agree on.
+
+Sequence length: spoken captions last 1.0-2.4 s, so the audio window is 38 tokens (3.04 s) and every
+conditioning sequence has 1 + 38 = 39 positions: the tokenizer pads captions to 39, the UNet is trained
+on 39-position text states, and the audio encoder emits 39 positions. (Under CLIP's causal attention the
+first 39 positions of a 77-position encoding equal a 39-position one; a caption here is at most 8 tokens.)
+Halving the real 76-token window halves the audio encoder's cost, and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+NUM_AUDIO_TOKENS = 38
+TEXT_LENGTH = 1 + NUM_AUDIO_TOKENS
+TEXT_HIDDEN = 64  # the width of the text states the UNet attends to (SD 2.1: 1024)
+IMAGE_SIZE = 32
+
+
+def world_tokenizer():
+    """The real CLIP tokenizer (built offline from the BPE merges open_clip ships), padding to TEXT_LENGTH."""
+    from tests.tiny_models import tiny_tokenizer  # the offline builder lives with the tests' assets for now
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.model_max_length = TEXT_LENGTH
+    return tokenizer
+
+
+def use_threads(threads: int | None = None) -> None:
+    """fp32 on the CPU's cores (bf16 convolutions are 100x slower on these CPUs)."""
+    torch.set_num_threads(threads or int(os.environ.get("WORLD_THREADS", os.cpu_count() or 2)))
+
+
+class Log:
+    """Prints a line with the elapsed time and appends it to a log file, so a background run can be followed."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.start = time.perf_counter()
+        self.path = Path(path) if path else None
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, message: str) -> None:
+        line = f"[{time.perf_counter() - self.start:7.1f}s] {message}"
+        print(line, flush=True)
+        if self.path:
+            with self.path.open("a") as f:
+                f.write(line + "\n")
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+class Budget:
+    """Train for `steps` steps or `minutes` of wall time, whichever ends first.
+
+    The learning rate follows a warmup and a cosine decay over the *progress*, the larger of the step share
+    and the time share, so a run cut short by the clock still ends at a low learning rate, not mid-climb.
+    This keeps the whole rebuild under its hour on a busy machine; the steps actually done are recorded.
+    """
+
+    def __init__(self, steps: int, minutes: float | None = None, warmup_share: float = 0.03):
+        self.steps, self.seconds = steps, (minutes * 60 if minutes else None)
+        self.warmup_share = warmup_share
+        self.start = time.perf_counter()
+        self.step = 0
+
+    @property
+    def progress(self) -> float:
+        share = self.step / self.steps
+        if self.seconds:
+            share = max(share, (time.perf_counter() - self.start) / self.seconds)
+        return min(share, 1.0)
+
+    def lr_factor(self) -> float:
+        p = self.progress
+        return min((p + 1e-3) / self.warmup_share, 0.5 * (1 + math.cos(math.pi * p)))
+
+    def next(self) -> bool:
+        """Advance one step; False once the budget is spent."""
+        if self.progress >= 1.0:
+            return False
+        self.step += 1
+        return True
+
+    def set_lr(self, optimizer, base_lr: float) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = base_lr * self.lr_factor()

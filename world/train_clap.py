@@ -1,0 +1,149 @@
+"""Stage: a small CLAP (transformers ClapModel: HTSAT audio tower + RoBERTa text tower) on the spoken captions.
+
+    python -m world.train_clap --world data/world --out runs/world/clap --steps 800
+
+The scorer's ears: it tells which caption a clip speaks, so generated pictures can be ranked and the
+evaluation can score them as it scores real data. Trained contrastively (CLAP's own loss) on the training
+voices; each batch holds one clip of every caption, so there are no same-caption false negatives. Half the
+captions are read as "the sound of <caption>", the prompt generate.scoring puts to CLAP. Features are
+computed once (the processor's, at CLAP's 48 kHz) and reused every step.
+
+The text tokenizer is a byte-level BPE RobertaTokenizer (CLAP's kind) built offline: every byte is a token,
+plus merges that make each word of the world (and of the prompt) one token, so any text still tokenizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import soxr
+import torch
+import torch.nn.functional as F
+from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from align.audio import SAMPLE_RATE, load_audio
+from world.scenes import all_scenes
+from world.settings import Budget, Log, read_jsonl, use_threads, write_json
+
+CLAP_RATE = 48_000
+CLAP_SECONDS = 3  # spoken captions last at most ~2.4 s
+SCORER_TEMPLATE = "the sound of {}"  # generate.scoring's DEFAULT_AUDIO_TEMPLATE
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0-4, as ClapTextConfig expects
+
+
+def world_clap_tokenizer(words: list[str]) -> RobertaTokenizer:
+    """Byte-level BPE with one merge chain per word (with and without the leading-space marker Ġ)."""
+    vocab = {token: i for i, token in enumerate(SPECIALS + list(bytes_to_unicode().values()))}
+    merges = []
+    for word in sorted(set(words)):
+        for form in (word, "Ġ" + word):
+            current = form[0]
+            for char in form[1:]:
+                if (current, char) not in merges:
+                    merges.append((current, char))
+                current += char
+                vocab.setdefault(current, len(vocab))
+    return RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=32)
+
+
+def world_clap_processor(words: list[str]) -> ClapProcessor:
+    # 32 mel bins every 30 ms: 101 frames for 3 s, which HTSAT (64 × 64 spectrogram image) takes whole
+    extractor = ClapFeatureExtractor(feature_size=32, sampling_rate=CLAP_RATE, max_length_s=CLAP_SECONDS, hop_length=1440,
+                                     truncation="rand_trunc", padding="repeatpad")
+    return ClapProcessor(feature_extractor=extractor, tokenizer=world_clap_tokenizer(words))
+
+
+def make_clap(vocab_size: int, seed: int = 0) -> ClapModel:
+    torch.manual_seed(seed)
+    config = ClapConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+                         max_position_embeddings=34, projection_dim=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        audio_config=dict(num_mel_bins=32, spec_size=64, window_size=4, patch_size=4, patch_stride=(4, 4), hidden_size=128,
+                          patch_embeds_hidden_size=32, depths=[1, 1, 1], num_attention_heads=[2, 4, 8], projection_dim=64),
+        projection_dim=64,
+    )
+    return ClapModel(config)
+
+
+def clip_features(folder: Path, processor: ClapProcessor) -> tuple[torch.Tensor, list[dict]]:
+    """Every clip of an audiofolder split → CLAP input features (N, 1, frames, mels), with its metadata row."""
+    rows = read_jsonl(folder / "metadata.jsonl")
+    waves = [soxr.resample(load_audio(folder / r["file_name"]), SAMPLE_RATE, CLAP_RATE) for r in rows]
+    features = processor.feature_extractor(waves, sampling_rate=CLAP_RATE, return_tensors="pt")["input_features"]
+    return features, rows
+
+
+@torch.no_grad()
+def retrieval(model: ClapModel, processor: ClapProcessor, features: torch.Tensor, rows: list[dict], scenes: list[dict]) -> dict[str, float]:
+    """Held-out clip → caption top-1, per attribute (the scorer's prompt form)."""
+    model.eval()
+    tokens = processor(text=[SCORER_TEMPLATE.format(s["caption"]) for s in scenes], padding=True, return_tensors="pt")
+    text = F.normalize(model.get_text_features(**tokens).pooler_output, dim=-1)
+    audio = F.normalize(torch.cat([model.get_audio_features(input_features=features[i : i + 128]).pooler_output
+                                   for i in range(0, len(features), 128)]), dim=-1)
+    best = (audio @ text.T).argmax(dim=1).tolist()
+    model.train()
+    out = {key: float(np.mean([scenes[b][key] == r[key] for b, r in zip(best, rows)])) for key in ("colour", "shape", "position")}
+    out["caption"] = float(np.mean([scenes[b]["caption"] == r["caption"] for b, r in zip(best, rows)]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", default="data/world")
+    parser.add_argument("--out", default="runs/world/clap")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes even if steps remain (see world.settings.Budget)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    use_threads(args.threads)
+    out = Path(args.out)
+    log = Log(out / "log.txt")
+    scenes = all_scenes()
+    captions = [s["caption"] for s in scenes]
+    words = [w for c in captions + [SCORER_TEMPLATE.format("")] for w in c.split()]
+    processor = world_clap_processor(words)
+    train_features, train_rows = clip_features(Path(args.world) / "audio" / "train", processor)
+    test_features, test_rows = clip_features(Path(args.world) / "audio" / "test", processor)
+    log(f"features of {len(train_rows)} training and {len(test_rows)} held-out clips")
+    index = {c: i for i, c in enumerate(captions)}
+    by_caption = [[] for _ in captions]
+    for i, row in enumerate(train_rows):
+        by_caption[index[row["caption"]]].append(i)
+    by_caption = [torch.tensor(ids) for ids in by_caption]
+    plain = processor(text=captions, padding="max_length", max_length=24, truncation=True, return_tensors="pt")
+    prompted = processor(text=[SCORER_TEMPLATE.format(c) for c in captions], padding="max_length", max_length=24, truncation=True, return_tensors="pt")
+    model = make_clap(len(processor.tokenizer), args.seed).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    budget = Budget(args.steps, args.minutes)
+    generator = torch.Generator().manual_seed(args.seed)
+    log(f"CLAP: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    while budget.next():
+        step = budget.step
+        budget.set_lr(optimizer, args.lr)
+        pick = torch.stack([ids[torch.randint(len(ids), (1,), generator=generator)][0] for ids in by_caption])
+        use_prompt = (torch.rand(len(captions), generator=generator) < 0.5)[:, None]
+        ids = torch.where(use_prompt, prompted.input_ids, plain.input_ids)
+        mask = torch.where(use_prompt, prompted.attention_mask, plain.attention_mask)
+        loss = model(input_ids=ids, attention_mask=mask, input_features=train_features[pick], return_loss=True).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % 100 == 0:
+            log(f"step {step}/{args.steps} loss {loss.item():.4f}")
+    metrics = {"held_out_retrieval": retrieval(model, processor, test_features, test_rows, scenes), "seconds": round(log.elapsed, 1), "steps": budget.step}
+    log(f"held-out voices, clip → caption: {metrics['held_out_retrieval']}")
+    model.eval().save_pretrained(out / "clap")
+    processor.save_pretrained(out / "clap")
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
