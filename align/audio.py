@@ -107,7 +107,7 @@ def to_mono_16k(wave: np.ndarray, sampling_rate: int) -> np.ndarray:
 
 
 def load_audio(
-    source: str | os.PathLike | bytes | np.ndarray | tuple[int, np.ndarray],
+    source: str | os.PathLike | bytes | np.ndarray | tuple[int, np.ndarray] | dict,
     sampling_rate: int | None = None,
     *,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
@@ -115,10 +115,15 @@ def load_audio(
 ) -> np.ndarray:
     """Any sound → mono float32 at 16 kHz.
 
-    `source` is a path, the bytes of a file, an array with its `sampling_rate`, or Gradio's
-    `(sampling_rate, array)` tuple. Raises `AudioError` for a missing, empty, corrupt, non-audio, silent
+    `source` is a path, the bytes of a file, an array with its `sampling_rate`, Gradio's
+    `(sampling_rate, array)` tuple, or a `datasets` audio record read with `Audio(decode=False)`
+    (`{"bytes": ..., "path": ...}`: the bytes if there are any, else the local path). Raises `AudioError` for a missing, empty, corrupt, non-audio, silent
     (unless `allow_silent`) or over-long (past `max_seconds`) sound.
     """
+    if isinstance(source, dict):
+        source = source.get("bytes") or source.get("path")
+        if not source:
+            raise AudioError("the audio record has neither bytes nor a path: check the dataset's audio column")
     if isinstance(source, tuple):
         sampling_rate, source = source
     if isinstance(source, np.ndarray) or hasattr(source, "numpy"):

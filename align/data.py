@@ -292,12 +292,7 @@ class AudioCaptionDataset(torch.utils.data.Dataset):
 
     def read(self, index: int) -> np.ndarray:
         """The whole sound of item `index`, mono 16 kHz; raises AudioError if it cannot be used."""
-        source = self.pairs.sources[index]
-        if isinstance(source, dict):  # a Hub row: prefer the bytes, fall back to a local path
-            source = source.get("bytes") or source.get("path")
-            if not source:
-                raise AudioError(f"row {index} of {self.pairs.name}: the audio has neither bytes nor a path")
-        return load_audio(source, max_seconds=self.max_seconds)
+        return load_audio(self.pairs.sources[index], max_seconds=self.max_seconds)
 
     def __getitem__(self, index: int) -> dict | None:
         try:

@@ -67,10 +67,6 @@ class Clip:
 def _read_audio(source) -> np.ndarray:
     if callable(source):  # a Hub row, fetched only now
         source = source()
-    if isinstance(source, dict):  # a Hub row cast to Audio(decode=False): bytes, or a local path
-        source = source.get("bytes") or source.get("path")
-        if not source:
-            raise AudioError("the row's audio has neither bytes nor a path")
     return load_audio(source, max_seconds=None)
 
 

@@ -111,3 +111,12 @@ def test_window_policies():
     assert (loudest > 0.5).sum() == 80  # the whole event fits inside the chosen window
     with pytest.raises(ValueError, match="window policy"):
         split_windows(wave, window, "middle")
+
+
+def test_datasets_audio_records_read_bytes_then_path(tmp_path):
+    path = tmp_path / "a.flac"
+    sf.write(path, _tone(0.5, 16_000), 16_000)
+    from_path = load_audio({"bytes": None, "path": str(path)})
+    np.testing.assert_allclose(load_audio({"bytes": path.read_bytes(), "path": "elsewhere.flac"}), from_path)
+    with pytest.raises(AudioError, match="neither bytes nor a path"):
+        load_audio({"bytes": None, "path": None})
