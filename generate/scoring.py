@@ -261,20 +261,19 @@ class AudioImageScorer:
         return {k: (v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)) for k, v in batch.items()}
 
     @torch.inference_mode()
-    def _clap_text(self, texts: Sequence[str]) -> torch.Tensor:
+    def _text(self, texts: Sequence[str], model, processor) -> torch.Tensor:
+        """Unit-length projected text embeddings from CLAP's or CLIP's text tower, in batches."""
         out = []
         for s in range(0, len(texts), self.text_batch_size):
-            tokens = self.clap_processor(text=list(texts[s : s + self.text_batch_size]), padding=True, truncation=True, return_tensors="pt")
-            out.append(self.clap_model.get_text_features(**self._to(tokens, self.clap_model)).pooler_output.float())
+            tokens = processor(text=list(texts[s : s + self.text_batch_size]), padding=True, truncation=True, return_tensors="pt")
+            out.append(model.get_text_features(**self._to(tokens, model)).pooler_output.float())
         return F.normalize(torch.cat(out), dim=-1).cpu()
 
-    @torch.inference_mode()
+    def _clap_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._text(texts, self.clap_model, self.clap_processor)
+
     def _clip_text(self, texts: Sequence[str]) -> torch.Tensor:
-        out = []
-        for s in range(0, len(texts), self.text_batch_size):
-            tokens = self.clip_processor(text=list(texts[s : s + self.text_batch_size]), padding=True, truncation=True, return_tensors="pt")
-            out.append(self.clip_model.get_text_features(**self._to(tokens, self.clip_model)).pooler_output.float())
-        return F.normalize(torch.cat(out), dim=-1).cpu()
+        return self._text(texts, self.clip_model, self.clip_processor)
 
     def vocabulary_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(CLAP text (V, Da), CLIP text (V, Di)) of the vocabulary's prompts, unit length, computed once."""
