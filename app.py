@@ -147,7 +147,7 @@ class ModelLoadError(RuntimeError):
     """A model could not load; the message names it, the cause and the fix."""
 
 
-def _load(what: str, sources: list[str], fix: str, fn):
+def _load(what: str, sources: list[str], fix: str, fn, local_only: bool = False):
     """Run a loader; any failure becomes one ModelLoadError naming the model, the cause and the fix."""
     try:
         return fn()
@@ -158,7 +158,7 @@ def _load(what: str, sources: list[str], fix: str, fn):
         names = " + ".join(sources)
         message = f"cannot load the {what} {names!r}: {cause}"
         remote = [source for source in sources if not Path(source).exists()]
-        if remote:  # not local folders, so they come from the Hub cache or the Hub itself
+        if remote and not local_only:  # not local folders, so they come from the Hub cache or the Hub itself
             offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
             message += (f"\n{', '.join(remote)} {'is not a local folder' if len(remote) == 1 else 'are not local folders'}, so they must come from the model hub "
                         f"({'HF_HUB_OFFLINE is set' if offline else 'is it reachable from here?'}) or from the cache in "
@@ -178,18 +178,16 @@ def load_models(settings: Settings):
     device, dtype = resolve_device_and_dtype(settings.device, settings.dtype)
     if settings.pipeline:
         path = Path(settings.pipeline)
-        if not (path / "model_index.json").is_file():
-            raise ModelLoadError(f"--pipeline {path}: no model_index.json there.\nFix: give the folder written by "
-                                 "AudioToImagePipeline.save_pretrained (it holds model_index.json and one folder per component).")
-        pipeline = _load("pipeline folder", [str(path)], "check the folder was saved completely by AudioToImagePipeline.save_pretrained.",
-                         lambda: AudioToImagePipeline.from_pretrained(str(path), dtype=dtype).to(device))
+        pipeline = _load("pipeline folder", [str(path)], "give the folder written by AudioToImagePipeline.save_pretrained "
+                         "(it holds model_index.json and one folder per component).",
+                         lambda: AudioToImagePipeline.load(str(path), device=device, dtype=dtype), local_only=True)
     else:
         pipeline = _load(
             "base model + audio encoder", [settings.base_model, settings.audio_encoder],
             "set --base-model / AUDIO2IMAGE_BASE_MODEL and --audio-encoder / AUDIO2IMAGE_AUDIO_ENCODER to local folders, "
             "or serve a saved pipeline folder with --pipeline PATH.",
-            lambda: AudioToImagePipeline.from_base_model(base_model=settings.base_model, audio_encoder=settings.audio_encoder,
-                                                         dtype=dtype, device=device, text_mixing=settings.text_prompt),
+            lambda: AudioToImagePipeline.load(base_model=settings.base_model, audio_encoder=settings.audio_encoder,
+                                              device=device, dtype=dtype, text_mixing=settings.text_prompt),
         )
     scorer = None
     if settings.scorer:

@@ -87,20 +87,14 @@ def _load_pipeline(args):
     from generate.pipeline import AudioToImagePipeline, resolve_device_and_dtype
 
     device, dtype = resolve_device_and_dtype(args.device, args.dtype)
+    pipe = AudioToImagePipeline.load(args.pipeline, args.base_model, args.audio_encoder, device, dtype, text_mixing=args.prompt is not None,
+                                     num_audio_tokens=args.num_audio_tokens, cpu_offload=args.cpu_offload)
     if args.pipeline is not None:
         folder = Path(args.pipeline)
-        if not (folder / "model_index.json").is_file():
-            raise FileNotFoundError(f"{folder}: not a saved pipeline (no model_index.json). Give the folder written by AudioToImagePipeline.save_pretrained.")
-        pipe = AudioToImagePipeline.from_pretrained(folder, dtype=dtype)
-        pipe = pipe.to(device) if not args.cpu_offload else pipe
-        index = json.loads((folder / "model_index.json").read_text())
+        index = json.loads((folder / "model_index.json").read_text())  # diffusers drops these underscore keys on load
         resolved = {"pipeline": str(folder.resolve()), "base_model": index.get("_base_model"), "audio_encoder": index.get("_audio_encoder_source")}
     else:
-        pipe = AudioToImagePipeline.from_base_model(args.base_model, args.audio_encoder, dtype=dtype, device="cpu" if args.cpu_offload else device,
-                                                    text_mixing=args.prompt is not None, num_audio_tokens=args.num_audio_tokens)
         resolved = {"pipeline": None, "base_model": args.base_model, "audio_encoder": args.audio_encoder}
-    if args.cpu_offload:
-        pipe.enable_model_cpu_offload(device=device)
     if args.attention_slicing:
         pipe.enable_attention_slicing()
     pipe.set_progress_bar_config(disable=args.quiet)

@@ -335,17 +335,10 @@ def summarize(out: Path, clips: list[Clip], run: dict) -> dict:
 
 
 def load_pipeline(args, device: torch.device):
-    from generate.pipeline import AudioToImagePipeline, resolve_device_and_dtype
+    from generate.pipeline import AudioToImagePipeline
 
-    _, dtype = resolve_device_and_dtype(device, args.dtype)
-    if args.pipeline:
-        folder = Path(args.pipeline)
-        if not (folder / "model_index.json").is_file():
-            raise FileNotFoundError(f"--pipeline {folder}: no model_index.json. Give a folder written by AudioToImagePipeline.save_pretrained.")
-        pipe = AudioToImagePipeline.from_pretrained(folder, dtype=dtype).to(device)
-    else:
-        pipe = AudioToImagePipeline.from_base_model(args.base_model, args.audio_encoder, dtype=dtype, device=device,
-                                                    num_audio_tokens=args.num_audio_tokens)
+    pipe = AudioToImagePipeline.load(args.pipeline or None, args.base_model, args.audio_encoder, device, args.dtype,
+                                     num_audio_tokens=args.num_audio_tokens)
     pipe.set_progress_bar_config(disable=True)  # one bar for the run, not one per clip
     return pipe
 

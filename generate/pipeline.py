@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Union
 
 import numpy as np
@@ -266,6 +267,36 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
     # ------------------------------------------------------------------------------------------------------------
     # Steps
     # ------------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        pipeline: str | os.PathLike | None = None,
+        base_model: str | os.PathLike = DEFAULT_BASE_MODEL,
+        audio_encoder: str | os.PathLike = DEFAULT_AUDIO_ENCODER,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        text_mixing: bool = False,
+        num_audio_tokens: int | None = None,
+        cpu_offload: bool = False,
+    ) -> "AudioToImagePipeline":
+        """The one way the command line, evaluation runs and the app get a pipeline, ready on its device.
+
+        A saved pipeline folder (`pipeline`, written by `save_pretrained`) if given, else `from_base_model`.
+        `cpu_offload` keeps the models in CPU memory and moves each to `device` only while it runs.
+        """
+        device, dtype = resolve_device_and_dtype(device, dtype)
+        load_on = torch.device("cpu") if cpu_offload else device
+        if pipeline is not None:
+            folder = Path(pipeline)
+            if not (folder / "model_index.json").is_file():
+                raise FileNotFoundError(f"{folder}: not a saved pipeline (no model_index.json). Give the folder written by AudioToImagePipeline.save_pretrained.")
+            pipe = cls.from_pretrained(folder, dtype=dtype).to(load_on)
+        else:
+            pipe = cls.from_base_model(base_model, audio_encoder, dtype=dtype, device=load_on, text_mixing=text_mixing, num_audio_tokens=num_audio_tokens)
+        if cpu_offload:
+            pipe.enable_model_cpu_offload(device=device)
+        return pipe
 
     def load_windows(self, audio, sampling_rate: int | None, window_policy: str, max_audio_seconds: float | None) -> tuple[list[np.ndarray], list[dict]]:
         """Every sound → its 16 kHz windows (what conditions each image) and where each lies in its sound."""

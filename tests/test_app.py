@@ -107,7 +107,7 @@ def test_settings_read_environment_and_flags_win(monkeypatch):
 
 
 def test_a_missing_pipeline_folder_is_named_with_the_fix(tmp_path):
-    with pytest.raises(app.ModelLoadError, match="(?s)no model_index.json there.*save_pretrained"):
+    with pytest.raises(app.ModelLoadError, match="(?s)no model_index.json.*save_pretrained"):
         app.load_models(app.Settings(pipeline=str(tmp_path / "missing"), scorer=False))
 
 
