@@ -18,10 +18,10 @@ SUPERSAMPLE = 4  # draw at 4x and downsample: smooth edges, as a camera would gi
 SHAPES = ("circle", "square", "triangle", "cross")
 # Reference hues in degrees; the checker names a colour by the nearest of these.
 COLOURS = {"red": 0.0, "orange": 30.0, "yellow": 56.0, "green": 125.0, "blue": 225.0, "purple": 285.0}
-POSITIONS = {"left": 0.22, "middle": 0.5, "right": 0.78}  # the object's centre, as a fraction of the width
+POSITIONS = {"left": 0.24, "middle": 0.5, "right": 0.76}  # the object's centre, as a fraction of the width
 HUE_JITTER = 6.0
-CENTRE_JITTER = 0.05
-SIZE_RANGE = (0.30, 0.40)  # the object's bounding box side, as a fraction of the image
+CENTRE_JITTER = 0.04
+SIZE_RANGE = (0.34, 0.44)  # the object's bounding box side, as a fraction of the image: big enough that an 8x8 latent keeps the shape
 
 
 def caption(shape: str, colour: str, position: str) -> str:

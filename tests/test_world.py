@@ -1,0 +1,166 @@
+"""The world in miniature: its checker, its builder, its held-out voices, and the shipped models it trained.
+
+The last tests load the weights shipped in models/world (skipped, with the reason, when they are absent) and
+check that held-out voices speaking captions give pictures whose colour and shape the model-free checker
+confirms.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from world.build import TEST_VOICES, TRAIN_VOICES, build_world, espeak, trim_silence
+from world.checker import accuracy, check_image
+from world.scenes import COLOURS, POSITIONS, SHAPES, all_scenes, render
+from world.settings import Budget
+
+MODELS = Path(__file__).resolve().parents[1] / "models" / "world"
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)")
+
+
+def test_every_combination_has_its_own_caption():
+    scenes = all_scenes()
+    assert len(scenes) == len(SHAPES) * len(COLOURS) * len(POSITIONS)
+    assert len({s["caption"] for s in scenes}) == len(scenes)
+    assert all(s["colour"] in s["caption"] and s["shape"] in s["caption"] for s in scenes)
+
+
+def test_checker_reads_real_renders():
+    rng = np.random.default_rng(7)
+    scenes = all_scenes() * 4
+    images = [render(s["shape"], s["colour"], s["position"], rng) for s in scenes]
+    scores = accuracy(images, scenes)
+    assert min(scores["colour"], scores["shape"], scores["position"]) >= 0.95, scores
+
+
+def test_checker_sees_nothing_in_a_blank_or_noisy_picture():
+    assert check_image(Image.new("RGB", (32, 32), (230, 230, 230))) == {"colour": None, "shape": None, "position": None}
+    noise = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    verdict = check_image(noise)  # noise is never a confident, specific scene every time; it must not crash
+    assert set(verdict) == {"colour", "shape", "position"}
+
+
+def test_checker_tells_apart_what_the_captions_tell_apart():
+    rng = np.random.default_rng(3)
+    for shape in SHAPES:
+        assert check_image(render(shape, "blue", "middle", rng))["shape"] == shape
+    for colour in COLOURS:
+        assert check_image(render("square", colour, "left", rng))["colour"] == colour
+    for position in POSITIONS:
+        assert check_image(render("circle", "red", position, rng))["position"] == position
+
+
+def test_held_out_voices_are_not_training_voices():
+    assert not set(TRAIN_VOICES) & set(TEST_VOICES)
+    train_accents = {v.split("+")[0] for v in TRAIN_VOICES}
+    train_variants = {v.split("+")[1] for v in TRAIN_VOICES}
+    for voice in TEST_VOICES:  # neither the accent nor the timbre is ever heard in training
+        accent, variant = voice.split("+")
+        assert accent not in train_accents and variant not in train_variants
+
+
+def test_a_voice_cannot_be_both_trained_on_and_held_out(tmp_path):
+    with pytest.raises(ValueError, match="both trained on and held out"):
+        build_world(tmp_path, 1, 1, 1, train_voices=TRAIN_VOICES[:1], test_voices=TRAIN_VOICES[:1])
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng (apt-get install espeak-ng)")
+    out = tmp_path_factory.mktemp("world")
+    build_world(out, images_per_caption=1, clips_per_voice=1, test_clips_per_voice=1, train_voices=TRAIN_VOICES[:1])
+    return out
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_builder_writes_the_expected_layout(small_world):
+    manifest = json.loads((small_world / "world.json").read_text())
+    assert manifest["images"] == 72 and manifest["train_clips"] == 72 and manifest["test_clips"] == 72 * len(TEST_VOICES)
+    images = _rows(small_world / "images" / "metadata.jsonl")
+    assert {r["caption"] for r in images} == {s["caption"] for s in all_scenes()}
+    first = Image.open(small_world / "images" / images[0]["file_name"])
+    assert first.size == (32, 32) and first.mode == "RGB"
+    for split in ("train", "test"):
+        rows = _rows(small_world / "audio" / split / "metadata.jsonl")
+        wave, rate = sf.read(small_world / "audio" / split / rows[0]["file_name"])
+        assert rate == 16_000 and 0.5 < len(wave) / rate < 4.0 and np.abs(wave).max() > 0.1
+        assert {"file_name", "caption", "voice", "speed", "pitch"} <= set(rows[0])
+
+
+def test_built_world_keeps_held_out_voices_out_of_training(small_world):
+    train = {r["voice"] for r in _rows(small_world / "audio" / "train" / "metadata.jsonl")}
+    test = {r["voice"] for r in _rows(small_world / "audio" / "test" / "metadata.jsonl")}
+    assert train == {TRAIN_VOICES[0]} and test == set(TEST_VOICES)
+
+
+def test_budget_stops_on_steps_or_time_and_ends_at_a_low_learning_rate():
+    budget = Budget(steps=10)
+    factors = []
+    while budget.next():
+        factors.append(budget.lr_factor())
+    assert budget.step == 10 and factors[-1] < 0.05 and max(factors) > 0.9
+    timed = Budget(steps=10**9, minutes=1e-9)
+    assert not timed.next()
+
+
+# -- the shipped weights -----------------------------------------------------------------------------------
+
+shipped = pytest.mark.skipif(not (MODELS / "pipeline" / "model_index.json").exists(),
+                             reason="models/world is absent: build it with `python -m world.rebuild`")
+# Captions covering every colour, shape and position, spoken by the held-out voices.
+PROBES = [("red", "circle", "left"), ("blue", "square", "right"), ("yellow", "triangle", "middle"), ("green", "cross", "left")]
+
+
+@shipped
+def test_shipped_models_are_small_safetensors():
+    files = [f for f in MODELS.rglob("*") if f.is_file()]
+    weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]
+    assert weights and all(f.suffix == ".safetensors" for f in weights)
+    assert sum(f.stat().st_size for f in files) < 45e6
+
+
+@shipped
+@needs_espeak
+def test_shipped_pipeline_draws_what_held_out_voices_say():
+    from generate.pipeline import AudioToImagePipeline
+    from world.scenes import caption
+
+    pipe = AudioToImagePipeline.from_pretrained(MODELS / "pipeline", dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    waves = [trim_silence(espeak(caption(s, c, p), TEST_VOICES[i % 2], 160, 50)) for i, (c, s, p) in enumerate(PROBES)]
+    images = pipe([(16_000, w) for w in waves], num_inference_steps=25, guidance_scale=3.0,
+                  generator=[torch.Generator().manual_seed(i) for i in range(len(waves))]).images
+    assert images[0].size == (32, 32)
+    verdicts = [check_image(im) for im in images]
+    colours = sum(v["colour"] == c for v, (c, _, _) in zip(verdicts, PROBES))
+    shapes = sum(v["shape"] == s for v, (_, s, _) in zip(verdicts, PROBES))
+    assert colours >= 3 and shapes >= 3, verdicts
+
+
+@shipped
+@needs_espeak
+def test_shipped_scorer_hears_the_spoken_colour():
+    from generate.scoring import AudioImageScorer
+    from world.scenes import caption
+
+    scorer = AudioImageScorer.from_pretrained(str(MODELS / "scorer" / "clap"), str(MODELS / "scorer" / "clip"),
+                                              vocabulary=str(MODELS / "scorer" / "vocabulary.txt"), device="cpu")
+    entries = scorer.vocabulary.entries
+    hits = 0
+    for i, (c, s, p) in enumerate(PROBES):
+        wave = trim_silence(espeak(caption(s, c, p), TEST_VOICES[i % 2], 160, 50))
+        probs = scorer.audio_distribution(scorer.embed_audio([wave]))[0]
+        hits += c in entries[int(probs.argmax())]
+    assert hits >= 3
