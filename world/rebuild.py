@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -39,7 +41,7 @@ RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 FULL = {
     "build": ["--images-per-caption", "150", "--clips-per-voice", "3", "--test-clips-per-voice", "2"],
     "clip": ["--steps", "1200", "--minutes", "4"],
-    "audio": ["--steps", "1000", "--batch-size", "48"],
+    "audio": ["--steps", "700", "--batch-size", "48"],
     "clap": ["--steps", "800", "--minutes", "4"],
     "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "8"],
     "unet": ["--steps", "12000", "--batch-size", "64", "--minutes", "18"],
@@ -93,7 +95,7 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
         return json.loads(path.read_text()) if path.exists() else {}
 
     lines = ["# The world in miniature: results", "",
-             f"Produced by `{command}` on {timings.get('machine', 'this machine')}; every figure below is from that run.", "",
+             f"Produced by `{command}` on {os.cpu_count()} CPU cores ({platform.machine()}, fp32, no GPU); every figure below is from that run.", "",
              "## Time per stage", "", "| stage | minutes | what it did |", "|---|---|---|"]
     done = {"clip": metrics("clip"), "clap": metrics("clap"), "vae": metrics("vae"), "unet": metrics("unet")}
     audio = metrics("audio").get("latest", {})
@@ -104,10 +106,14 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
         "vae": f"{done['vae'].get('steps', '?')} steps; checker on reconstructions {done['vae'].get('reconstruction_checker', {})}",
         "unet": f"{done['unet'].get('steps', '?')} steps of 64 latents",
     }
+    interrupted = timings.get("interrupted", {})  # time spent by attempts that were stopped and then resumed
     for stage in STAGES:
         if stage in timings["stages"]:
-            lines.append(f"| {stage} | {timings['stages'][stage] / 60:.1f} | {notes.get(stage, '')} |")
-    lines += [f"| **total** | **{timings['total_seconds'] / 60:.1f}** | |", "", "## Spoken caption → image, judged without a trained model", ""]
+            seconds = timings["stages"][stage] + interrupted.get(stage, 0)
+            note = f" (in two parts: stopped once and resumed from its checkpoint)" if stage in interrupted else ""
+            lines.append(f"| {stage} | {seconds / 60:.1f} | {notes.get(stage, '')}{note} |")
+    total = timings["total_seconds"] + sum(interrupted.values())
+    lines += [f"| **total** | **{total / 60:.1f}** | |", "", "## Spoken caption → image, judged without a trained model", ""]
     results = runs / "eval" / "results.md"
     lines.append(results.read_text() if results.exists() else "(the evaluation did not run)")
     return "\n".join(lines) + "\n"
@@ -121,7 +127,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--from", dest="start", choices=STAGES, help="rerun this stage and all after it")
     parser.add_argument("--only", choices=STAGES, help="run just this stage")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks every stage runs, in minutes; results mean nothing")
+    parser.add_argument("--report", action="store_true", help="only write world/RESULTS.md again from <runs>' timings and results")
     args = parser.parse_args(argv)
+    if args.report:
+        timings = json.loads((args.runs / "timings.json").read_text())
+        RESULTS_FILE.write_text(results_markdown(args.runs, timings, "python -m world.rebuild"))
+        print(f"wrote {RESULTS_FILE}")
+        return timings
     sizes = SMOKE if args.smoke else FULL
     args.runs.mkdir(parents=True, exist_ok=True)
     timings_path = args.runs / "timings.json"
