@@ -94,16 +94,19 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
         path = runs / stage / "metrics.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
+    def pct(scores: dict) -> str:
+        return ", ".join(f"{k} {100 * v:.0f} %" for k, v in scores.items()) or "?"
+
     lines = ["# The world in miniature: results", "",
              f"Produced by `{command}` on {os.cpu_count()} CPU cores ({platform.machine()}, fp32, no GPU); every figure below is from that run.", "",
              "## Time per stage", "", "| stage | minutes | what it did |", "|---|---|---|"]
     done = {"clip": metrics("clip"), "clap": metrics("clap"), "vae": metrics("vae"), "unet": metrics("unet")}
     audio = metrics("audio").get("latest", {})
     notes = {
-        "clip": f"{done['clip'].get('steps', '?')} steps; image → caption on fresh renders {done['clip'].get('retrieval', {})}",
+        "clip": f"{done['clip'].get('steps', '?')} steps; image → caption on fresh renders: {pct(done['clip'].get('retrieval', {}))}",
         "audio": f"held-out voices: cosine {audio.get('cosine', float('nan')):.3f}, R@1 {audio.get('R@1', float('nan')):.3f} over the captions (align.train)",
-        "clap": f"{done['clap'].get('steps', '?')} steps; held-out voices clip → caption {done['clap'].get('held_out_retrieval', {})}",
-        "vae": f"{done['vae'].get('steps', '?')} steps; checker on reconstructions {done['vae'].get('reconstruction_checker', {})}",
+        "clap": f"{done['clap'].get('steps', '?')} steps; held-out voices, clip → caption: {pct(done['clap'].get('held_out_retrieval', {}))}",
+        "vae": f"{done['vae'].get('steps', '?')} steps; checker on reconstructions: {pct(done['vae'].get('reconstruction_checker', {}))}",
         "unet": f"{done['unet'].get('steps', '?')} steps of 64 latents",
     }
     interrupted = timings.get("interrupted", {})  # time spent by attempts that were stopped and then resumed
