@@ -9,7 +9,7 @@ Feature extraction is done once up front: it is the same in both modes and runs 
         # randomly initialised models of the real sizes: w2v-BERT 2.0 (Wav2Vec2BertConfig() defaults + adapter)
         # and SD 2.1's text encoder (CLIP hidden 1024, 23 layers, 16 heads); minutes on a CPU, meant for a GPU
 
-The tokenizer is the real CLIP one, built offline from tests/assets (tests/tiny_models.py).
+The tokenizer is the real CLIP one, built offline (align/clip_tokenizer.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from align.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from align.loss import AlignmentLoss
 from align.targets import TargetCache, encode_captions
-from tests.tiny_models import tiny_tokenizer  # the real CLIP vocabulary, built offline
+from align.clip_tokenizer import clip_tokenizer  # the real CLIP vocabulary, built offline
 
 CAPTION_WORDS = ["rain", "a dog barking", "church bells", "thunder", "a car horn", "birds singing", "footsteps", "a kettle whistling"]
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # as align.train runs them: the encoder trains in fp32 (autocast is a flag), the text encoder is fp16 on a GPU
     encoder.to(device).train()
     text_encoder.to(device, torch.float16 if device.type == "cuda" else torch.float32)
-    tokenizer = tiny_tokenizer()
+    tokenizer = clip_tokenizer()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-5)
     criterion = AlignmentLoss()
 

@@ -1,42 +1,27 @@
 """Tiny models built from configs, the project's stand-ins for the real weights (never downloaded).
 
 Shapes follow diffusers' and transformers' own tiny test components; every builder seeds torch so the
-same call gives the same weights. The CLIP tokenizer is the real one, built offline from the BPE merges
-that open_clip ships (tests/assets/bpe_simple_vocab_16e6.txt.gz, MIT licence).
+same call gives the same weights. The CLIP tokenizer is the real one, built offline (align/clip_tokenizer.py).
 """
 
 from __future__ import annotations
 
-import gzip
-from functools import lru_cache
-from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
 from transformers.convert_slow_tokenizer import bytes_to_unicode
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
 
+from align.clip_tokenizer import clip_tokenizer
 from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 
-ASSETS = Path(__file__).parent / "assets"
 TEXT_HIDDEN = 32  # stands for SD 2.1's 1024
 TINY_AUDIO_TOKENS = 76  # the real window: 77 positions with BOS
 
 
-@lru_cache(maxsize=1)
-def _clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """The real CLIP vocabulary (49,408 tokens) and merges, as open_clip's SimpleTokenizer builds them."""
-    lines = gzip.open(ASSETS / "bpe_simple_vocab_16e6.txt.gz").read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    return {token: i for i, token in enumerate(vocab)}, merges
-
-
 def tiny_tokenizer() -> CLIPTokenizer:
     """The real CLIP tokenizer as SD 2.1 configures it (77 positions, padded with "!")."""
-    vocab, merges = _clip_bpe()
-    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), pad_token="!", model_max_length=77)
+    return clip_tokenizer()
 
 
 def tiny_text_encoder() -> CLIPTextModel:

@@ -113,7 +113,7 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
     for stage in STAGES:
         if stage in timings["stages"]:
             seconds = timings["stages"][stage] + interrupted.get(stage, 0)
-            note = f" (in two parts: stopped once and resumed from its checkpoint)" if stage in interrupted else ""
+            note = " (in two parts: stopped once and resumed from its checkpoint)" if stage in interrupted else ""
             lines.append(f"| {stage} | {seconds / 60:.1f} | {notes.get(stage, '')}{note} |")
     total = timings["total_seconds"] + sum(interrupted.values())
     lines += [f"| **total** | **{total / 60:.1f}** | |", "", "## Spoken caption → image, judged without a trained model", ""]

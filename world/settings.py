@@ -25,11 +25,9 @@ IMAGE_SIZE = 32
 
 def world_tokenizer():
     """The real CLIP tokenizer (built offline from the BPE merges open_clip ships), padding to TEXT_LENGTH."""
-    from tests.tiny_models import tiny_tokenizer  # the offline builder lives with the tests' assets for now
+    from align.clip_tokenizer import clip_tokenizer
 
-    tokenizer = tiny_tokenizer()
-    tokenizer.model_max_length = TEXT_LENGTH
-    return tokenizer
+    return clip_tokenizer(max_length=TEXT_LENGTH)
 
 
 def use_threads(threads: int | None = None) -> None:
