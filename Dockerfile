@@ -47,6 +47,8 @@ COPY app.py ./
 COPY align/ align/
 COPY generate/ generate/
 COPY examples/ examples/
+# The offline default the app serves without a model hub (python -m world.rebuild made it).
+COPY models/ models/
 
 # Numeric, so orchestrators that enforce runAsNonRoot can verify it without reading /etc/passwd.
 USER 1000:1000
