@@ -9,6 +9,8 @@ Halving the real 76-token window halves the audio encoder's cost, and nothing is
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import math
 import os
@@ -103,3 +105,20 @@ class Budget:
     def set_lr(self, optimizer, base_lr: float) -> None:
         for group in optimizer.param_groups:
             group["lr"] = base_lr * self.lr_factor()
+
+
+def stage_parser(doc: str, stage: str, steps: int, batch_size: int | None = None, world: bool = True, minutes: bool = True) -> argparse.ArgumentParser:
+    """The flags every training stage shares; a stage adds its own before parsing."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if world:
+        parser.add_argument("--world", default="data/world", help="the built world (python -m world.build)")
+    parser.add_argument("--out", default=f"runs/world/{stage}")
+    parser.add_argument("--steps", type=int, default=steps)
+    if batch_size is not None:
+        parser.add_argument("--batch-size", type=int, default=batch_size)
+    if minutes:
+        parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes even if steps remain (see world.settings.Budget)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    return parser

@@ -11,7 +11,6 @@ a second call continues from the newest checkpoint.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -20,7 +19,7 @@ from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtract
 from align import train as align_train
 from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from align.targets import encode_captions
-from world.settings import NUM_AUDIO_TOKENS, TEXT_HIDDEN, use_threads
+from world.settings import NUM_AUDIO_TOKENS, TEXT_HIDDEN, use_threads, stage_parser
 
 
 def make_audio_encoder(empty_embedding: torch.Tensor, seed: int = 0) -> AudioPromptEncoder:
@@ -37,15 +36,8 @@ def make_audio_encoder(empty_embedding: torch.Tensor, seed: int = 0) -> AudioPro
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", default="data/world")
+    parser = stage_parser(__doc__, "audio", steps=1200, batch_size=48, minutes=False)
     parser.add_argument("--clip", default="runs/world/clip", help="the CLIP stage's output (text_encoder/, tokenizer/)")
-    parser.add_argument("--out", default="runs/world/audio")
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--batch-size", type=int, default=48)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     use_threads(args.threads)
     out = Path(args.out)

@@ -14,7 +14,6 @@ plus merges that make each word of the world (and of the prompt) one token, so a
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from align.audio import SAMPLE_RATE, load_audio
 from world.scenes import all_scenes
-from world.settings import Budget, Log, read_jsonl, use_threads, write_json
+from world.settings import Budget, Log, read_jsonl, use_threads, write_json, stage_parser
 
 CLAP_RATE = 48_000
 CLAP_SECONDS = 3  # spoken captions last at most ~2.4 s
@@ -92,14 +91,7 @@ def retrieval(model: ClapModel, processor: ClapProcessor, features: torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", default="data/world")
-    parser.add_argument("--out", default="runs/world/clap")
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes even if steps remain (see world.settings.Budget)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser = stage_parser(__doc__, "clap", steps=800)
     args = parser.parse_args(argv)
     use_threads(args.threads)
     out = Path(args.out)

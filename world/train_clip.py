@@ -15,7 +15,6 @@ project's scorer (generate.scoring) puts to CLIP, so the scorer's CLIP understan
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProce
 
 from world.images import WorldImages
 from world.scenes import all_scenes, render
-from world.settings import Budget, IMAGE_SIZE, TEXT_HIDDEN, TEXT_LENGTH, Log, use_threads, world_tokenizer, write_json
+from world.settings import Budget, IMAGE_SIZE, TEXT_HIDDEN, TEXT_LENGTH, Log, use_threads, world_tokenizer, write_json, stage_parser
 
 SCORER_TEMPLATE = "a photo of {}"  # generate.scoring's DEFAULT_IMAGE_TEMPLATE
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -85,14 +84,7 @@ def state_separation(text_encoder: CLIPTextModel, input_ids: torch.Tensor) -> fl
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", default="data/world")
-    parser.add_argument("--out", default="runs/world/clip")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes even if steps remain (see world.settings.Budget)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser = stage_parser(__doc__, "clip", steps=600)
     args = parser.parse_args(argv)
     use_threads(args.threads)
     out = Path(args.out)

@@ -12,7 +12,6 @@ schedule, what the pipeline samples with).
 
 from __future__ import annotations
 
-import argparse
 import copy
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from align.targets import encode_captions
 from world.scenes import all_scenes
-from world.settings import Budget, TEXT_HIDDEN, Log, use_threads, write_json
+from world.settings import Budget, TEXT_HIDDEN, Log, use_threads, write_json, stage_parser
 
 SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
 CAPTION_DROPOUT = 0.1
@@ -52,17 +51,10 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = stage_parser(__doc__, "unet", steps=6000, batch_size=64, world=False)
     parser.add_argument("--clip", default="runs/world/clip", help="the CLIP stage's output (text_encoder/, tokenizer/)")
     parser.add_argument("--vae", default="runs/world/vae", help="the VAE stage's output (vae/, latents.safetensors)")
-    parser.add_argument("--out", default="runs/world/unet")
-    parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes even if steps remain (see world.settings.Budget)")
-    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--ema-decay", type=float, default=0.999)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     use_threads(args.threads)
     out = Path(args.out)

@@ -12,7 +12,6 @@ The checker grades the reconstructions: a VAE that loses colour, shape or positi
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ from safetensors.torch import save_file
 from world.checker import accuracy
 from world.images import WorldImages
 from world.scenes import all_scenes
-from world.settings import Budget, IMAGE_SIZE, Log, use_threads, write_json
+from world.settings import Budget, IMAGE_SIZE, Log, use_threads, write_json, stage_parser
 
 KL_WEIGHT = 1e-5
 
@@ -54,15 +53,7 @@ def latent_statistics(vae: AutoencoderKL, images: WorldImages, batch: int = 512)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", default="data/world")
-    parser.add_argument("--out", default="runs/world/vae")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes even if steps remain (see world.settings.Budget)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser = stage_parser(__doc__, "vae", steps=3000, batch_size=64)
     args = parser.parse_args(argv)
     use_threads(args.threads)
     out = Path(args.out)
