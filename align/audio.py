@@ -6,11 +6,19 @@ bad file gets the same clear `AudioError` everywhere.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import math
 import os
+import re
 import shutil
+import stat
 import subprocess
+import sys
+import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +32,7 @@ FBANK_HOP_LENGTH = 160
 FBANK_STRIDE = 2
 SILENCE_PEAK = 1e-4  # below this peak amplitude (-80 dBFS) a clip carries nothing to condition on
 DEFAULT_MAX_SECONDS = 600.0
+WINDOW_POLICIES = ("first", "loudest", "all")  # how a sound longer than the window is heard (window_starts)
 
 
 class AudioError(ValueError):
@@ -64,46 +73,211 @@ def window_samples_for_tokens(num_tokens: int, num_adapter_layers: int = 2, adap
     return low
 
 
-def _decode(data: bytes | str | os.PathLike, name: str) -> tuple[np.ndarray, int]:
+class AudioWarning(UserWarning):
+    """A sound that can be used but is not what its file promised (truncated, header out of step with the data)."""
+
+
+class AudioTooLong(AudioError):
+    """Longer than the caller's limit; callers with a flag for the limit name it in their own message."""
+
+
+class TooManyWindows(AudioError):
+    """A sound that the window policy would cut into more windows than the caller allows."""
+
+
+# What a file's first bytes say it is, when it is plainly not audio: named in the refusal, so a user who renamed
+# an image learns what they uploaded instead of a decoder's complaint.
+NOT_AUDIO_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or an office document)"), (b"\x1f\x8b", "a gzip archive"),
+    (b"\x7fELF", "a program"), (b"BZh", "a bzip2 archive"), (b"\xfd7zXZ", "an xz archive"),
+)
+DECODE_BLOCK_VALUES = 1 << 20  # samples × channels decoded at a time: 4 MB of float32, whatever the file's shape
+MIN_SECONDS = 0.1  # shorter than this there is nothing to hear: one window is ~6 s of repeats of it
+MAX_CHANNELS = 64
+MAX_SAMPLING_RATE = 768_000
+_DECODER_CHATTER = re.compile(rb"^(Note: |Warning: |\[src/|.*Illegal Audio-MPEG-Header|.*mpg123|.*Big trouble).*$", re.M)
+_stderr_lock = threading.Lock()
+
+
+def _sniff(head: bytes) -> str | None:
+    """What a file is when its first bytes show it is not audio ("a PNG image", "a text file"), else None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    for signature, kind in NOT_AUDIO_SIGNATURES:
+        if head.startswith(signature):
+            return kind
     try:
-        source = io.BytesIO(data) if isinstance(data, bytes) else data
-        wave, rate = sf.read(source, dtype="float32", always_2d=True)
-        return wave, rate
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text and all(c.isprintable() or c in "\r\n\t\f" for c in text):
+        return "a text file"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_decoders():
+    """Hold back what C decoders (libsndfile's mpg123) print to stderr while a file is read.
+
+    mpg123 writes "Illegal Audio-MPEG-Header" lines straight to file descriptor 2 when it probes a file that is
+    not MPEG, which would land in the CLI's, the app's and training's output. Anything else written to stderr
+    meanwhile (another thread's log line) is passed on afterwards.
+    """
+    with _stderr_lock, tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            rest = _DECODER_CHATTER.sub(b"", held.read()).strip()
+            if rest:
+                sys.stderr.write(rest.decode("utf-8", "replace") + "\n")
+
+
+def _check_file(path: Path) -> None:
+    """Refuse what is not a readable regular file, saying which of the usual mistakes it is."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise AudioError(f"{path}: a symbolic link to a file that does not exist. Give the path of the sound itself.") from None
+        raise AudioError(f"{path}: no such file. Check the path.") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise AudioError(f"{path}: a symbolic link that points back to itself (a loop). Give the path of the sound itself.") from None
+        raise AudioError(f"{path}: cannot be read ({error.strerror}). Check the path and its permissions.") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise AudioError(f"{path}: a folder, not a sound file. Give the path of one audio file.")
+    if not stat.S_ISREG(info.st_mode):
+        raise AudioError(f"{path}: not a regular file (a pipe, socket or device). Save the sound to a file and give its path.")
+    if info.st_size == 0:
+        raise AudioError(f"{path.name}: the file is empty (0 bytes). Record or export the sound again.")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: cannot be read (permission denied). Check the file's permissions.")
+
+
+def _too_long(name: str, seconds: float, max_seconds: float) -> AudioTooLong:
+    return AudioTooLong(f"{name}: {seconds:.0f} s long, over the {max_seconds:.0f} s limit. Trim the sound to the part you want.")
+
+
+def _header_shortfall(sound: sf.SoundFile) -> tuple[int, int] | None:
+    """(bytes the header claims, bytes the file holds) for the data chunk, when libsndfile found fewer than claimed."""
+    match = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", sound.extra_info, re.M)
+    if match and int(match.group(2)) < int(match.group(1)):
+        return int(match.group(1)), int(match.group(2))
+    return None
+
+
+def _read_mono_16k(sound: sf.SoundFile, name: str, max_seconds: float | None) -> np.ndarray:
+    """Decode block by block, mixing to mono and resampling as it goes: memory follows the 16 kHz mono result
+    (at most `max_seconds` of it), never the file's channels × rate × length."""
+    rate, channels = sound.samplerate, sound.channels
+    if not 0 < rate <= MAX_SAMPLING_RATE:
+        raise AudioError(f"{name}: sampling rate {rate} Hz is not one a sound file has (1 Hz to {MAX_SAMPLING_RATE} Hz): the file is corrupt.")
+    if not 0 < channels <= MAX_CHANNELS:
+        raise AudioError(f"{name}: {channels} channels, more than the {MAX_CHANNELS} this reads. Mix it down to mono or stereo first.")
+    if max_seconds is not None and sound.frames / rate > max_seconds:
+        raise _too_long(name, sound.frames / rate, max_seconds)
+    limit = None if max_seconds is None else int(max_seconds * rate) + 1  # a header can under-state the length too
+    resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+    pieces, frames = [], 0
+    for block in sound.blocks(blocksize=max(DECODE_BLOCK_VALUES // channels, 1), dtype="float32", always_2d=True):
+        frames += block.shape[0]
+        if limit is not None and frames > limit:
+            raise _too_long(name, frames / rate, max_seconds)
+        mono = block.mean(axis=1) if channels > 1 else block[:, 0]
+        pieces.append(resampler.resample_chunk(mono) if resampler else mono.copy())
+    if resampler:
+        pieces.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
+def _decode_with_ffmpeg(data: bytes | Path, name: str, max_seconds: float | None, cause: Exception) -> np.ndarray:
+    """Formats libsndfile lacks (m4a, aac, wma, webm...), through FFmpeg if installed, read up to the limit only."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudioError(
+            f"{name}: not a readable audio file: it is corrupt, truncated or not audio, or a format that needs FFmpeg "
+            "(read here without it: wav, flac, ogg, mp3). Export it again as one of these, or install FFmpeg."
+        ) from cause
+    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", "pipe:0" if isinstance(data, bytes) else str(data),
+           "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"]
+    limit = None if max_seconds is None else (int(max_seconds * SAMPLE_RATE) + 1) * 4
+    with tempfile.TemporaryFile() as source:
+        if isinstance(data, bytes):
+            source.write(data)
+            source.seek(0)
+        process = subprocess.Popen(cmd, stdin=source if isinstance(data, bytes) else subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out = process.stdout.read(limit + 4 if limit else -1)
+        over = limit is not None and len(out) > limit
+        process.kill() if over else None
+        process.wait()
+    if over:
+        raise _too_long(name, len(out) / 4 / SAMPLE_RATE, max_seconds)
+    if process.returncode != 0 or not out:
+        raise AudioError(f"{name}: not a readable audio file: it is corrupt, truncated or not audio at all. "
+                         "Check the file, or export it again as wav, flac, ogg or mp3.") from cause
+    return np.frombuffer(out[: len(out) // 4 * 4], dtype=np.float32).copy()
+
+
+def _decode(data: bytes | Path, name: str, max_seconds: float | None) -> np.ndarray:
+    """A file's bytes or path → mono float32 at 16 kHz, or an AudioError that says what the file is instead."""
+    head = data[:512] if isinstance(data, bytes) else data.open("rb").read(512)
+    kind = _sniff(head)
+    if kind is not None:
+        raise AudioError(f"{name}: this is {kind}, not a sound. Give an audio file (wav, flac, ogg, mp3, ...).")
+    try:
+        with _quiet_decoders(), sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data) as sound:
+            wave = _read_mono_16k(sound, name, max_seconds)
+            shortfall = _header_shortfall(sound)
+    except AudioError:
+        raise
     except Exception as sf_error:  # libsndfile: wav, flac, ogg/opus, mp3; FFmpeg, if present, for the rest
-        ffmpeg = shutil.which("ffmpeg")
-        if ffmpeg is None:
-            raise AudioError(
-                f"{name}: cannot decode this audio ({sf_error}). Supported without FFmpeg: wav, flac, ogg, mp3. "
-                "Convert the file to one of these, or install FFmpeg for other formats."
-            ) from sf_error
-        cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", "pipe:0" if isinstance(data, bytes) else str(data),
-               "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"]
-        run = subprocess.run(cmd, input=data if isinstance(data, bytes) else None, capture_output=True)
-        if run.returncode != 0 or not run.stdout:
-            raise AudioError(
-                f"{name}: not a readable audio file (it may be corrupt, truncated or not audio at all). "
-                "Check the file, or export it again as wav, flac, ogg or mp3."
-            ) from sf_error
-        return np.frombuffer(run.stdout, dtype=np.float32)[:, None], SAMPLE_RATE
+        return _decode_with_ffmpeg(data, name, max_seconds, sf_error)
+    if shortfall:
+        claimed, held = shortfall
+        if len(wave) < MIN_SECONDS * SAMPLE_RATE:
+            raise AudioError(f"{name}: the file is truncated or its header is corrupt: it claims {claimed:,} bytes of sound "
+                             f"and holds {held:,} ({len(wave) / SAMPLE_RATE:.2f} s). Export or download the sound again.")
+        warnings.warn(f"{name}: the file is truncated or its header is wrong: it claims {claimed:,} bytes of sound and holds "
+                      f"{held:,}; using the {len(wave) / SAMPLE_RATE:.2f} s it holds.", AudioWarning, stacklevel=3)
+    return wave
 
 
-def to_mono_16k(wave: np.ndarray, sampling_rate: int) -> np.ndarray:
-    """Mix down to mono (channels last or first) and resample to 16 kHz; integer PCM is scaled to [-1, 1]."""
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """Mix down to mono float32: (samples, channels) as decoders give it, or (channels, samples) as torch gives it;
+    integer PCM is scaled to [-1, 1]."""
     wave = np.asarray(wave)
     if np.issubdtype(wave.dtype, np.integer):
         wave = wave.astype(np.float32) / float(np.iinfo(wave.dtype).max)
     wave = wave.astype(np.float32, copy=False)
-    if wave.size == 0:
-        return np.zeros(0, dtype=np.float32)
-    if wave.ndim == 2:  # (samples, channels) as decoders give it, or (channels, samples) as torch gives it
+    if wave.ndim == 2 and wave.size:
         wave = wave.mean(axis=1) if wave.shape[0] >= wave.shape[1] else wave.mean(axis=0)
+    elif wave.ndim == 2:
+        wave = np.zeros(0, dtype=np.float32)
     elif wave.ndim != 1:
         raise AudioError(f"audio must be 1-D or 2-D (samples, channels), got shape {wave.shape}")
+    return np.ascontiguousarray(wave)
+
+
+def resample(wave: np.ndarray, sampling_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 from `sampling_rate` to `target_rate` with soxr (the one resampler of the project)."""
     if sampling_rate <= 0:
         raise AudioError(f"sampling rate must be positive, got {sampling_rate}")
-    if sampling_rate != SAMPLE_RATE and wave.size:
-        wave = soxr.resample(wave, sampling_rate, SAMPLE_RATE).astype(np.float32)
-    return np.ascontiguousarray(wave)
+    if sampling_rate == target_rate or wave.size == 0:
+        return wave
+    return np.ascontiguousarray(soxr.resample(wave, sampling_rate, target_rate), dtype=np.float32)
+
+
+def to_mono_16k(wave: np.ndarray, sampling_rate: int) -> np.ndarray:
+    """Mix down to mono and resample to 16 kHz: what the encoder hears."""
+    return resample(to_mono(wave), sampling_rate, SAMPLE_RATE)
 
 
 def load_audio(
@@ -117,8 +291,10 @@ def load_audio(
 
     `source` is a path, the bytes of a file, an array with its `sampling_rate`, Gradio's
     `(sampling_rate, array)` tuple, or a `datasets` audio record read with `Audio(decode=False)`
-    (`{"bytes": ..., "path": ...}`: the bytes if there are any, else the local path). Raises `AudioError` for a missing, empty, corrupt, non-audio, silent
-    (unless `allow_silent`) or over-long (past `max_seconds`) sound.
+    (`{"bytes": ..., "path": ...}`: the bytes if there are any, else the local path). Raises `AudioError` for a
+    missing, empty, corrupt, non-audio, too short (under `MIN_SECONDS`), silent (unless `allow_silent`) or
+    over-long (past `max_seconds`: `AudioTooLong`) sound, and warns (`AudioWarning`) when a file holds less than
+    its header claims. A file is decoded block by block, so memory follows the 16 kHz mono sound, not the file.
     """
     if isinstance(source, dict):
         source = source.get("bytes") or source.get("path")
@@ -131,43 +307,25 @@ def load_audio(
         if sampling_rate is None:
             raise AudioError("an audio array needs its sampling_rate (e.g. 16000, 44100, 48000)")
         wave = np.asarray(source.numpy() if hasattr(source, "numpy") else source)
-        rate = int(sampling_rate)
-        duration = (wave.shape[0] if wave.ndim == 1 else max(wave.shape)) / rate
+        duration = (wave.shape[0] if wave.ndim == 1 else max(wave.shape)) / int(sampling_rate)
+        if max_seconds is not None and duration > max_seconds:
+            raise _too_long(name, duration, max_seconds)
+        wave = to_mono_16k(wave, int(sampling_rate))
+    elif isinstance(source, bytes):
+        name = "audio bytes"
+        if not source:
+            raise AudioError("the audio is empty (0 bytes): record or upload a sound")
+        wave = _decode(source, name, max_seconds)
     else:
-        if isinstance(source, bytes):
-            name, data = "audio bytes", source
-            if not data:
-                raise AudioError("the audio is empty (0 bytes): record or upload a sound")
-        else:
-            path = Path(source)
-            name = path.name
-            if not path.is_file():
-                raise AudioError(f"{path}: no such file. Check the path.")
-            if path.stat().st_size == 0:
-                raise AudioError(f"{name}: the file is empty (0 bytes). Record or export the sound again.")
-            data = path
-        if max_seconds is not None:  # refuse a huge file before decoding it all into memory
-            try:
-                info = sf.info(io.BytesIO(data) if isinstance(data, bytes) else data)
-                if info.frames / info.samplerate > max_seconds:
-                    raise AudioError(
-                        f"{name}: {info.frames / info.samplerate:.0f} s long, over the {max_seconds:.0f} s limit. "
-                        "Trim the clip, or raise the limit (max_seconds / --max-audio-seconds)."
-                    )
-            except AudioError:
-                raise
-            except Exception:
-                pass  # not a libsndfile format: `_decode` tries FFmpeg and the length is checked after
-        wave, rate = _decode(data, name)
-        duration = wave.shape[0] / rate
-    if max_seconds is not None and duration > max_seconds:
-        raise AudioError(
-            f"{name}: {duration:.0f} s long, over the {max_seconds:.0f} s limit. "
-            "Trim the clip, or raise the limit (max_seconds / --max-audio-seconds)."
-        )
-    wave = to_mono_16k(wave, rate)
+        path = Path(source)
+        _check_file(path)
+        name = path.name
+        wave = _decode(path, name, max_seconds)
     if wave.size == 0:
         raise AudioError(f"{name}: the sound has no samples. Record or export it again.")
+    if wave.size < MIN_SECONDS * SAMPLE_RATE:
+        raise AudioError(f"{name}: only {1000 * wave.size / SAMPLE_RATE:.1f} ms of sound, too short to hear anything in "
+                         f"(at least {1000 * MIN_SECONDS:.0f} ms). Record or upload a longer sound.")
     if not np.all(np.isfinite(wave)):
         raise AudioError(f"{name}: the sound contains NaN or infinite samples; the file is corrupt.")
     if not allow_silent and float(np.abs(wave).max()) < SILENCE_PEAK:
@@ -203,7 +361,7 @@ def window_starts(wave: np.ndarray, window: int, policy: str = "first") -> list[
     `first`: the start; `loudest`: the window of highest energy (RMS); `all`: consecutive windows covering
     the clip, the last one ending at the clip's end (overlapping its neighbour) so no window is padded.
     """
-    if policy not in ("first", "loudest", "all"):
+    if policy not in WINDOW_POLICIES:
         raise ValueError(f"unknown window policy {policy!r}; use 'first', 'loudest' or 'all'")
     if wave.shape[0] <= window or policy == "first":
         return [0]
@@ -218,13 +376,9 @@ def window_starts(wave: np.ndarray, window: int, policy: str = "first") -> list[
     return [max(candidates, key=lambda s: energy[s + window] - energy[s])]
 
 
-def split_windows(wave: np.ndarray, window: int, policy: str = "first") -> list[np.ndarray]:
-    """The windows a long sound is heard through: `first`, the `loudest` (highest RMS), or `all` in order.
-
-    A clip shorter than the window is repeat-padded to it (`fit_to_window`); see `window_starts` for where
-    each window begins.
-    """
-    starts = window_starts(wave, window, policy)
+def split_windows(wave: np.ndarray, window: int, policy: str = "first") -> list[tuple[int, np.ndarray]]:
+    """The windows a long sound is heard through, as (start sample, samples): `first`, the `loudest` (highest
+    RMS), or `all` in order (see `window_starts`). A clip shorter than the window is repeat-padded to it."""
     if wave.shape[0] <= window:
-        return [fit_to_window(wave, window)]
-    return [wave[s : s + window] for s in starts]
+        return [(0, fit_to_window(wave, window))]
+    return [(s, wave[s : s + window]) for s in window_starts(wave, window, policy)]

@@ -27,11 +27,10 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutput
 
 from align.audio import SAMPLE_RATE, fit_to_window, window_samples_for_tokens
+from align.features import BatchedFeatureExtractor
+from align.model_ids import DEFAULT_AUDIO_MODEL, ORIGINAL_CHECKPOINT, ORIGINAL_NUM_AUDIO_TOKENS
 
-DEFAULT_AUDIO_MODEL = "facebook/w2v-bert-2.0"
 DEFAULT_NUM_AUDIO_TOKENS = 76  # + BOS = 77, the CLIP context length SD 2.1 was trained on
-ORIGINAL_CHECKPOINT = "youzarsif/wav2vec2bert_2_diffusion"
-ORIGINAL_NUM_AUDIO_TOKENS = 47  # the public original fits 47 tokens + BOS
 
 
 def adapter_settings(config: Wav2Vec2BertConfig | None = None, **overrides) -> Wav2Vec2BertConfig:
@@ -91,10 +90,6 @@ class AudioPromptEncoder(PreTrainedModel):
         return self.config.window_samples
 
     @property
-    def window_seconds(self) -> float:
-        return self.window_samples / SAMPLE_RATE
-
-    @property
     def sequence_length(self) -> int:
         return 1 + self.config.num_audio_tokens
 
@@ -123,10 +118,16 @@ class AudioPromptEncoder(PreTrainedModel):
         bos = self.bos_embedding.to(hidden.dtype).expand(hidden.shape[0], 1, -1)
         return BaseModelOutput(last_hidden_state=torch.cat([bos, hidden], dim=1))
 
-    def features(self, waves: list[np.ndarray], feature_extractor: SeamlessM4TFeatureExtractor, crop: str = "center", rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Mono 16 kHz waves → input features, each clip cropped or repeat-padded to the window."""
-        windows = [fit_to_window(w, self.window_samples, crop, rng) for w in waves]
-        batch = feature_extractor(windows, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
+    def features(self, waves: list[np.ndarray], feature_extractor: SeamlessM4TFeatureExtractor | BatchedFeatureExtractor, crop: str = "center",
+                 rng: np.random.Generator | None = None, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """Mono 16 kHz waves → input features on `device`, each clip cropped or repeat-padded to the window.
+
+        The features are `feature_extractor`'s, computed for the whole batch in torch on the device
+        (align.features: the same numbers as the library's numpy, within float32 rounding)."""
+        windows = torch.from_numpy(np.stack([fit_to_window(w, self.window_samples, crop, rng) for w in waves]))
+        if not isinstance(feature_extractor, BatchedFeatureExtractor):
+            feature_extractor = BatchedFeatureExtractor(feature_extractor)
+        batch = feature_extractor(windows.to(device or "cpu"))
         return {"input_features": batch["input_features"], "attention_mask": batch["attention_mask"]}
 
     @classmethod

@@ -4,8 +4,9 @@ Both pipelines share one UNet, VAE and scheduler and run the same steps, size, g
 difference is the condition: w2v-BERT + adapter on a sound vs CLIP's text encoder on a prompt (and the
 prompt length the UNet attends to: 77 positions each). Models have random weights built from configs:
 
-- `tiny`: the test models (tests/tiny_models.py), for a quick check of the machinery;
-- `real`: SD 2.1's architecture (UNet 865M, VAE 84M, OpenCLIP-H text tower 340M) and w2v-BERT 2.0 (600M).
+- `tiny`: the test models (architectures/tiny_models.py), for a quick check of the machinery;
+- `real`: SD 2.1's architecture (UNet 866M, VAE 84M, OpenCLIP-H text tower 340M) and w2v-BERT 2.0 + adapter (631M)
+  (architectures/real_models.py).
 
     python bench/pipeline_speed.py                          # tiny + real (CPU: real at 256 px, 2 steps)
     python bench/pipeline_speed.py --sizes real --height 768 --width 768 --steps 25   # a GPU run at SD 2.1's size
@@ -31,56 +32,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
-from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
-from transformers import CLIPTextConfig, CLIPTextModel, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig  # noqa: E402
+from diffusers import StableDiffusionPipeline  # noqa: E402
+from transformers import SeamlessM4TFeatureExtractor  # noqa: E402
 
-from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings  # noqa: E402
+from align.clip_tokenizer import clip_tokenizer  # noqa: E402
 from align.targets import encode_captions  # noqa: E402
+from architectures import real_models, tiny_models  # noqa: E402
 from generate.pipeline import AudioToImagePipeline, resolve_device_and_dtype  # noqa: E402
-from tests import tiny_models  # noqa: E402  (the real CLIP tokenizer, built offline, and the tiny models)
 
 PROMPT = "a dog barking in the rain"
 
 
-def sd21_scheduler() -> DPMSolverMultistepScheduler:
-    return tiny_models.sd21_scheduler()
-
-
-def real_models() -> dict:
-    """SD 2.1's and w2v-BERT 2.0's architectures with random weights (nothing downloaded)."""
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=96, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
-    )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=768,
-    )
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-        max_position_embeddings=77, hidden_act="gelu", projection_dim=512, bos_token_id=49406, eos_token_id=49407, pad_token_id=1,
-    ))
-    audio_config = adapter_settings(Wav2Vec2BertConfig(), output_hidden_size=1024)
-    audio_encoder = AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=audio_config))
-    return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder.eval(), "audio_encoder": audio_encoder.eval()}
-
-
-def tiny_models_set() -> dict:
+def model_set(size: str) -> dict:
+    """SD 2.1's and w2v-BERT 2.0's architectures (`real`) or the test models (`tiny`), random weights, nothing downloaded."""
+    if size == "real":
+        return {"unet": real_models.sd21_unet(), "vae": real_models.sd21_vae(), "text_encoder": real_models.sd21_text_encoder(),
+                "audio_encoder": real_models.w2v_bert_audio_encoder()}
     return {"unet": tiny_models.tiny_unet(), "vae": tiny_models.tiny_vae(), "text_encoder": tiny_models.tiny_text_encoder(),
             "audio_encoder": tiny_models.tiny_audio_encoder()}
 
 
 def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[AudioToImagePipeline, StableDiffusionPipeline, dict]:
     started = time.perf_counter()
-    models = real_models() if size == "real" else tiny_models_set()
-    tokenizer = tiny_models.tiny_tokenizer()
+    models = model_set(size)
+    tokenizer = clip_tokenizer()  # the real CLIP tokenizer, built offline
     models["audio_encoder"].set_empty_embedding(encode_captions([""], models["text_encoder"], tokenizer)[0])
     for model in models.values():  # built in fp32: cast only when asked (a no-op cast still warns in diffusers)
         model.to(device=device, dtype=None if dtype == torch.float32 else dtype)
-    scheduler = sd21_scheduler()
+    scheduler = real_models.sd21_scheduler()
     ours = AudioToImagePipeline(vae=models["vae"], audio_encoder=models["audio_encoder"], feature_extractor=SeamlessM4TFeatureExtractor(),
                                 unet=models["unet"], scheduler=scheduler)
     stock = StableDiffusionPipeline(vae=models["vae"], text_encoder=models["text_encoder"], tokenizer=tokenizer, unet=models["unet"],

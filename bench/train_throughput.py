@@ -6,8 +6,8 @@ Feature extraction is done once up front: it is the same in both modes and runs 
 
     python bench/train_throughput.py                          # tiny models, seconds on a CPU
     python bench/train_throughput.py --real-sizes --batch-size 4 --steps 3 --rounds 1
-        # randomly initialised models of the real sizes: w2v-BERT 2.0 (Wav2Vec2BertConfig() defaults + adapter)
-        # and SD 2.1's text encoder (CLIP hidden 1024, 23 layers, 16 heads); minutes on a CPU, meant for a GPU
+        # randomly initialised models of the real sizes (architectures/real_models.py): w2v-BERT 2.0 with the
+        # adapter and SD 2.1's text encoder (CLIP hidden 1024, 23 layers, 16 heads); minutes on a CPU, meant for a GPU
 
 The tokenizer is the real CLIP one, built offline (align/clip_tokenizer.py).
 """
@@ -22,31 +22,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import CLIPTextConfig, CLIPTextModel, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
+from transformers import CLIPTextModel, SeamlessM4TFeatureExtractor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the repo
 
-from align.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+from align.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder
 from align.loss import AlignmentLoss
 from align.targets import TargetCache, encode_captions
 from align.clip_tokenizer import clip_tokenizer  # the real CLIP vocabulary, built offline
+from architectures import real_models, tiny_models
 
 CAPTION_WORDS = ["rain", "a dog barking", "church bells", "thunder", "a car horn", "birds singing", "footsteps", "a kettle whistling"]
 
 
 def build_models(real_sizes: bool, num_audio_tokens: int) -> tuple[AudioPromptEncoder, CLIPTextModel]:
-    torch.manual_seed(0)
     if real_sizes:
-        text_config = CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-                                     max_position_embeddings=77, hidden_act="gelu", projection_dim=1024, bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
-        audio_config = adapter_settings(Wav2Vec2BertConfig(), output_hidden_size=1024)
-    else:  # the sizes of tests/tiny_models.py
-        text_config = CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                                     max_position_embeddings=77, hidden_act="gelu", projection_dim=32, bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
-        audio_config = adapter_settings(Wav2Vec2BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                                                           conv_depthwise_kernel_size=3), output_hidden_size=32)
-    encoder = AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=audio_config, num_audio_tokens=num_audio_tokens))
-    return encoder, CLIPTextModel(text_config).eval()
+        return real_models.w2v_bert_audio_encoder(num_audio_tokens), real_models.sd21_text_encoder()
+    return tiny_models.tiny_audio_encoder(num_audio_tokens), tiny_models.tiny_text_encoder()
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

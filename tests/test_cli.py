@@ -96,21 +96,65 @@ def write(path: Path, data) -> Path:
     [
         (lambda tmp: tmp / "missing.wav", [], "no such file"),
         (lambda tmp: write(tmp / "empty.wav", b""), [], "empty"),
-        (lambda tmp: write(tmp / "text.mp3", b"just some words, not sound\n" * 10), [], "not a readable|cannot decode"),
+        (lambda tmp: write(tmp / "text.mp3", b"just some words, not sound\n" * 10), [], "a text file, not a sound"),
+        (lambda tmp: write(tmp / "photo.mp3", b"\x89PNG\r\n\x1a\n" + bytes(300)), [], "this is a PNG image, not a sound"),
+        (lambda tmp: write(tmp / "noise.mp3", np.random.default_rng(0).bytes(4000)), [], "not a readable audio file: it is corrupt"),
+        (lambda tmp: (tmp / "folder.wav").mkdir() or tmp / "folder.wav", [], "a folder, not a sound file"),
+        (lambda tmp: os.symlink(tmp / "loop.wav", tmp / "loop.wav") or tmp / "loop.wav", [], "points back to itself"),
+        (lambda tmp: write(tmp / "click.wav", np.full(1, 0.5, dtype=np.float32)), [], "too short"),
         (lambda tmp: write(tmp / "silent.wav", np.zeros(16_000, dtype=np.float32)), [], "silent"),
-        (lambda tmp: write(tmp / "long.wav", tone(3.0)), ["--max-audio-seconds", "2"], "over the 2 s limit"),
-        (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--pipeline", "/nonexistent/pipeline"], "no model_index.json"),
+        (lambda tmp: write(tmp / "long.wav", tone(3.0)), ["--max-audio-seconds", "2"], r"over the 2 s limit.*\(or raise --max-audio-seconds\)"),
+        (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--best-of", "2", "--clap-model", "/nonexistent"], "--clap-model /nonexistent: no such folder"),
+        (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--pipeline", "/nonexistent/pipeline"], "--pipeline /nonexistent/pipeline: no such folder"),
         (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--height", "36"], "divisible by 8"),
         (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--device", "cuda:99"], "cuda:99 asked for"),
     ],
-    ids=["missing", "empty", "not-audio", "silent", "too-long", "no-pipeline", "bad-size", "bad-device"],
+    ids=["missing", "empty", "not-audio", "png-renamed", "random-bytes", "folder", "symlink-loop", "one-sample", "silent", "too-long",
+         "no-clap-folder", "no-pipeline", "bad-size", "bad-device"],
 )
-def test_cli_bad_input_is_named(saved_pipeline, tmp_path, capsys, audio, extra, message):
+def test_cli_bad_input_is_named(saved_pipeline, tmp_path, capsys, monkeypatch, audio, extra, message):
     extra = extra if "--pipeline" in extra else ["--pipeline", str(saved_pipeline), *extra]
+    generated = []
+    monkeypatch.setattr(cli, "_load_pipeline", lambda *a: generated.append(a) or pytest.fail("a bad input must fail before loading"))
+    needs_pipeline = message in ("divisible by 8", "cuda:99 asked for")
+    if needs_pipeline:
+        monkeypatch.undo()
     code = cli.main(["--audio", str(audio(tmp_path)), "--out", str(tmp_path / "out"), *TINY, *extra])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("error: ")
+    assert code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert __import__("re").search(message, err), err
+
+
+def test_an_out_that_is_a_file_is_refused_before_generating(saved_pipeline, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_load_pipeline", lambda *a: pytest.fail("refused only after loading the models"))
+    taken = write(tmp_path / "taken.png", b"x")
+    assert cli.main(["--audio", str(write(tmp_path / "ok.wav", tone(1.0))), "--out", str(taken), "--pipeline", str(saved_pipeline), *TINY]) == 1
+    assert "--out" in capsys.readouterr().err and taken.read_bytes() == b"x"
+
+
+def test_cli_caps_and_batches_the_windows_of_a_long_sound(saved_pipeline, clip, tmp_path, capsys):
+    code = cli.main(["--audio", str(clip), "--out", str(tmp_path / "capped"), "--pipeline", str(saved_pipeline), "--window-policy", "all",
+                     "--max-windows", "1", *TINY])
+    err = capsys.readouterr().err
+    assert code == 1 and "2 windows of" in err and "over the limit of 1" in err and "(or raise --max-windows)" in err
+    out = tmp_path / "batched"
+    assert cli.main(["--audio", str(clip), "--out", str(out), "--pipeline", str(saved_pipeline), "--window-policy", "all",
+                     "--num-images", "2", "--batch-size", "2", *TINY]) == 0
+    assert [r["window"] for r in json.loads((out / "settings.json").read_text())["images"]] == [0, 0, 1, 1]
+
+
+@pytest.mark.skipif(not (ROOT / "models" / "world" / "pipeline" / "model_index.json").is_file(), reason="models/world not built")
+def test_the_offline_world_is_the_cli_default(tmp_path):
+    """The README's first command on a machine with no model hub: no model flags at all."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for name in ("AUDIO2IMAGE_MODELS", "AUDIO2IMAGE_PIPELINE"):
+        env.pop(name, None)
+    result = subprocess.run([sys.executable, "-m", "generate", "--audio", "examples/world/red_circle_left.wav", "--out", str(tmp_path / "out")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    settings = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert settings["resolved"]["models"] == "world" and settings["resolved"]["guidance"] == 3.0
+    assert (tmp_path / "out" / "red_circle_left_w00_00.png").is_file()
 
 
 def test_cli_best_of_ranks_with_the_scorer(saved_pipeline, clip, tmp_path, monkeypatch):
@@ -128,13 +172,20 @@ def test_cli_best_of_loads_the_project_scorer_lazily(monkeypatch):
 
     class FakeScorer:
         @classmethod
-        def from_pretrained(cls, **kwargs):
-            seen.update(kwargs)
+        def from_pretrained(cls, clap_model, clip_model, vocabulary, **kwargs):
+            seen.update(kwargs, clap_model=clap_model, clip_model=clip_model, vocabulary=vocabulary)
             return cls()
 
-    import generate.scoring
+    import scoring.scorer
+    from generate.model_sets import WORLD_MODELS, resolve_models
 
-    monkeypatch.setattr(generate.scoring, "AudioImageScorer", FakeScorer)
-    args = cli.build_parser().parse_args(["--audio", "a.wav", "--out", "o", "--best-of", "2", "--clap-model", "my/clap"])
-    assert isinstance(cli._load_scorer(args, "cpu"), FakeScorer)
-    assert seen == {"device": "cpu", "clap_model": "my/clap"}
+    monkeypatch.setattr(scoring.scorer, "AudioImageScorer", FakeScorer)
+    args = cli.build_parser().parse_args(["--audio", "a.wav", "--out", "o", "--best-of", "2", "--models", "real", "--clap-model", "my/clap"])
+    assert isinstance(cli._load_scorer(resolve_models(args), "cpu"), FakeScorer)
+    assert seen == {"device": "cpu", "clap_model": "my/clap", "clip_model": "openai/clip-vit-large-patch14", "vocabulary": "esc50"}
+    if (WORLD_MODELS / "scorer" / "vocabulary.txt").is_file():  # the world's scorer ranks over its own 72 captions
+        cli._load_scorer(resolve_models(cli.build_parser().parse_args(["--audio", "a.wav", "--out", "o"])), "cpu")
+        assert seen["vocabulary"] == str(WORLD_MODELS / "scorer" / "vocabulary.txt")
+    args = cli.build_parser().parse_args(["--audio", "a.wav", "--out", "o", "--vocabulary", "dog", "rain"])
+    cli._load_scorer(resolve_models(args), "cpu")
+    assert seen["vocabulary"] == ("dog", "rain")

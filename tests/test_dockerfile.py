@@ -33,6 +33,8 @@ def test_base_is_slim_python_311_and_torch_index_is_a_build_arg():
     args = " ".join(_instructions("ARG"))
     assert "TORCH_INDEX=https://download.pytorch.org/whl/cpu" in args and "TORCH_VERSION=2.13.0" in args
     assert '--index-url "${TORCH_INDEX}"' in DOCKERFILE and "-r /tmp/requirements.txt" in DOCKERFILE
+    # switching the torch index (CPU/GPU) must not invalidate the apt layer: the ARGs come after it
+    assert DOCKERFILE.index("ARG TORCH_INDEX") > DOCKERFILE.index("apt-get install")
 
 
 def test_serves_port_7860_on_all_interfaces_as_non_root():
@@ -55,7 +57,7 @@ def test_app_defaults_match_the_image():
     import app
 
     assert (app.DEFAULT_HOST, app.DEFAULT_PORT) == ("0.0.0.0", 7860)
-    for source in ("app.py", "align/", "generate/", "examples/"):
+    for source in ("app.py", "align/", "generate/", "world/", "examples/", "models/"):
         assert any(line.startswith(f"COPY {source}") for line in DOCKERFILE.splitlines()), source
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", "tests", "runs", "data"} <= set(ignored)

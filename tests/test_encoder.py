@@ -5,7 +5,7 @@ from transformers import Wav2Vec2BertModel
 
 from align.encoder import AudioPromptEncoder, load_audio_encoder
 from align.targets import encode_captions
-from tests import tiny_models
+from architectures import tiny_models
 
 
 @pytest.mark.parametrize("seconds", [0.3, 6.0, 30.0])

@@ -14,7 +14,7 @@ from align.audio import SAMPLE_RATE, AudioError
 from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from align.targets import encode_captions
 from generate.pipeline import AudioToImagePipeline, AudioToImagePipelineOutput
-from tests import tiny_models
+from architectures import tiny_models
 
 FAST = {"num_inference_steps": 2, "height": 32, "width": 32}
 
@@ -209,6 +209,25 @@ def test_window_policy_all_is_a_storyboard_in_order(pipe):
         np.testing.assert_allclose(out.images[k], alone[0], atol=1e-4)
 
 
+def test_windows_go_through_in_bounded_batches_with_the_same_images(pipe, capture_unet):
+    window = pipe.audio_encoder.window_samples
+    wave = np.concatenate([tone(window / SAMPLE_RATE, f) for f in (200.0, 700.0, 1500.0)])
+    together = pipe(wave, sampling_rate=SAMPLE_RATE, window_policy="all", generator=seeded(0, 1, 2), output_type="np", **FAST).images
+    seen = capture_unet(pipe)
+    apart = pipe(wave, sampling_rate=SAMPLE_RATE, window_policy="all", generator=seeded(0, 1, 2), output_type="np", batch_size=1, **FAST)
+    assert len(apart.images) == 3 and [w["window"] for w in apart.windows] == [0, 1, 2]
+    assert seen and max(states.shape[0] for states in seen) == 2  # one window (and its unconditional twin) at a time
+    np.testing.assert_allclose(apart.images, together, atol=1e-4)
+
+
+def test_too_many_windows_are_refused_before_any_model_runs(pipe, capture_unet):
+    window = pipe.audio_encoder.window_samples
+    seen = capture_unet(pipe)
+    with pytest.raises(AudioError, match="make 3 windows of .* over the limit of 2"):
+        pipe(tone(3 * window / SAMPLE_RATE), sampling_rate=SAMPLE_RATE, window_policy="all", max_windows=2, **FAST)
+    assert not seen
+
+
 def test_window_policy_loudest_and_first(pipe):
     window = pipe.audio_encoder.window_samples
     rng = np.random.default_rng(0)
@@ -353,7 +372,7 @@ def test_our_checkpoint_keeps_its_stored_empty_encoding(tiny_base, tmp_path):
         (lambda tmp: str(tmp / "missing.wav"), "no such file"),
         (lambda tmp: write(tmp / "empty.wav", b""), "empty"),
         (lambda tmp: write(tmp / "corrupt.wav", b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(40))), "decode|not a readable"),
-        (lambda tmp: write(tmp / "notes.txt", "not a sound at all\n" * 20), "decode|not a readable"),
+        (lambda tmp: write(tmp / "notes.txt", "not a sound at all\n" * 20), "a text file, not a sound"),
         (lambda tmp: b"", "empty"),
         (lambda tmp: (SAMPLE_RATE, np.zeros(SAMPLE_RATE, dtype=np.float32)), "silent"),
         (lambda tmp: (SAMPLE_RATE, np.zeros(0, dtype=np.float32)), "no samples"),

@@ -9,15 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from generate.scoring import (
-    AudioImageScorer,
-    ScoreResult,
-    agreement,
-    agreement_matrix,
-    load_vocabulary,
-    rank_scores,
-)
-from tests import tiny_models
+from scoring.metrics import agreement, agreement_matrix, rank_scores
+from scoring.scorer import AudioImageScorer, ScoreResult
+from scoring.vocabulary import load_vocabulary
+from architectures import tiny_models
 
 
 # ---------------------------------------------------------------------------------------------------------------

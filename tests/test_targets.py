@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from align.targets import TargetCache, encode_captions
-from tests import tiny_models
+from architectures import tiny_models
 
 CAPTIONS = ["a dog barking", "rain on a roof", "a dog barking", "church bells"]
 

@@ -16,7 +16,7 @@ from align import train
 from align.encoder import load_audio_encoder
 from align.loss import AlignmentLoss
 from align.targets import encode_captions
-from tests import tiny_models
+from architectures import tiny_models
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT_WINDOW_TOKENS = 12  # about 1 s: the runs that only test the loop's mechanics use it to stay fast

@@ -153,7 +153,7 @@ def test_shipped_pipeline_draws_what_held_out_voices_say():
 @shipped
 @needs_espeak
 def test_shipped_scorer_hears_the_spoken_colour():
-    from generate.scoring import AudioImageScorer
+    from scoring.scorer import AudioImageScorer
     from world.scenes import caption
 
     scorer = AudioImageScorer.from_pretrained(str(MODELS / "scorer" / "clap"), str(MODELS / "scorer" / "clip"),

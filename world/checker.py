@@ -17,6 +17,7 @@ from PIL import Image
 
 from world.scenes import COLOURS, POSITIONS, SHAPES, SUPERSAMPLE, shape_mask
 
+ATTRIBUTES = ("colour", "shape", "position")  # what a picture is judged on, in this order
 MIN_CONTRAST = 0.15  # an object must differ from the background by this much (0..1) somewhere
 MIN_PIXELS = 4
 
@@ -109,11 +110,11 @@ def _grow(mask: np.ndarray) -> np.ndarray:
 
 def accuracy(images, scenes: list[dict]) -> dict[str, float]:
     """Fraction of `images` whose colour, shape and position (and all three) match their `scenes`."""
-    hits = {"colour": 0, "shape": 0, "position": 0, "all": 0}
+    hits = dict.fromkeys((*ATTRIBUTES, "all"), 0)
     for image, scene in zip(images, scenes, strict=True):
         verdict = check_image(image)
-        ok = [verdict[k] == scene[k] for k in ("colour", "shape", "position")]
-        for key, good in zip(("colour", "shape", "position"), ok):
+        ok = [verdict[key] == scene[key] for key in ATTRIBUTES]
+        for key, good in zip(ATTRIBUTES, ok):
             hits[key] += good
         hits["all"] += all(ok)
-    return {k: v / max(len(scenes), 1) for k, v in hits.items()}
+    return {key: count / max(len(scenes), 1) for key, count in hits.items()}

@@ -8,7 +8,7 @@ the colour, shape and position of the picture. Next to it, with the same UNet, V
 - text → image, each caption encoded by the world's CLIP text encoder: the upper bound for audio, which can
   at best reproduce those states (diffusers' StableDiffusionPipeline on the same components);
 - random conditions, Gaussian with the per-position mean and spread of the real caption states: the floor.
-Then the CLAP-scored evaluation of the project (generate.evaluate) runs on the same clips with the shipped
+Then the CLAP-scored evaluation of the project (`python -m evaluation`) runs on the same clips with the shipped
 scorer. Writes `<out>/results.json` and `<out>/results.md` (the table for the README).
 """
 
@@ -24,24 +24,16 @@ from diffusers import StableDiffusionPipeline
 
 from align.targets import encode_captions
 from generate.pipeline import AudioToImagePipeline
-from world.checker import check_image
+from world.checker import ATTRIBUTES, accuracy
 from world.scenes import COLOURS, POSITIONS, SHAPES, all_scenes
 from world.settings import Log, read_jsonl, use_threads, write_json
 
-ATTRIBUTES = ("colour", "shape", "position")
 CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "position": 1 / len(POSITIONS)}
 
 
 def judge(images, scenes: list[dict]) -> dict:
-    """Per-attribute and all-three accuracy of `images` against the scenes they should show."""
-    hits = {key: [] for key in (*ATTRIBUTES, "all")}
-    for image, scene in zip(images, scenes, strict=True):
-        verdict = check_image(image)
-        ok = [verdict[k] == scene[k] for k in ATTRIBUTES]
-        for key, good in zip(ATTRIBUTES, ok):
-            hits[key].append(good)
-        hits["all"].append(all(ok))
-    return {key: float(np.mean(v)) for key, v in hits.items()} | {"images": len(scenes)}
+    """The checker's accuracy of `images` against the scenes they should show, and how many images it judged."""
+    return accuracy(images, scenes) | {"images": len(scenes)}
 
 
 def generators(seeds: range) -> list[torch.Generator]:
@@ -98,7 +90,7 @@ def markdown(results: dict) -> str:
             f"{v}: colour {100 * r['colour']:.0f} %, shape {100 * r['shape']:.0f} %, position {100 * r['position']:.0f} %" for v, r in per_voice.items()) + ".\n"
     clap = results.get("clap_scored")
     if clap:
-        text += ("\nCLAP-scored evaluation (`generate.evaluate`, shipped scorer, vocabulary = the 72 captions) on the same clips: "
+        text += ("\nCLAP-scored evaluation (`python -m evaluation`, shipped scorer, vocabulary = the 72 captions) on the same clips: "
                  + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in clap.items()) + ".\n")
     return text
 
@@ -153,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST).save(out / "samples.png")
 
     if args.clap:
-        from generate import evaluate as clap_evaluate
+        from evaluation.__main__ import main as clap_evaluation
 
         argv_clap = ["--data", str(world / "audio"), "--split", "test", "--out", str(out / "clap_scored"), "--pipeline", str(Path(args.models) / "pipeline"),
                      "--clap-model", str(Path(args.models) / "scorer" / "clap"), "--clip-model", str(Path(args.models) / "scorer" / "clip"),
@@ -161,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
                      "--guidance", str(args.guidance), "--seed", str(args.seed), "--device", "cpu", "--quiet"]
         if args.limit:
             argv_clap += ["--limit", str(args.limit)]
-        clap_evaluate.main(argv_clap)
+        if clap_evaluation(argv_clap) != 0:
+            raise RuntimeError("the CLAP-scored evaluation stopped: its message is printed above")
         metrics = json.loads((out / "clap_scored" / "metrics.json").read_text())
         keep = ("aic_accuracy", "mean_agreement", "rank_score", "audio_caption_similarity", "image_caption_similarity")
         results["clap_scored"] = {k: metrics[k] for k in keep if k in metrics}

@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from world.checker import ATTRIBUTES
 from world.images import WorldImages
 from world.scenes import all_scenes, render
 from world.settings import Budget, IMAGE_SIZE, TEXT_HIDDEN, TEXT_LENGTH, Log, use_threads, world_tokenizer, write_json, stage_parser
 
 SCORER_TEMPLATE = "a photo of {}"  # generate.scoring's DEFAULT_IMAGE_TEMPLATE
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
 def make_clip(seed: int = 0) -> CLIPModel:
@@ -44,12 +44,12 @@ def make_clip(seed: int = 0) -> CLIPModel:
 def image_processor() -> CLIPImageProcessorPil:
     """CLIP's preprocessing at the world's size, what the scorer applies to generated pictures (Pillow backend: no torchvision)."""
     return CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-                              image_mean=CLIP_MEAN, image_std=CLIP_STD)
+                              image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD)
 
 
 def normalise(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, H, W) → CLIP's normalised input (the same as `image_processor()` at the world's size)."""
-    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    mean, std = torch.tensor(OPENAI_CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1)
     return (pixels.float() / 255.0 - mean) / std
 
 
@@ -65,7 +65,7 @@ def retrieval(model: CLIPModel, input_ids: torch.Tensor, scenes: list[dict], ren
     image = torch.nn.functional.normalize(model.get_image_features(pixel_values=normalise(pixels)).pooler_output, dim=-1)
     best = (image @ text.T).argmax(dim=1).tolist()
     model.train()
-    out = {key: float(np.mean([scenes[b][key] == scenes[t][key] for b, t in zip(best, truth)])) for key in ("colour", "shape", "position")}
+    out = {key: float(np.mean([scenes[b][key] == scenes[t][key] for b, t in zip(best, truth)])) for key in ATTRIBUTES}
     out["caption"] = float(np.mean([b == t for b, t in zip(best, truth)]))
     return out
 

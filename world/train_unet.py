@@ -5,19 +5,19 @@
 The condition is the frozen world text encoder's `last_hidden_state` over all 39 positions, as SD 2.1 feeds
 its UNet; 10 % of captions are replaced by "" so classifier-free guidance has an unconditional model.
 v-prediction (SD 2.1's) on a cosine noise schedule: at 8×8 a picture survives much more noise than at SD's
-64×64, and SD's scaled-linear schedule would spend most steps where the scene is already decided. EMA
-weights are the ones saved. Writes `<out>/unet` and `<out>/scheduler` (DPM-Solver++ with the training
-schedule, what the pipeline samples with).
+64×64, and SD's scaled-linear schedule would spend most steps where the scene is already decided. The
+EMA weights (diffusers' `EMAModel`) are the ones saved. Writes `<out>/unet` and `<out>/scheduler`
+(DPM-Solver++ with the training schedule, what the pipeline samples with).
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -44,12 +44,6 @@ def inference_scheduler() -> DPMSolverMultistepScheduler:
     return DPMSolverMultistepScheduler(**SCHEDULE, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing")
 
 
-@torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1 - decay)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "unet", steps=6000, batch_size=64, world=False)
     parser.add_argument("--clip", default="runs/world/clip", help="the CLIP stage's output (text_encoder/, tokenizer/)")
@@ -69,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     means, stds, caption_ids = latents["mean"].float(), latents["std"].float(), latents["caption_ids"]
     noise_scheduler = DDPMScheduler(**SCHEDULE)
     unet = make_unet(args.seed).train()
-    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    ema = EMAModel(unet.parameters(), decay=args.ema_decay)  # decay 0 at update 1, then (1 + n) / (10 + n) at update n + 1, capped
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
     budget = Budget(args.steps, args.minutes)
     generator = torch.Generator().manual_seed(args.seed)
@@ -93,11 +87,12 @@ def main(argv: list[str] | None = None) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()
-        ema_update(ema, unet, min(args.ema_decay, (1 + step) / (10 + step)))
+        ema.step(unet.parameters())
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 250 == 0:
             log(f"step {step}/{args.steps} loss {running:.4f} ({step * args.batch_size / log.elapsed:.0f} latents/s)")
-    ema.save_pretrained(out / "unet")
+    ema.copy_to(unet.parameters())  # the trained UNet becomes its average (EMAModel.save_pretrained would add its state to config.json)
+    unet.eval().save_pretrained(out / "unet")
     inference_scheduler().save_pretrained(out / "scheduler")
     metrics = {"seconds": round(log.elapsed, 1), "steps": budget.step, "final_loss": running}
     write_json(out / "metrics.json", metrics)

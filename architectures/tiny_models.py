@@ -1,22 +1,23 @@
-"""Tiny models built from configs, the project's stand-ins for the real weights (never downloaded).
+"""Every model of the system in miniature, built from configs: the stand-ins for the real weights (never downloaded)
+that the tests, the benchmarks and the notebook's smoke run share.
 
-Shapes follow diffusers' and transformers' own tiny test components; every builder seeds torch so the
-same call gives the same weights. The CLIP tokenizer is the real one, built offline (align/clip_tokenizer.py).
+Shapes follow diffusers' and transformers' own tiny test components; every builder seeds torch so the same
+call gives the same weights. What has no size is the real thing: the CLIP tokenizer (built offline,
+align/clip_tokenizer.py), w2v-BERT's feature extractor and SD 2.1's noise schedule (`real_models.sd21_scheduler`).
 """
 
 from __future__ import annotations
 
-
 import torch
-from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
 
 from align.clip_tokenizer import clip_tokenizer
-from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+from align.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+from architectures.real_models import sd21_scheduler  # noqa: F401  (no size: the tiny pipeline samples with the real one)
 
-TEXT_HIDDEN = 32  # stands for SD 2.1's 1024
-TINY_AUDIO_TOKENS = 76  # the real window: 77 positions with BOS
+TEXT_HIDDEN = 32  # stands for SD 2.1's 1024 (real_models.TEXT_HIDDEN)
 
 
 def tiny_tokenizer() -> CLIPTokenizer:
@@ -34,7 +35,7 @@ def tiny_text_encoder() -> CLIPTextModel:
     return CLIPTextModel(config).eval()
 
 
-def tiny_audio_encoder(num_audio_tokens: int = TINY_AUDIO_TOKENS, empty_embedding: torch.Tensor | None = None) -> AudioPromptEncoder:
+def tiny_audio_encoder(num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS, empty_embedding: torch.Tensor | None = None) -> AudioPromptEncoder:
     torch.manual_seed(0)
     audio_config = adapter_settings(
         Wav2Vec2BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, conv_depthwise_kernel_size=3),
@@ -68,15 +69,7 @@ def tiny_vae() -> AutoencoderKL:
     ).eval()
 
 
-def sd21_scheduler() -> DPMSolverMultistepScheduler:
-    """DPM-Solver++ with SD 2.1's noise schedule (scaled linear betas, v-prediction)."""
-    return DPMSolverMultistepScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="v_prediction",
-        algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="leading", steps_offset=1,
-    )
-
-
-# Scoring (generate/scoring.py): a tiny CLAP and a tiny CLIP with their real processors, built offline.
+# Scoring (the CLAP + CLIP scorer): a tiny CLAP and a tiny CLIP with their real processors, built offline.
 
 
 def tiny_clap_tokenizer():

@@ -1,23 +1,11 @@
 """Score how well an image shows a sound: CLAP hears the audio, CLIP sees the image, and they meet over words.
 
 CLAP has no image tower and CLIP no audio tower, so both are asked the same question: which entry of a
-vocabulary (ESC-50's 50 classes, AudioSet's 527, or any list of words or captions) does this describe?
-CLAP gives a distribution over the vocabulary for the sound, CLIP one for each image, and the two are compared:
-
-- **agreement** = 1 − Jensen–Shannon divergence (base 2) of the two distributions, in [0, 1]: 1 when they are
-  identical, 0 when they share no mass. Chosen over KL (unbounded, asymmetric, infinite where one side puts no
-  mass) and over the top-1 match alone (it ignores the rest of the distribution, e.g. "dog" and "wolf" both
-  likely). JSD is symmetric, bounded, finite with zeros, and its square root is a metric. It uses each model's
-  own learned logit scale (the temperature it was trained with) so neither side is sharpened by hand.
-- **AIC** (audio-image consistency): whether the top vocabulary entry is the same on both sides.
-- with a reference caption: the CLAP audio–caption and CLIP image–caption cosine similarities.
-
-`rank_scores` turns a clips × images agreement matrix into the AIS-style rank score the evaluation reports.
-
-Prompt templates (settings): a vocabulary entry `x` is put to CLAP as "the sound of x" and to CLIP as
-"a photo of x" (underscores become spaces, the first letter is lower-cased unless the entry is an acronym).
-No article is added, so mass nouns ("rain", "footsteps") read right; pass `audio_template="{}"` and
-`image_template="{}"` to use captions verbatim.
+vocabulary (scoring.vocabulary) does this describe? CLAP gives a distribution over the vocabulary for the
+sound, CLIP one for each image, and the two are compared (scoring.metrics): **agreement** (1 − JSD₂), **AIC**
+(audio-image consistency: the top entry is the same on both sides) and, with a reference caption, the CLAP
+audio–caption and CLIP image–caption cosine similarities. Each model's own learned logit scale (the temperature
+it was trained with) makes its distribution, so neither side is sharpened by hand.
 
     scorer = AudioImageScorer.from_pretrained()                      # laion/clap-htsat-unfused + CLIP ViT-L/14, ESC-50
     result = scorer.score(load_audio("dog.wav"), images, reference_caption="a dog barking")
@@ -28,137 +16,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soxr
 import torch
 import torch.nn.functional as F
 
-from align.audio import SAMPLE_RATE, load_audio, split_windows
-
-VOCABULARY_DIR = Path(__file__).parent / "vocabularies"
-BUILTIN_VOCABULARIES = {"esc50": "esc50.txt", "audioset": "audioset.txt"}
-DEFAULT_CLAP = "laion/clap-htsat-unfused"
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
-DEFAULT_AUDIO_TEMPLATE = "the sound of {}"
-DEFAULT_IMAGE_TEMPLATE = "a photo of {}"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Vocabularies
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Entries (labels or captions) and the prompts each tower reads for them, index for index."""
-
-    entries: tuple[str, ...]
-    audio_prompts: tuple[str, ...]
-    image_prompts: tuple[str, ...]
-    name: str = "custom"
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-
-def _read_entries(path: Path) -> list[str]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-
-
-def _phrase(entry: str) -> str:
-    text = entry.replace("_", " ").strip()
-    # "Dog" → "dog", but keep acronyms and names whose second letter is upper case ("DTMF", "TV").
-    if len(text) > 1 and text[1].isupper():
-        return text
-    return text[:1].lower() + text[1:]
-
-
-def load_vocabulary(
-    vocabulary: str | os.PathLike | Sequence[str] | Vocabulary = "esc50",
-    audio_template: str = DEFAULT_AUDIO_TEMPLATE,
-    image_template: str = DEFAULT_IMAGE_TEMPLATE,
-) -> Vocabulary:
-    """A built-in name ("esc50", "audioset"), a text file (one entry a line, "#" comments), or a list of entries."""
-    if isinstance(vocabulary, Vocabulary):
-        return vocabulary
-    if isinstance(vocabulary, (str, os.PathLike)):
-        key = str(vocabulary)
-        if key.lower() in BUILTIN_VOCABULARIES:
-            name, entries = key.lower(), _read_entries(VOCABULARY_DIR / BUILTIN_VOCABULARIES[key.lower()])
-        elif Path(key).is_file():
-            name, entries = Path(key).stem, _read_entries(Path(key))
-        else:
-            raise ValueError(
-                f"unknown vocabulary {key!r}: use one of {sorted(BUILTIN_VOCABULARIES)}, the path of a text file "
-                "with one word or caption a line, or a list of strings"
-            )
-    else:
-        name, entries = "custom", [str(e).strip() for e in vocabulary]
-    if len(entries) < 2:
-        raise ValueError(f"a vocabulary needs at least 2 entries to compare distributions over, got {len(entries)}")
-    if len(set(entries)) != len(entries):
-        dupes = sorted({e for e in entries if entries.count(e) > 1})
-        raise ValueError(f"vocabulary {name!r} repeats entries {dupes[:5]}: remove the duplicates")
-    for template in (audio_template, image_template):
-        if "{}" not in template:
-            raise ValueError(f"prompt template {template!r} must contain '{{}}' where the entry goes")
-    phrases = [_phrase(e) for e in entries]
-    return Vocabulary(
-        entries=tuple(entries),
-        audio_prompts=tuple(audio_template.format(p) for p in phrases),
-        image_prompts=tuple(image_template.format(p) for p in phrases),
-        name=name,
-    )
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Arithmetic on distributions (pure functions: tested on constructed numbers)
-
-
-def agreement(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """1 − JSD₂(p, q) over the last dimension (broadcasting), in [0, 1]; 1 for identical distributions."""
-    p, q = p.double(), q.double()
-    m = 0.5 * (p + q)
-    # xlogy gives 0·log 0 = 0, so entries one side rules out cost nothing and never produce NaN.
-    kl_pm = (torch.xlogy(p, p) - torch.xlogy(p, m)).sum(-1)
-    kl_qm = (torch.xlogy(q, q) - torch.xlogy(q, m)).sum(-1)
-    jsd = 0.5 * (kl_pm + kl_qm) / np.log(2.0)
-    return (1.0 - jsd).clamp(0.0, 1.0).float()
-
-
-def agreement_matrix(audio_probs: torch.Tensor, image_probs: torch.Tensor, chunk_elements: int = 1 << 24) -> torch.Tensor:
-    """(A, V) × (I, V) → (A, I): the agreement of every audio with every image, in row chunks to bound memory."""
-    a, i, v = audio_probs.shape[0], image_probs.shape[0], audio_probs.shape[1]
-    if image_probs.shape[1] != v:
-        raise ValueError(f"audio and image distributions are over different vocabularies ({v} vs {image_probs.shape[1]})")
-    rows = max(1, chunk_elements // max(1, i * v))
-    return torch.cat([agreement(audio_probs[s : s + rows, None, :], image_probs[None, :, :]) for s in range(0, a, rows)]) if a else torch.zeros(0, i)
-
-
-def rank_scores(matrix: torch.Tensor, image_owner: Sequence[int] | torch.Tensor) -> torch.Tensor:
-    """AIS-style rank score per clip, in [0, 100].
-
-    `matrix[c, j]` scores clip c's audio against image j; `image_owner[j]` is the clip image j was made from.
-    A clip's score is 100 × the share of other clips' images that score below its own image (ties count half,
-    as in the AUC), averaged over its own images. 50 is chance, 100 means its own images always win.
-    """
-    owner = torch.as_tensor(image_owner, dtype=torch.long)
-    clips, images = matrix.shape
-    if owner.shape != (images,):
-        raise ValueError(f"image_owner needs one clip index per image ({images}), got shape {tuple(owner.shape)}")
-    scores = torch.full((clips,), float("nan"))
-    for c in range(clips):
-        own = matrix[c, owner == c]
-        other = matrix[c, owner != c]
-        if own.numel() == 0 or other.numel() == 0:
-            continue  # nothing to rank against: NaN, left out of the mean by the caller
-        below = (other[None, :] < own[:, None]).double().mean(1)
-        ties = (other[None, :] == own[:, None]).double().mean(1)
-        scores[c] = float(100.0 * (below + 0.5 * ties).mean())
-    return scores
+from align.audio import SAMPLE_RATE, load_audio, resample, split_windows, to_mono
+from align.device import resolve_device_and_dtype
+from align.model_ids import DEFAULT_CLAP, DEFAULT_CLIP
+from scoring.metrics import agreement
+from scoring.vocabulary import DEFAULT_AUDIO_TEMPLATE, DEFAULT_IMAGE_TEMPLATE, Vocabulary, load_vocabulary
 
 
 @dataclass
@@ -177,15 +45,6 @@ class ScoreResult:
 
 # --------------------------------------------------------------------------------------------------------------
 # The scorer
-
-
-def _mono(wave: np.ndarray) -> np.ndarray:
-    """Mix to mono with align.audio's convention: (samples, channels) from decoders, (channels, samples) from torch."""
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1) if wave.shape[0] >= wave.shape[1] else wave.mean(axis=0)
-    elif wave.ndim != 1:
-        raise ValueError(f"audio must be 1-D or 2-D (samples, channels), got shape {wave.shape}")
-    return wave
 
 
 class AudioImageScorer:
@@ -235,14 +94,14 @@ class AudioImageScorer:
         dtype: torch.dtype | None = None,
         **kwargs,
     ) -> "AudioImageScorer":
-        """Load CLAP and CLIP (Hub ids or local folders). Defaults: GPU if there is one, float32.
+        """Load CLAP and CLIP (Hub ids or local folders). Defaults: align.device's choice (cuda, mps, cpu), float32.
 
         float32 by default because scoring is cheap next to generation, and on CPU half precision is far
         slower (no bf16/fp16 hardware here). Extra keyword arguments go to the constructor (templates, batch sizes).
         """
         from transformers import ClapModel, ClapProcessor, CLIPModel, CLIPProcessor
 
-        device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device, _ = resolve_device_and_dtype(device)
         dtype = dtype or torch.float32
         # CLIPProcessor falls back to the PIL image processor when torchvision is missing (it must stay missing here).
         clap = ClapModel.from_pretrained(clap_model, dtype=dtype)
@@ -291,12 +150,11 @@ class AudioImageScorer:
         """Any sound (path, bytes, array, tensor) → mono float32 at CLAP's rate (48 kHz)."""
         if isinstance(audio, (str, os.PathLike, bytes)):
             audio, sampling_rate = load_audio(audio), SAMPLE_RATE
-        wave = _mono(np.asarray(audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32))
+        wave = to_mono(audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else audio)
         if wave.size == 0:
             raise ValueError("the audio has no samples: pass a sound (16 kHz mono float32, as align.audio.load_audio gives)")
         if sampling_rate != self.clap_rate:
-            # soxr, the resampler align.audio uses; from the source rate directly so nothing above 8 kHz is lost.
-            wave = soxr.resample(wave, sampling_rate, self.clap_rate)
+            wave = resample(wave, sampling_rate, self.clap_rate)  # from the source rate: nothing above 8 kHz is lost
         return np.ascontiguousarray(wave, dtype=np.float32)
 
     @torch.inference_mode()
@@ -307,7 +165,7 @@ class AudioImageScorer:
         windows, owner = [], []
         for a, audio in enumerate(audios):
             wave = self._prepare_audio(audio, sampling_rate)
-            parts = [wave] if wave.shape[0] <= self.clap_window else split_windows(wave, self.clap_window, "all")
+            parts = [wave] if wave.shape[0] <= self.clap_window else [cut for _, cut in split_windows(wave, self.clap_window, "all")]
             windows += parts
             owner += [a] * len(parts)
         out = []

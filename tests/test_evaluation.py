@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +11,11 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from generate import evaluate
-from generate.scoring import agreement
-from tests import tiny_models
+import evaluation.__main__ as evaluate
+from evaluation import clips as evaluation_clips
+from evaluation import run as evaluation_run
+from scoring.metrics import agreement
+from architectures import tiny_models
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def argv(models, data, out, *extra):
 
 def count_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
     """Record which clips are generated; optionally stop the run (as Ctrl-C would) when clip `fail_at` starts."""
-    calls, original = [], evaluate.evaluate_clip
+    calls, original = [], evaluation_run.evaluate_clip
 
     def wrapped(clip, *args, **kwargs):
         if clip.index == fail_at:
@@ -48,7 +51,7 @@ def count_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
         calls.append(clip.index)
         return original(clip, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "evaluate_clip", wrapped)
+    monkeypatch.setattr(evaluation_run, "evaluate_clip", wrapped)
     return calls
 
 
@@ -159,8 +162,8 @@ def test_audio_only_folder_with_a_corrupt_file(models, tmp_path):
 
 
 def test_clip_seed_depends_on_run_seed_and_index_only():
-    assert evaluate.clip_seed(0, 5) == evaluate.clip_seed(0, 5)
-    assert len({evaluate.clip_seed(s, i) for s in range(3) for i in range(50)}) == 150
+    assert evaluation_clips.clip_seed(0, 5) == evaluation_clips.clip_seed(0, 5)
+    assert len({evaluation_clips.clip_seed(s, i) for s in range(3) for i in range(50)}) == 150
 
 
 def test_missing_data_is_explained(tmp_path, capsys):
@@ -188,7 +191,7 @@ def test_two_processes_split_the_clips_and_match_one(full_run, models, synthetic
     from pathlib import Path
 
     out = tmp_path / "distributed"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "generate.evaluate",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "evaluation",
                *argv(models, synthetic_data, out, "--num-images", "2", "--limit", "4")]
     done = subprocess.run(command, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -211,12 +214,41 @@ def test_hub_datasets_are_read_lazily_with_and_without_captions(synthetic_data, 
     table = datasets.Dataset.from_dict({"audio": paths, "caption": [r["caption"] for r in rows]}).cast_column("audio", datasets.Audio())
     asked = []
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split=None, **kw: asked.append((name, split)) or table)
-    clips = evaluate.read_clips("user/sounds", "test")
+    clips = evaluation_clips.read_clips("user/sounds", "test")
     assert asked == [("user/sounds", "test")]
     assert [c.caption for c in clips] == [r["caption"] for r in rows] and clips[3].name == "user/sounds[test]#3"
     assert callable(clips[3].source)  # nothing read yet
-    assert np.allclose(evaluate._read_audio(clips[3].source), sf.read(paths[3], dtype="float32")[0], atol=1e-6)
+    assert np.allclose(evaluation_clips.read_audio(clips[3].source, None), sf.read(paths[3], dtype="float32")[0], atol=1e-6)
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split=None, **kw: table.remove_columns("caption"))
-    clips = evaluate.read_clips("user/sounds", "test")
+    clips = evaluation_clips.read_clips("user/sounds", "test")
     assert len(clips) == len(rows) and all(c.caption is None for c in clips)
-    assert evaluate._read_audio(clips[0].source).shape == sf.read(paths[0])[0].shape
+    assert evaluation_clips.read_audio(clips[0].source, None).shape == sf.read(paths[0])[0].shape
+
+
+def test_a_clip_over_the_length_limit_is_counted_not_decoded(models, tmp_path):
+    import soundfile as sf
+
+    data = tmp_path / "clips"
+    data.mkdir()
+    for name, seconds in (("short.wav", 1.0), ("long.wav", 3.0)):
+        sf.write(data / name, 0.3 * np.sin(np.arange(int(seconds * 16_000)) / 5).astype(np.float32), 16_000)
+    (data / "metadata.jsonl").write_text('{"file_name": "short.wav", "caption": "a hum"}\n{"file_name": "long.wav", "caption": "a tone"}\n')
+    out = tmp_path / "run"
+    assert evaluate.main(argv(models, data, out, "--max-audio-seconds", "2")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_clips"] == 2 and metrics["num_scored_clips"] == 1
+    long = json.loads((out / "clips" / "clip_00001.json").read_text())
+    assert "over the 2 s limit" in long["error"]
+
+
+def test_evaluation_chooses_models_as_the_cli_and_app_do(monkeypatch):
+    from generate.model_sets import WORLD_MODELS, resolve_models
+
+    for name in ("AUDIO2IMAGE_MODELS", "AUDIO2IMAGE_PIPELINE", "AUDIO2IMAGE_VOCABULARY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("generate.model_sets.WORLD_MODELS", Path("/nonexistent/world"))
+    with pytest.raises(FileNotFoundError, match="world.rebuild"):  # the world is the default here too
+        resolve_models(evaluate.build_parser().parse_args(["--data", "d", "--out", "o"]))
+    monkeypatch.setenv("AUDIO2IMAGE_MODELS", "real")
+    real = resolve_models(evaluate.build_parser().parse_args(["--data", "d", "--out", "o", "--vocabulary", "dog", "rain"]))
+    assert (real.models, real.pipeline, real.guidance, real.vocabulary) == ("real", None, 7.5, ("dog", "rain"))

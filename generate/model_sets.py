@@ -1,0 +1,130 @@
+"""Which models a run uses: one rule, one set of flags and environment variables for the CLI, the app and
+evaluation runs.
+
+    world (default)  the miniature trained by `python -m world.rebuild`, shipped in models/world: offline, CPU-sized;
+                     it knows only spoken captions such as "a red circle on the left"
+    real             Stable Diffusion 2.1 + the audio encoder + CLAP/CLIP, from the Hub (or local folders)
+
+Every flag also reads an environment variable (a flag wins). Torch-free, so `--help` and bad paths answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from align.model_ids import DEFAULT_BASE_MODEL, DEFAULT_CLAP, DEFAULT_CLIP, ORIGINAL_CHECKPOINT
+
+MODEL_SETS = ("world", "real")
+DEFAULT_MODEL_SET = "world"
+WORLD_MODELS = Path(__file__).resolve().parent.parent / "models" / "world"
+WORLD_GUIDANCE = 3.0  # the miniature UNet's best guidance on text → image (world/RESULTS.md)
+REAL_GUIDANCE = 7.5
+VOCABULARY_FILE = "vocabulary.txt"  # a scorer folder (clap/, clip/, vocabulary.txt) carries the words it ranks over
+# flag → environment variable; the same names in the CLI, the app, evaluation and the Docker image
+ENVIRONMENT = {
+    "models": "AUDIO2IMAGE_MODELS", "pipeline": "AUDIO2IMAGE_PIPELINE", "base_model": "AUDIO2IMAGE_BASE_MODEL",
+    "audio_encoder": "AUDIO2IMAGE_AUDIO_ENCODER", "clap_model": "AUDIO2IMAGE_CLAP_MODEL",
+    "clip_model": "AUDIO2IMAGE_CLIP_MODEL", "vocabulary": "AUDIO2IMAGE_VOCABULARY",
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The resolved models of a run: a saved `pipeline` folder, or `base_model` + `audio_encoder`; and the scorer."""
+
+    models: str
+    pipeline: str | None
+    base_model: str
+    audio_encoder: str
+    clap_model: str
+    clip_model: str
+    vocabulary: str | tuple[str, ...] | None  # None: the scorer folder's own words, else ESC-50 (scoring.vocabulary)
+    guidance: float  # the default guidance scale: the world's own pipeline likes 3, SD 2.1 (and any other) 7.5
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(ENVIRONMENT[name], "").strip()
+    return value or None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, scorer: bool = True) -> None:
+    """--models, --pipeline, --base-model, --audio-encoder (and --clap-model, --clip-model, --vocabulary)."""
+    group = parser.add_argument_group("models (world: offline default; real: SD 2.1 from the Hub)")
+    group.add_argument("--models", choices=MODEL_SETS, default=_env("models") or DEFAULT_MODEL_SET,
+                       help="world: the miniature shipped in models/world, no Hub needed (it knows only spoken captions such as "
+                            "'a red circle on the left'); real: Stable Diffusion 2.1, the audio encoder and CLAP/CLIP below, "
+                            f"from the Hub [{ENVIRONMENT['models']}; default %(default)s]")
+    group.add_argument("--pipeline", default=_env("pipeline"),
+                       help=f"a saved AudioToImagePipeline folder (save_pretrained); replaces the model set's [{ENVIRONMENT['pipeline']}]")
+    group.add_argument("--base-model", default=_env("base_model"),
+                       help=f"real: Stable Diffusion 2.1 base, Hub id or local folder [{ENVIRONMENT['base_model']}; default {DEFAULT_BASE_MODEL}]")
+    group.add_argument("--audio-encoder", default=_env("audio_encoder"),
+                       help="real: audio prompt encoder, a folder written by `python -m align.train` or a Hub id "
+                            f"[{ENVIRONMENT['audio_encoder']}; default {ORIGINAL_CHECKPOINT}]")
+    if scorer:
+        group.add_argument("--clap-model", default=_env("clap_model"),
+                           help=f"CLAP of the scorer [{ENVIRONMENT['clap_model']}; default: world's, or {DEFAULT_CLAP}]")
+        group.add_argument("--clip-model", default=_env("clip_model"),
+                           help=f"CLIP of the scorer [{ENVIRONMENT['clip_model']}; default: world's, or {DEFAULT_CLIP}]")
+        group.add_argument("--vocabulary", nargs="+", default=_env("vocabulary"), metavar="WORDS",
+                           help="what the scorer compares sound and image over: esc50, audioset, a text file (one entry a line) "
+                                f"or several entries [{ENVIRONMENT['vocabulary']}; default: the scorer folder's vocabulary.txt, else esc50]")
+
+
+def check_model_source(value: str | None, flag: str) -> None:
+    """Refuse a local path that does not exist before anything loads, instead of the Hub's repo-id complaint."""
+    if value is None or Path(value).exists():
+        return
+    if not _HUB_ID.match(value):
+        raise FileNotFoundError(f"{flag} {value}: no such folder, and not a Hub id (owner/name). Give an existing local folder or a Hub id.")
+
+
+def resolve_models(args: argparse.Namespace) -> ModelChoice:
+    """The flags (and environment) of `add_model_arguments` → the models to load, local paths checked."""
+    world = args.models == "world"
+    if args.models not in MODEL_SETS:
+        raise ValueError(f"unknown model set {args.models!r}: use one of {', '.join(MODEL_SETS)}")
+    scorer = WORLD_MODELS / "scorer"
+    vocabulary = getattr(args, "vocabulary", None)
+    if isinstance(vocabulary, list):
+        vocabulary = vocabulary[0] if len(vocabulary) == 1 else tuple(vocabulary)
+    if world and (args.base_model or args.audio_encoder):
+        raise ValueError("--base-model and --audio-encoder choose parts of the real models: add --models real "
+                         f"(or set {ENVIRONMENT['models']}=real)")
+    choice = ModelChoice(
+        models=args.models,
+        pipeline=args.pipeline or (str(WORLD_MODELS / "pipeline") if world else None),
+        base_model=args.base_model or DEFAULT_BASE_MODEL,
+        audio_encoder=args.audio_encoder or ORIGINAL_CHECKPOINT,
+        clap_model=getattr(args, "clap_model", None) or str(scorer / "clap" if world else DEFAULT_CLAP),
+        clip_model=getattr(args, "clip_model", None) or str(scorer / "clip" if world else DEFAULT_CLIP),
+        vocabulary=vocabulary,
+        guidance=REAL_GUIDANCE,
+    )
+    if choice.pipeline == str(WORLD_MODELS / "pipeline"):
+        choice = replace(choice, guidance=WORLD_GUIDANCE)
+    if world and choice.pipeline == str(WORLD_MODELS / "pipeline") and not (WORLD_MODELS / "pipeline" / "model_index.json").is_file():
+        raise FileNotFoundError(f"the offline default models are missing: no saved pipeline in {WORLD_MODELS / 'pipeline'}. "
+                                "Rebuild them with `python -m world.rebuild`, or use the real models with --models real.")
+    if choice.pipeline is not None and not Path(choice.pipeline).is_dir():
+        raise FileNotFoundError(f"--pipeline {choice.pipeline}: no such folder. Give the folder written by AudioToImagePipeline.save_pretrained.")
+    for flag, value in (("--base-model", args.base_model), ("--audio-encoder", args.audio_encoder),
+                        ("--clap-model", getattr(args, "clap_model", None)), ("--clip-model", getattr(args, "clip_model", None))):
+        check_model_source(value, flag)
+    return choice
+
+
+def scorer_vocabulary(clap_model: str, vocabulary: str | tuple[str, ...] | None) -> str | tuple[str, ...]:
+    """The words to score over: the one asked for, else the vocabulary.txt a scorer folder carries beside (or in)
+    its CLAP folder, else ESC-50's 50 classes."""
+    if vocabulary is not None:
+        return vocabulary
+    for folder in (Path(clap_model), Path(clap_model).parent):
+        if Path(clap_model).exists() and (folder / VOCABULARY_FILE).is_file():
+            return str(folder / VOCABULARY_FILE)
+    return "esc50"

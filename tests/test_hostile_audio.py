@@ -1,0 +1,106 @@
+"""Hostile sound files: each is refused with one line naming the problem and the fix, or read with memory that
+follows what the model hears (the 16 kHz mono sound), never what the file claims. The files are made here."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from align.audio import MIN_SECONDS, SAMPLE_RATE, AudioError, AudioTooLong, AudioWarning, load_audio
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def tone(seconds: float, rate: int = SAMPLE_RATE, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return np.repeat(wave[:, None], channels, axis=1) if channels > 1 else wave
+
+
+def wav_with_data_size(path: Path, seconds: float, claimed_bytes: int) -> Path:
+    """A 16-bit WAV whose header claims `claimed_bytes` of samples while the file holds `seconds` of them."""
+    sf.write(path, tone(seconds), SAMPLE_RATE, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", claimed_bytes)
+    data[4:8] = struct.pack("<I", min(claimed_bytes + 36, 0xFFFFFFFF))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_picture_renamed_to_mp3_is_called_a_picture(tmp_path):
+    path = tmp_path / "holiday.mp3"
+    path.write_bytes(PNG)
+    with pytest.raises(AudioError, match=r"holiday.mp3: this is a PNG image, not a sound\. Give an audio file"):
+        load_audio(path)
+
+
+def test_random_bytes_are_called_corrupt_or_not_audio_and_decoders_stay_quiet(tmp_path):
+    path = tmp_path / "noise.mp3"
+    path.write_bytes(np.random.default_rng(0).bytes(20_000))
+    script = f"from align.audio import load_audio, AudioError\ntry:\n    load_audio({str(path)!r})\nexcept AudioError as e:\n    print(e)\n"
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "not a readable audio file: it is corrupt, truncated or not audio" in run.stdout
+    assert "MPEG" not in run.stderr and "mpg123" not in run.stderr, run.stderr  # libsndfile's mpg123 chatter is held back
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.mkdir(), "a folder, not a sound file"),
+    (lambda p: os.symlink(p, p), "a symbolic link that points back to itself"),
+    (lambda p: os.symlink(p.parent / "gone.wav", p), "a symbolic link to a file that does not exist"),
+], ids=["folder", "symlink-loop", "dangling-symlink"])
+def test_paths_that_are_not_files_say_what_they_are(tmp_path, make, message):
+    path = tmp_path / "sound.wav"
+    make(path)
+    with pytest.raises(AudioError, match=message):
+        load_audio(path)
+
+
+def test_a_sound_too_short_to_hear_is_refused_not_tiled_into_a_tone(tmp_path):
+    path = tmp_path / "click.wav"
+    sf.write(path, np.array([0.5], dtype=np.float32), SAMPLE_RATE)  # one sample: 62.5 µs
+    with pytest.raises(AudioError, match=r"only 0\.1 ms of sound, too short"):
+        load_audio(path)
+    sf.write(path, tone(MIN_SECONDS + 0.01), SAMPLE_RATE)  # just over the minimum is fine
+    assert load_audio(path).shape[0] > MIN_SECONDS * SAMPLE_RATE
+
+
+def test_a_header_that_claims_gigabytes_over_a_few_bytes_is_refused(tmp_path):
+    path = wav_with_data_size(tmp_path / "liar.wav", 0.03, 0xFFFFFFF0)  # 4 GB claimed, ~1000 bytes held
+    with pytest.raises(AudioError, match="truncated or its header is corrupt: it claims 4,294,967,280 bytes"):
+        load_audio(path)
+
+
+def test_a_truncated_file_is_read_with_a_warning(tmp_path):
+    path = wav_with_data_size(tmp_path / "cut.wav", 1.0, 4 * SAMPLE_RATE * 2)  # claims 4 s, holds 1 s
+    with pytest.warns(AudioWarning, match=r"cut.wav: the file is truncated or its header is wrong: .* using the 1\.00 s it holds"):
+        wave = load_audio(path)
+    assert wave.shape[0] == SAMPLE_RATE
+    sf.write(path, tone(1.0), SAMPLE_RATE)  # an intact file: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_audio(path)
+
+
+def test_many_channels_and_a_high_rate_are_mixed_and_resampled(tmp_path):
+    path = tmp_path / "surround.flac"
+    sf.write(path, tone(1.0, 192_000, channels=8), 192_000)
+    wave = load_audio(path)
+    assert wave.shape == (SAMPLE_RATE,) and 0.25 < np.abs(wave).max() < 0.35
+
+
+def test_over_long_is_its_own_kind_of_error(tmp_path):
+    path = tmp_path / "long.flac"
+    sf.write(path, tone(3.0), SAMPLE_RATE)
+    with pytest.raises(AudioTooLong, match="3 s long, over the 2 s limit. Trim the sound"):
+        load_audio(path, max_seconds=2)
