@@ -25,6 +25,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -241,7 +242,8 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
 
     def generate(audio: str | None, prompt: str | None, num_images: float, steps: float, guidance: float,
                  seed: float | None, window_policy: str, progress=gr.Progress()):
-        """Images for a sound, best first: audio file path → [(image, caption)], and a status line."""
+        """Images for a sound, best first: audio file path → [(image, caption)], a status line, and for every window
+        of a long sound (policy "all") a storyboard video, else None."""
         import torch
 
         if audio is None:
@@ -303,6 +305,11 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
                 gr.Warning(str(warning.message).replace(str(Path(audio).parent) + os.sep, ""))
         images = [enlarged(image) for image in output.images]
         n_windows = output.windows[0]["num_windows"] if output.windows else 1
+        video = None
+        if window_policy == "all" and n_windows > 1:  # a storyboard: each window's best image while its sound plays
+            from generate.storyboard import write_storyboard
+
+            video = write_storyboard(videos.new_path(), output.images, output.windows, audio, duration_s=output.windows[-1]["end_s"])
         # With a scorer the pipeline ranks each window's images against that window's sound, best first.
         scores = _to_float_list(output.scores)
         windows = output.windows or [{} for _ in images]
@@ -321,9 +328,24 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
                    if scores else "unranked (no scorer on this server)")
         status = (f"{len(images)} image(s) in {elapsed:.1f} s · seed {seed} · {n_windows} window(s) of the sound · {ranking}"
                   + (f" · prompt: “{prompt}”" if prompt else ""))
-        return gallery, status
+        return gallery, status, (str(video) if video else None)
 
+    videos = VideoFolder(settings.cache_minutes)
     return generate
+
+
+class VideoFolder:
+    """Where the storyboard videos are written before Gradio copies them into its cache; each new video first
+    removes the ones older than the cache's own lifetime, so the folder never grows without bound."""
+
+    def __init__(self, minutes: float):
+        self.folder, self.seconds = Path(tempfile.mkdtemp(prefix="audio2image-videos-")), minutes * 60
+
+    def new_path(self) -> Path:
+        for old in self.folder.glob("*.mp4"):
+            if time.time() - old.stat().st_mtime > self.seconds:
+                old.unlink(missing_ok=True)
+        return self.folder / f"storyboard-{time.time_ns()}.mp4"
 
 
 def enlarged(image: Image.Image) -> Image.Image:
@@ -390,12 +412,14 @@ def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blo
                 gallery = gr.Gallery(label="Images, best first" if scorer is not None else "Images", columns=2,
                                      object_fit="contain", height="auto", elem_id="gallery", format="png")
                 status = gr.Markdown(elem_id="status")
+                video = gr.Video(label="Storyboard: every window's image while its sound plays", elem_id="storyboard",
+                                 interactive=False)
         examples = example_files(settings.models)
         if examples:
             gr.Examples(examples=[[f] for f in examples], inputs=[audio], label="Example sounds (click one, then Generate)",
                         example_labels=[Path(f).stem.replace("_", " ") for f in examples])
         button.click(handler, inputs=[audio, prompt, num_images, steps, guidance, seed, window_policy],
-                     outputs=[gallery, status], api_name="generate", concurrency_limit=settings.concurrency)
+                     outputs=[gallery, status, video], api_name="generate", concurrency_limit=settings.concurrency)
     # Every request waits its turn: `concurrency` at once on the device, up to `max_queue` waiting.
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=settings.concurrency)
     return demo

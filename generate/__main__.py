@@ -3,7 +3,7 @@
     python -m generate --audio examples/world/red_circle_left.wav --out out/     # the offline world in miniature
     python -m generate --models real --audio clip.wav --out out/ --num-images 4 --steps 25 --seed 0
     python -m generate --audio rain.wav --out out/ --prompt "as an oil painting"
-    python -m generate --audio street.wav --out out/ --window-policy all          # one image per window
+    python -m generate --audio street.wav --out out/ --window-policy all          # one image per window + street.mp4
     python -m generate --audio bark.wav --out out/ --best-of 4                      # rank by CLAP + CLIP
     python -m generate --audio bark.wav --out out/ --pipeline saved_pipeline/       # a local saved pipeline
 
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int, default=None, help="image width in pixels, a multiple of 8 (default: the UNet's)")
     gen.add_argument("--window-policy", choices=WINDOW_POLICIES, default="first",
                      help="for sounds longer than the encoder's window: the first window, the loudest, or all (one image set per window, in order)")
+    gen.add_argument("--no-video", dest="video", action="store_false",
+                     help="with --window-policy all, do not write the storyboard video (<audio name>.mp4: each window's image while its sound plays)")
     gen.add_argument("--prompt", default=None, help='words added to the sound, e.g. "as an oil painting" (loads the base text encoder)')
     gen.add_argument("--text-weight", type=float, default=1.0, help="strength of --prompt (0 none, 1 as written)")
     gen.add_argument("--best-of", type=int, default=1,
@@ -166,6 +168,16 @@ def run(args) -> dict:
         score = None if output.scores is None else float(output.scores[i])
         records.append({"file": name, "audio_file": args.audio[window["audio"]], **window, "rank": counts[key], "score": score})
 
+    videos = []
+    if args.window_policy == "all" and args.video:
+        from generate.storyboard import write_storyboard
+
+        for a, (stem, wave) in enumerate(zip(stems, sounds)):
+            mine = [(image, window) for image, window in zip(output.images, output.windows) if window["audio"] == a]
+            video = args.out / f"{f'{a:02d}_' if len(stems) > 1 else ''}{stem}.mp4"
+            write_storyboard(video, [i for i, _ in mine], [w for _, w in mine], wave)
+            videos.append(video.name)
+
     height, width = output.images[0].height, output.images[0].width
     settings = {
         "command": "python -m generate " + shlex.join(args.argv),
@@ -176,6 +188,7 @@ def run(args) -> dict:
         "versions": _versions(),
         "audio": [{"file": p, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(), "seconds": len(w) / SAMPLE_RATE} for p, w in zip(args.audio, sounds)],
         "images": records,
+        "videos": videos,
         "generation_seconds": round(seconds, 3),
     }
     (args.out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, default=str))
@@ -202,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     except (AudioError, ValueError, OSError, ImportError) as error:  # named problems: message, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {len(settings['images'])} images and {SETTINGS_FILE} to {args.out}")
+    videos = f", {len(settings['videos'])} storyboard video(s)" if settings["videos"] else ""
+    print(f"wrote {len(settings['images'])} images{videos} and {SETTINGS_FILE} to {args.out}")
     return 0
 
 

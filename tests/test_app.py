@@ -65,8 +65,10 @@ def handler(models):
     return app.make_handler(*models, app.Settings(**SETTINGS))
 
 
-def _call(handler, audio, num_images=2, policy="first", prompt="", seed=0):
-    return handler(str(audio) if audio is not None else None, prompt, num_images, 2, 7.5, seed, policy)
+def _call(handler, audio, num_images=2, policy="first", prompt="", seed=0, video=False):
+    """(gallery, status), and the storyboard video too when `video`."""
+    gallery, status, storyboard = handler(str(audio) if audio is not None else None, prompt, num_images, 2, 7.5, seed, policy)
+    return (gallery, status, storyboard) if video else (gallery, status)
 
 
 def _wav(path: Path, wave: np.ndarray, rate: int = 16_000) -> Path:
@@ -180,11 +182,15 @@ def test_handler_is_reproducible_and_mixes_a_prompt(handler):
 def test_handler_all_windows_labels_each_image_with_its_time(models, handler, tmp_path):
     rng = np.random.default_rng(0)
     long_sound = _wav(tmp_path / "long.wav", (0.3 * rng.standard_normal(16_000 * 13)).astype(np.float32))  # 3 windows of ~6.1 s
-    gallery, status = _call(handler, long_sound, num_images=1, policy="all")
+    gallery, status, video = _call(handler, long_sound, num_images=1, policy="all", video=True)
     captions = [caption for _, caption in gallery]
     assert len(gallery) == 3 and "3 window(s)" in status
     window_s = models[0].audio_encoder.window_samples / 16_000
     assert captions[0].endswith(f"0.0–{window_s:.1f} s") and captions[-1].endswith("13.0 s")
+    import imageio_ffmpeg
+
+    assert imageio_ffmpeg.count_frames_and_secs(video)[1] == pytest.approx(13.0, abs=0.15)  # as long as the sound
+    assert _call(handler, long_sound, num_images=1, policy="first", video=True)[2] is None  # one window: no storyboard
 
 
 def test_handler_without_scorer_shows_images_unranked(models):
@@ -287,8 +293,8 @@ def _predict(client, path, num_images=2, submit=False):
 
 def test_client_calls_the_generate_endpoint(client):
     assert "/generate" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    gallery, status = _predict(client, EXAMPLE, num_images=2)
-    assert len(gallery) == 2 and "ranked by CLAP" in status
+    gallery, status, video = _predict(client, EXAMPLE, num_images=2)
+    assert len(gallery) == 2 and "ranked by CLAP" in status and video is None
     for item in gallery:
         assert Image.open(item["image"]).size == (app.SHOWN_SIZE, app.SHOWN_SIZE)  # 64 px drawn, enlarged 4×
     scores = _scores([item["caption"] for item in gallery])
@@ -302,7 +308,7 @@ def test_client_bad_upload_gives_the_message_and_the_app_keeps_serving(client, t
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
     with pytest.raises(AppError, match="Cannot use this sound: photo.wav"):
         _predict(client, bad)
-    gallery, _ = _predict(client, EXAMPLE, num_images=1)
+    gallery = _predict(client, EXAMPLE, num_images=1)[0]
     assert len(gallery) == 1
 
 
