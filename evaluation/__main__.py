@@ -10,9 +10,9 @@ from pathlib import Path
 from align.audio import DEFAULT_MAX_SECONDS, AudioError
 from align.device import DTYPE_CHOICES
 from evaluation import __doc__ as DOC
-from evaluation.report import REPORT_FILE, fmt
+from evaluation.report import REPORT_FILE, fmt, write_comparison
 from evaluation.run import IncompleteRunError, run
-from generate.model_sets import add_model_arguments
+from generate.model_sets import MODES, add_model_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: 3 for the world, 7.5 for real)")
     gen.add_argument("--height", type=int, default=None, help="image height, a multiple of 8 (default: the UNet's; 768 for SD 2.1)")
     gen.add_argument("--width", type=int, default=None, help="image width, a multiple of 8 (default: the UNet's)")
+    gen.add_argument("--mode", choices=(*MODES, "both"), default="direct",
+                     help="direct: the audio encoder; cascade: the baseline (CLAP's nearest caption of the vocabulary, drawn by the "
+                          "text path); both: each on the same clips and seeds, in <out>/direct and <out>/cascade, with "
+                          "<out>/comparison.md side by side (default: direct)")
     gen.add_argument("--seed", type=int, default=0, help="run seed; clip i's noise is seeded from (seed, i) (default: 0)")
     hw = parser.add_argument_group("hardware")
     hw.add_argument("--device", default="auto", help="cuda, mps, cpu or auto; under accelerate launch each process uses its own GPU")
@@ -48,14 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        metrics = run(args)
-    except (AudioError, ValueError, OSError, IncompleteRunError) as error:  # named problems: the message, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if metrics is not None:
-        print(f"AIC accuracy {metrics['aic_accuracy']:.3f}, mean agreement {metrics['mean_agreement']:.3f}, "
-              f"rank score {fmt(metrics['rank_score'], 1)} over {metrics['num_scored_clips']} clips: {args.out / REPORT_FILE}")
+    modes = MODES if args.mode == "both" else (args.mode,)
+    results = {}
+    for mode in modes:
+        one = argparse.Namespace(**{**vars(args), "mode": mode, "out": args.out / mode if len(modes) > 1 else args.out})
+        try:
+            metrics = run(one)
+        except (AudioError, ValueError, OSError, IncompleteRunError) as error:  # named problems: the message, no traceback
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        if metrics is not None:
+            results[mode] = metrics
+            print(f"{mode}: AIC accuracy {metrics['aic_accuracy']:.3f}, mean agreement {metrics['mean_agreement']:.3f}, "
+                  f"rank score {fmt(metrics['rank_score'], 1)} over {metrics['num_scored_clips']} clips: {one.out / REPORT_FILE}")
+    if len(results) > 1:
+        print(f"side by side: {write_comparison(args.out, results)}")
     return 0
 
 

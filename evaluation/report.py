@@ -128,3 +128,17 @@ def write_report(out: Path, run: dict, metrics: dict, records: list[dict], max_r
         lines.append(f"\n{len(records) - max_rows} more clips in clips/*.json.")
     (out / REPORT_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out / REPORT_FILE
+
+
+COMPARED = ("aic_accuracy", "mean_agreement", "mean_agreement_other_clips", "rank_score", "audio_caption_similarity", "image_caption_similarity")
+
+
+def write_comparison(out: Path, results: dict[str, dict]) -> Path:
+    """comparison.md: the metrics of runs on the same clips and seeds (e.g. direct and cascade), a column each."""
+    names = list(results)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key in COMPARED:
+        lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(fmt(results[n].get(key), 1 if key == "rank_score" else 3) for n in names) + " |")
+    path = out / "comparison.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

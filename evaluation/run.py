@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 # Arguments that change what a clip's files contain: a resumed run must match them (--limit may change).
-RESULT_KEYS = ("data", "split", "audio_column", "caption_column", "label_column", "models", "pipeline", "base_model", "audio_encoder",
+RESULT_KEYS = ("mode", "data", "split", "audio_column", "caption_column", "label_column", "models", "pipeline", "base_model", "audio_encoder",
                "num_audio_tokens", "clap_model", "clip_model", "vocabulary", "num_images", "steps", "guidance", "height", "width", "seed")
 
 
@@ -55,7 +55,7 @@ def evaluate_clip(clip: Clip, pipe, scorer, args, out: Path) -> dict:
     generator = torch.Generator("cpu").manual_seed(base["seed"])
     images = pipe((SAMPLE_RATE, wave), num_images_per_prompt=args.num_images, num_inference_steps=args.steps,
                   guidance_scale=args.guidance, height=args.height, width=args.width, generator=generator,
-                  max_audio_seconds=None).images
+                  max_audio_seconds=None, mode=args.mode, scorer=scorer if args.mode == "cascade" else None).images
     files = []
     for k, image in enumerate(images):
         files.append(f"images/clip_{clip.index:05d}_{k}.png")
@@ -102,9 +102,10 @@ def load_pipeline(args, device: torch.device):
     from generate.pipeline import AudioToImagePipeline
 
     pipe = AudioToImagePipeline.load(args.pipeline, args.base_model, args.audio_encoder, device, args.dtype,
-                                     num_audio_tokens=args.num_audio_tokens)
+                                     num_audio_tokens=args.num_audio_tokens, text_mixing=args.mode == "cascade")
     pipe.set_progress_bar_config(disable=True)  # one bar for the run, not one per clip
     return pipe
+
 
 def _check_run(out: Path, run: dict) -> None:
     """A folder holding another run's clips must not be resumed with different settings: mixed results lie."""

@@ -38,6 +38,7 @@ from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, WINDOW_POLICIES, Audio
 from align.encoder import AudioPromptEncoder, load_audio_encoder
 from align.model_ids import DEFAULT_BASE_MODEL, ORIGINAL_CHECKPOINT
 from align.targets import encode_captions
+from generate.model_sets import MODES
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,15 @@ class Scorer(Protocol):
     """What the pipeline needs of a scorer to rank candidates (scoring.AudioImageScorer is one): higher is better."""
 
     def score_images(self, audio_16k_mono: np.ndarray, images: list[PIL.Image.Image]) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class CaptionBank(Protocol):
+    """What `mode="cascade"` needs (scoring.AudioImageScorer is one): the caption of its vocabulary nearest a sound."""
+
+    def caption_for(self, audio_16k_mono: np.ndarray) -> str: ...
+
+
 
 
 AudioInput = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor, tuple]
@@ -319,6 +329,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         do_classifier_free_guidance: bool,
         prompt: list[str] | None = None,
         text_weight: float = 1.0,
+        captions: list[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         r"""
         The UNet's condition for each window, and the unconditional input for guidance.
@@ -333,10 +344,17 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         and each part stays exactly what the UNet was trained to read. `text_weight` moves the words' states
         from the empty caption's (0) to the full encoding (1) and past it (> 1: stronger), the way compel
         down-weights a prompt part. Without a prompt nothing is appended: the result is that of audio alone.
+
+        With `captions` (`mode="cascade"`), the audio encoder is not used: each window's condition is the CLIP
+        encoding of its caption, exactly as the stock text-to-image pipeline encodes a prompt.
         """
-        prompt_embeds = self.encode_audio(waves, device)
-        negative_prompt_embeds = self.audio_encoder.empty_embedding.to(device=device, dtype=prompt_embeds.dtype)
-        negative_prompt_embeds = negative_prompt_embeds.unsqueeze(0).expand(len(waves), -1, -1)
+        if captions is not None:  # the cascade: the text path of stock SD, on the captions the scorer heard
+            prompt_embeds = self.encode_text(captions, device)
+            negative_prompt_embeds = self.encode_text([""], device).expand_as(prompt_embeds)
+        else:
+            prompt_embeds = self.encode_audio(waves, device)
+            negative_prompt_embeds = self.audio_encoder.empty_embedding.to(device=device, dtype=prompt_embeds.dtype)
+            negative_prompt_embeds = negative_prompt_embeds.unsqueeze(0).expand(len(waves), -1, -1)
         if prompt is not None:
             text = self.encode_text(prompt, device).to(prompt_embeds.dtype)
             empty = self.encode_text([""], device).to(prompt_embeds.dtype).expand_as(text)
@@ -362,6 +380,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         scorer,
         output_type,
         callback_on_step_end_tensor_inputs=None,
+        mode="direct",
     ):
         if audio is None or (isinstance(audio, list) and len(audio) == 0):
             raise ValueError("no audio given: pass a path, the bytes of a file, an array with `sampling_rate`, a (sampling_rate, array) tuple, or a list of these")
@@ -381,6 +400,11 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
             raise ValueError(f"unknown `output_type` {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
         if not isinstance(best_of, int) or best_of < 1:
             raise ValueError(f"`best_of` has to be a positive integer but is {best_of!r}")
+        if mode not in MODES:
+            raise ValueError(f"unknown `mode` {mode!r}; use one of {', '.join(MODES)}")
+        if mode == "cascade" and (not isinstance(scorer, CaptionBank) or self.text_encoder is None or self.tokenizer is None):
+            raise ValueError("`mode='cascade'` needs a `scorer` with `caption_for` (its vocabulary is the caption bank) and the text encoder and tokenizer "
+                             "(`AudioToImagePipeline.from_base_model(..., text_mixing=True)`)")
         if best_of > 1 and scorer is None:
             raise ValueError("`best_of` > 1 needs a `scorer` to rank the candidates (e.g. scoring.AudioImageScorer)")
         if scorer is not None and not isinstance(scorer, Scorer):
@@ -436,13 +460,13 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         return self._interrupt
 
     def _generate(self, waves, prompts, candidates, num_images_per_prompt, text_weight, height, width, device, generator, eta,
-                  scorer, output_type, latents, timesteps, sigmas, num_inference_steps, callback_on_step_end,
+                  scorer, output_type, latents, captions, timesteps, sigmas, num_inference_steps, callback_on_step_end,
                   callback_on_step_end_tensor_inputs):
         """Steps 3-8 for one group of windows: (images of the group, their scores or None)."""
         batch_size = len(waves)
         # 3. Encode input audio (and words)
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            waves, device, candidates, self.do_classifier_free_guidance, prompt=prompts, text_weight=text_weight
+            waves, device, candidates, self.do_classifier_free_guidance, prompt=prompts, text_weight=text_weight, captions=captions
         )
         # For classifier free guidance, we need to do two forward passes.
         # Here we concatenate the unconditional and audio embeddings into a single batch
@@ -522,7 +546,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         generator: torch.Generator | list[torch.Generator] | None = None,
         window_policy: str = "first",
         best_of: int = 1,
-        scorer: Scorer | None = None,
+        scorer: Scorer | CaptionBank | None = None,
         text_weight: float = 1.0,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -533,6 +557,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         max_audio_seconds: float | None = DEFAULT_MAX_SECONDS,
         max_windows: int | None = None,
         batch_size: int | None = 8,
+        mode: str = "direct",
         timesteps: list[int] | None = None,
         sigmas: list[float] | None = None,
     ):
@@ -580,6 +605,10 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
                 Refuse longer sounds (default 600 s); None for no limit.
             max_windows (`int`, *optional*):
                 Refuse a sound that `window_policy` would cut into more windows than this (None: no limit).
+            mode (`str`, defaults to "direct"):
+                "direct": the audio encoder's states condition the UNet. "cascade": the baseline a user would try
+                first, for comparison: `scorer.caption_for` picks the nearest caption of its vocabulary (CLAP) and
+                the text path of stock SD draws it (each image's window gets its `caption`).
             batch_size (`int`, *optional*, defaults to 8):
                 Most images denoised at once (windows × candidates); more windows go through in groups, one after
                 another, so memory stays bounded. None: all at once.
@@ -598,13 +627,16 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         # 1. Check inputs. Raise error if not correct
         self.check_inputs(
             audio, prompt, height, width, num_images_per_prompt, num_inference_steps, guidance_scale, window_policy,
-            best_of, scorer, output_type, callback_on_step_end_tensor_inputs,
+            best_of, scorer, output_type, callback_on_step_end_tensor_inputs, mode,
         )
         self._guidance_scale = guidance_scale
         self._interrupt = False
 
         # 2. Define call parameters: the sound's windows are the "prompts" of this pipeline
         waves, windows = self.load_windows(audio, sampling_rate, window_policy, max_audio_seconds, max_windows)
+        captions = [scorer.caption_for(wave) for wave in waves] if mode == "cascade" else None
+        for window, caption in zip(windows, captions or []):
+            window["caption"] = caption
         if prompt is not None:
             prompts = [prompt] * len(waves) if isinstance(prompt, str) else [prompt[w["audio"]] for w in windows]
         else:
@@ -625,6 +657,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
                 generator[group.start * candidates : group.stop * candidates] if isinstance(generator, list) else generator,
                 eta, scorer, output_type,
                 None if latents is None else latents[group.start * candidates : group.stop * candidates],
+                None if captions is None else [captions[w] for w in group],
                 timesteps, sigmas, num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs,
             )
             images.append(image)

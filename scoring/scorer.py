@@ -233,6 +233,11 @@ class AudioImageScorer:
         """(N,) agreement of each image with the sound, higher = better: what `best_of` ranking sorts by."""
         return self.score(audio_16k_mono, images).agreement
 
+    @torch.inference_mode()
+    def caption_for(self, audio_16k_mono: np.ndarray) -> str:
+        """The vocabulary entry CLAP hears in the sound, as a caption (what the cascade baseline draws)."""
+        return self.vocabulary.entries[int(self.audio_distribution(self.embed_audio([audio_16k_mono])).argmax())]
+
     def entry(self, index: int) -> str:
         """The vocabulary entry at `index` (e.g. to print `audio_top` / `image_top`)."""
         return self.vocabulary.entries[int(index)]

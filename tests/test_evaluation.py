@@ -252,3 +252,25 @@ def test_evaluation_chooses_models_as_the_cli_and_app_do(monkeypatch):
     monkeypatch.setenv("AUDIO2IMAGE_MODELS", "real")
     real = resolve_models(evaluate.build_parser().parse_args(["--data", "d", "--out", "o", "--vocabulary", "dog", "rain"]))
     assert (real.models, real.pipeline, real.guidance, real.vocabulary) == ("real", None, 7.5, ("dog", "rain"))
+
+
+def test_both_modes_run_on_the_same_clips_and_are_compared(models, synthetic_data, tmp_path):
+    import shutil
+
+    from architectures import tiny_models
+
+    own = tmp_path / "models"
+    shutil.copytree(models, own)
+    tiny_models.tiny_text_encoder().save_pretrained(own / "pipeline" / "text_encoder")  # cascade draws with the text path
+    tiny_models.tiny_tokenizer().save_pretrained(own / "pipeline" / "tokenizer")
+    index = json.loads((own / "pipeline" / "model_index.json").read_text())
+    index.update(text_encoder=["transformers", "CLIPTextModel"], tokenizer=["transformers", "CLIPTokenizer"])
+    (own / "pipeline" / "model_index.json").write_text(json.dumps(index))
+    out = tmp_path / "both"
+    assert evaluate.main(argv(own, synthetic_data, out, "--mode", "both", "--limit", "3")) == 0
+    direct, cascade = (json.loads((out / m / "metrics.json").read_text()) for m in ("direct", "cascade"))
+    assert direct["num_scored_clips"] == cascade["num_scored_clips"] == 3
+    table = (out / "comparison.md").read_text()
+    assert "| metric | direct | cascade |" in table and f"{direct['rank_score']:.1f}" in table and f"{cascade['rank_score']:.1f}" in table
+    records = [json.loads((out / "cascade" / "clips" / f"clip_{i:05d}.json").read_text()) for i in range(3)]
+    assert all(r["seed"] == json.loads((out / "direct" / "clips" / f"clip_{i:05d}.json").read_text())["seed"] for i, r in enumerate(records))

@@ -272,3 +272,9 @@ def test_pipeline_best_of_keeps_what_the_scorer_ranks_first(scorer):
     assert ranked.scores[0] >= ranked.scores[1]
     for image, index in zip(ranked.images, order[:2].tolist()):
         assert np.array_equal(np.asarray(image), np.asarray(candidates[index]))
+
+
+def test_caption_for_is_the_entry_clap_hears_most(scorer):
+    wave = (0.3 * np.sin(np.arange(16_000) / 3)).astype(np.float32)
+    probs = scorer.audio_distribution(scorer.embed_audio([wave]))[0]
+    assert scorer.caption_for(wave) == scorer.vocabulary.entries[int(probs.argmax())]
