@@ -7,7 +7,9 @@ the shipped pipeline (sound → audio encoder → UNet → VAE) and the model-fr
 the colour, shape and position of the picture. Next to it, with the same UNet, VAE and sampler:
 - text → image, each caption encoded by the world's CLIP text encoder: the upper bound for audio, which can
   at best reproduce those states (diffusers' StableDiffusionPipeline on the same components);
-- random conditions, Gaussian with the per-position mean and spread of the real caption states: the floor.
+- random conditions, Gaussian with the per-position mean and spread of the real caption states: the floor;
+- the cascade baseline (`mode="cascade"`): the shipped scorer's CLAP names the nearest of the 72 captions and
+  the text path draws it, so it is as good as CLAP's hearing.
 Then the CLAP-scored evaluation of the project (`python -m evaluation`) runs on the same clips with the shipped
 scorer. Writes `<out>/results.json` and `<out>/results.md` (the table for the README).
 """
@@ -52,12 +54,13 @@ def text_pipeline(pipe: AudioToImagePipeline) -> StableDiffusionPipeline:
 
 
 @torch.no_grad()
-def spoken_images(pipe, paths: list[Path], steps: int, guidance: float, seed: int, batch: int = 48) -> list:
+def spoken_images(pipe, paths: list[Path], steps: int, guidance: float, seed: int, batch: int = 48, **mode) -> list:
+    """The pipeline's images for the clips, one each, seeded by position; `mode="cascade", scorer=...` for the baseline."""
     images = []
     for start in range(0, len(paths), batch):
         chunk = [str(p) for p in paths[start : start + batch]]
-        images += pipe(chunk, num_inference_steps=steps, guidance_scale=guidance,
-                       generator=generators(range(seed + start, seed + start + len(chunk)))).images
+        images += pipe(chunk, num_inference_steps=steps, guidance_scale=guidance, batch_size=None,
+                       generator=generators(range(seed + start, seed + start + len(chunk))), **mode).images
     return images
 
 
@@ -73,6 +76,7 @@ def condition_images(sd: StableDiffusionPipeline, conditions: torch.Tensor, empt
 
 def markdown(results: dict) -> str:
     rows = [("spoken caption → image (held-out voices)", results["spoken"]),
+            *([("cascade baseline: CLAP's nearest caption → text → image", results["cascade"])] if "cascade" in results else []),
             ("text → image, same UNet (upper bound)", results["text"]),
             ("random condition, same UNet (floor)", results["random"]),
             ("chance", {**CHANCE, "all": float(np.prod(list(CHANCE.values())))})]
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="only the first N held-out clips (smoke runs)")
     parser.add_argument("--no-clap", dest="clap", action="store_false", help="skip the CLAP-scored evaluation")
+    parser.add_argument("--no-cascade", dest="cascade", action="store_false", help="skip the cascade baseline")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     use_threads(args.threads)
@@ -137,6 +142,14 @@ def main(argv: list[str] | None = None) -> dict:
     random[:, 0] = empty[0, 0]  # BOS is the same for every caption: keep it
     results["random"] = judge(condition_images(sd, random, empty, args.steps, args.guidance, args.seed), rows)
     log(f"random condition → image: {results['random']}")
+    if args.cascade:
+        from scoring.scorer import AudioImageScorer
+
+        scorer_dir = Path(args.models) / "scorer"
+        scorer = AudioImageScorer.from_pretrained(str(scorer_dir / "clap"), str(scorer_dir / "clip"), str(scorer_dir / "vocabulary.txt"), device="cpu")
+        cascade = spoken_images(pipe, [test / r["file_name"] for r in rows], args.steps, args.guidance, args.seed, mode="cascade", scorer=scorer)
+        results["cascade"] = judge(cascade, rows)
+        log(f"cascade (CLAP's caption → text → image): {results['cascade']}")
 
     grid = np.concatenate([np.concatenate([np.asarray(im) for im in images[:24]], axis=1) for images in (spoken, condition_images(sd, states[:24], empty, args.steps, args.guidance, args.seed))])
     out.mkdir(parents=True, exist_ok=True)
