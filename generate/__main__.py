@@ -6,6 +6,7 @@
     python -m generate --audio street.wav --out out/ --window-policy all          # one image per window + street.mp4
     python -m generate --audio bark.wav --out out/ --best-of 4                      # rank by CLAP + CLIP
     python -m generate --audio bark.wav --out out/ --pipeline saved_pipeline/       # a local saved pipeline
+    python -m generate --audio rain.wav --out out/ --init-image street.png --strength 0.6 [--mask sky.png]   # edit a picture
 
 Models are chosen as the app and evaluation choose them (generate.model_sets): `--models world` (the default,
 offline) or `--models real` (SD 2.1 from the Hub), with the same AUDIO2IMAGE_* environment variables.
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int, default=None, help="image width in pixels, a multiple of 8 (default: the UNet's)")
     gen.add_argument("--window-policy", choices=WINDOW_POLICIES, default="first",
                      help="for sounds longer than the encoder's window: the first window, the loudest, or all (one image set per window, in order)")
+    gen.add_argument("--init-image", type=Path, default=None, metavar="PNG",
+                     help="edit this picture with the sound instead of drawing a new one (resized to --height x --width)")
+    gen.add_argument("--strength", type=float, default=0.6, help="with --init-image: how much may change, 0 (nothing) to 1 (all of it)")
+    gen.add_argument("--mask", type=Path, default=None, metavar="PNG",
+                     help="with --init-image: white where the picture may change, black where it must stay as it is")
     gen.add_argument("--mode", choices=MODES, default="direct",
                      help="direct: the audio encoder conditions the image; cascade: the baseline, CLAP names the nearest caption "
                           "of the scorer's vocabulary and the text-to-image path draws it (for comparison)")
@@ -124,6 +130,19 @@ def _load_scorer(models, device):
                                             device=device)
 
 
+def _read_picture(path: Path, flag: str):
+    """A picture for --init-image or --mask, or a ValueError naming the flag, the file and the fix."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            return picture.convert("RGB")
+    except FileNotFoundError:
+        raise ValueError(f"{flag} {path}: no such file. Check the path.") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"{flag} {path}: not a picture this can read ({error}). Give a PNG or JPEG.") from None
+
+
 def run(args) -> dict:
     """Generate and write the images and settings.json; returns the settings written."""
     from align.audio import AudioTooLong, TooManyWindows, load_audio
@@ -133,6 +152,8 @@ def run(args) -> dict:
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out}: a file is already there. Give a folder for the images (it is created if missing).")
     models = resolve_models(args)
+    pictures = {name: _read_picture(path, flag) for name, path, flag in (("image", args.init_image, "--init-image"), ("mask_image", args.mask, "--mask"))
+                if path is not None}
     # Read every sound first: a bad file should fail in a second, not after minutes of model loading.
     sounds = []
     for path in args.audio:
@@ -153,6 +174,7 @@ def run(args) -> dict:
             num_inference_steps=args.steps, guidance_scale=guidance, height=args.height, width=args.width,
             generator=torch.Generator("cpu").manual_seed(args.seed), window_policy=args.window_policy, best_of=args.best_of,
             scorer=scorer, max_audio_seconds=None, max_windows=args.max_windows, batch_size=args.batch_size, mode=args.mode,
+            strength=args.strength, **pictures,
         )
     except TooManyWindows as error:
         raise TooManyWindows(f"{error} (or raise --max-windows)") from error

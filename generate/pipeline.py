@@ -381,6 +381,9 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         output_type,
         callback_on_step_end_tensor_inputs=None,
         mode="direct",
+        image=None,
+        strength=0.6,
+        mask_image=None,
     ):
         if audio is None or (isinstance(audio, list) and len(audio) == 0):
             raise ValueError("no audio given: pass a path, the bytes of a file, an array with `sampling_rate`, a (sampling_rate, array) tuple, or a list of these")
@@ -400,6 +403,13 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
             raise ValueError(f"unknown `output_type` {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
         if not isinstance(best_of, int) or best_of < 1:
             raise ValueError(f"`best_of` has to be a positive integer but is {best_of!r}")
+        if not 0 <= strength <= 1:
+            raise ValueError(f"`strength` must be between 0 (keep the image) and 1 (ignore it), got {strength}")
+        if mask_image is not None and image is None:
+            raise ValueError("`mask_image` marks where `image` may change: give the `image` too")
+        for name, picture in (("image", image), ("mask_image", mask_image)):
+            if picture is not None and not isinstance(picture, PIL.Image.Image):
+                raise ValueError(f"`{name}` must be a PIL image, got {type(picture).__name__}")
         if mode not in MODES:
             raise ValueError(f"unknown `mode` {mode!r}; use one of {', '.join(MODES)}")
         if mode == "cascade" and (not isinstance(scorer, CaptionBank) or self.text_encoder is None or self.tokenizer is None):
@@ -461,9 +471,14 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
 
     def _generate(self, waves, prompts, candidates, num_images_per_prompt, text_weight, height, width, device, generator, eta,
                   scorer, output_type, latents, captions, timesteps, sigmas, num_inference_steps, callback_on_step_end,
-                  callback_on_step_end_tensor_inputs):
-        """Steps 3-8 for one group of windows: (images of the group, their scores or None)."""
+                  callback_on_step_end_tensor_inputs, edit=None):
+        """Steps 3-8 for one group of windows: (images of the group, their scores or None). With `edit` (see
+        `prepare_edit`), denoising starts from the given image noised to `strength`, and only the mask may change."""
         batch_size = len(waves)
+        if edit is not None and edit["strength"] == 0:  # nothing may change: the picture as it was, for every candidate
+            image = edit["image"].to(device).expand(batch_size * num_images_per_prompt, -1, -1, -1)
+            return (self.vae.encode(image).latent_dist.mean if output_type == "latent" else
+                    self.image_processor.postprocess(image, output_type=output_type)), None
         # 3. Encode input audio (and words)
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             waves, device, candidates, self.do_classifier_free_guidance, prompt=prompts, text_weight=text_weight, captions=captions
@@ -474,13 +489,24 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         if self.do_classifier_free_guidance:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
 
-        # 4. Prepare timesteps
+        # 4. Prepare timesteps (an edit skips the first 1 - strength of them, as diffusers' image-to-image does)
         timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps, sigmas)
+        if edit is not None and edit["strength"] < 1:
+            skip = num_inference_steps - min(int(round(num_inference_steps * edit["strength"])), num_inference_steps)
+            timesteps, num_inference_steps = timesteps[skip * self.scheduler.order :], num_inference_steps - skip
+            self.scheduler.set_begin_index(skip * self.scheduler.order)
 
-        # 5. Prepare latent variables
+        # 5. Prepare latent variables (an edit: the image's latents, noised to the first remaining timestep)
         latents = self.prepare_latents(
             batch_size * candidates, self.unet.config.in_channels, height, width, prompt_embeds.dtype, device, generator, latents
         )
+        noise = latents
+        if edit is not None:
+            init_latents = self.vae.encode(edit["image"].to(device, self.vae.dtype)).latent_dist.mean * self.vae.config.scaling_factor
+            init_latents = init_latents.to(latents.dtype).expand_as(latents)
+            if edit["strength"] < 1:
+                latents = self.scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(latents.shape[0]))
+            keep = None if edit["mask"] is None else 1 - torch.nn.functional.interpolate(edit["mask"].to(device, latents.dtype), size=latents.shape[-2:])
 
         # 6. Prepare extra step kwargs.
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
@@ -507,6 +533,9 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
 
                 # compute the previous noisy sample x_t -> x_t-1
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+                if edit is not None and keep is not None:  # outside the mask, the image itself at this step's noise level
+                    original = init_latents if i == len(timesteps) - 1 else self.scheduler.add_noise(init_latents, noise, timesteps[i + 1 : i + 2].repeat(latents.shape[0]))
+                    latents = keep * original + (1 - keep) * latents
 
                 if callback_on_step_end is not None:
                     step_locals = locals()  # outside the comprehension, which has locals of its own
@@ -525,6 +554,9 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
             image = latents
         else:
             image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
+            if edit is not None and edit["mask"] is not None:  # pixels outside the mask are the original's, exactly
+                mask = edit["mask"].to(image.device, image.dtype)
+                image = mask * image + (1 - mask) * edit["image"].to(image.device, image.dtype)
         if scorer is not None:
             image, scores = self.rank(image, waves, candidates, num_images_per_prompt, scorer)
         if output_type != "latent":
@@ -558,6 +590,9 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         max_windows: int | None = None,
         batch_size: int | None = 8,
         mode: str = "direct",
+        image: PIL.Image.Image | None = None,
+        strength: float = 0.6,
+        mask_image: PIL.Image.Image | None = None,
         timesteps: list[int] | None = None,
         sigmas: list[float] | None = None,
     ):
@@ -605,6 +640,14 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
                 Refuse longer sounds (default 600 s); None for no limit.
             max_windows (`int`, *optional*):
                 Refuse a sound that `window_policy` would cut into more windows than this (None: no limit).
+            image (`PIL.Image.Image`, *optional*):
+                Edit this picture with the sound instead of drawing from noise: denoising starts from it, noised to
+                `strength` (diffusers' image-to-image). It is resized to `height` × `width`.
+            strength (`float`, defaults to 0.6):
+                How much of `image` changes: 0 returns it as it is, 1 ignores it (a new image, as without one).
+            mask_image (`PIL.Image.Image`, *optional*):
+                White where the picture may change, black where it must stay; pixels outside the mask are returned
+                exactly as they were.
             mode (`str`, defaults to "direct"):
                 "direct": the audio encoder's states condition the UNet. "cascade": the baseline a user would try
                 first, for comparison: `scorer.caption_for` picks the nearest caption of its vocabulary (CLAP) and
@@ -627,7 +670,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         # 1. Check inputs. Raise error if not correct
         self.check_inputs(
             audio, prompt, height, width, num_images_per_prompt, num_inference_steps, guidance_scale, window_policy,
-            best_of, scorer, output_type, callback_on_step_end_tensor_inputs, mode,
+            best_of, scorer, output_type, callback_on_step_end_tensor_inputs, mode, image, strength, mask_image,
         )
         self._guidance_scale = guidance_scale
         self._interrupt = False
@@ -643,6 +686,11 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
             prompts = None
         candidates = num_images_per_prompt * best_of  # per window
         device = self._execution_device
+        edit = None
+        if image is not None:
+            edit = {"image": self.image_processor.preprocess(image, height, width), "strength": strength,
+                    "mask": None if mask_image is None else (VaeImageProcessor(do_normalize=False, do_binarize=True, do_convert_grayscale=True)
+                                                             .preprocess(mask_image, height, width))}
         # Windows go through in groups of at most `batch_size` images, so memory stays bounded however long the
         # sound; one group (the usual case) draws its noise exactly as an unbatched call would.
         per_group = max(1, (batch_size or len(waves) * candidates) // candidates)
@@ -658,7 +706,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
                 eta, scorer, output_type,
                 None if latents is None else latents[group.start * candidates : group.stop * candidates],
                 None if captions is None else [captions[w] for w in group],
-                timesteps, sigmas, num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                timesteps, sigmas, num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs, edit,
             )
             images.append(image)
             scores.append(score)

@@ -199,3 +199,21 @@ def test_cli_cascade_mode_draws_the_caption_the_scorer_hears(saved_pipeline, cli
     assert cli.main(["--audio", str(clip), "--out", str(out), "--pipeline", str(saved_pipeline), "--mode", "cascade", *TINY]) == 0
     records = json.loads((out / "settings.json").read_text())["images"]
     assert [r["caption"] for r in records] == ["a dog barking"] and json.loads((out / "settings.json").read_text())["arguments"]["mode"] == "cascade"
+
+
+def test_cli_edits_a_picture_and_keeps_what_the_mask_protects(saved_pipeline, clip, tmp_path, capsys):
+    from PIL import Image
+
+    art = np.zeros((32, 32, 3), dtype=np.uint8)
+    art[:, :, 0] = 200
+    Image.fromarray(art).save(tmp_path / "red.png")
+    mask = np.zeros((32, 32), dtype=np.uint8)
+    mask[16:] = 255
+    Image.fromarray(mask).save(tmp_path / "bottom.png")
+    out = tmp_path / "edited"
+    assert cli.main(["--audio", str(clip), "--out", str(out), "--pipeline", str(saved_pipeline), "--init-image", str(tmp_path / "red.png"),
+                     "--mask", str(tmp_path / "bottom.png"), "--strength", "0.8", *TINY]) == 0
+    image = np.asarray(Image.open(next(out.glob("*.png"))))
+    assert np.array_equal(image[:16], art[:16]) and not np.array_equal(image[16:], art[16:])
+    assert cli.main(["--audio", str(clip), "--out", str(tmp_path / "x"), "--pipeline", str(saved_pipeline), "--init-image", str(tmp_path / "none.png"), *TINY]) == 1
+    assert "--init-image" in capsys.readouterr().err

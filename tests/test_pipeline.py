@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from transformers import Wav2Vec2BertConfig
 
@@ -487,3 +488,64 @@ def test_cascade_needs_a_scorer_and_the_text_encoder(pipe, text_pipe):
         pipe(tone(1.0), sampling_rate=SAMPLE_RATE, mode="cascade", scorer=CaptionScorer("rain"), **FAST)
     with pytest.raises(ValueError, match="unknown `mode`"):
         pipe(tone(1.0), sampling_rate=SAMPLE_RATE, mode="retrieval", **FAST)
+
+
+# -- editing a picture with a sound --------------------------------------------------------------------------------
+
+
+def picture(colour) -> Image.Image:
+    art = np.zeros((32, 32, 3), dtype=np.uint8)
+    art[:, :] = colour
+    art[8:24, 8:24] = (255 - np.array(colour)).astype(np.uint8)
+    return Image.fromarray(art)
+
+
+def test_strength_zero_returns_the_picture_and_one_ignores_it(pipe):
+    original = picture((200, 40, 40))
+    kept = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=0.0, **FAST).images[0]
+    assert np.array_equal(np.asarray(kept), np.asarray(original))
+    fresh = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(4), output_type="np", **FAST).images
+    for other in (original, picture((10, 200, 90))):
+        ignored = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=other, strength=1.0, generator=seeded(4), output_type="np", **FAST).images
+        np.testing.assert_allclose(ignored, fresh, atol=1e-5)
+
+
+def test_strength_sets_how_far_denoising_starts_from_the_picture(pipe):
+    """As diffusers' image-to-image: the last `strength` share of the steps, from the picture's latents noised to the
+    first of them (strength 1: from the noise alone)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    original = picture((200, 40, 40))
+    with torch.no_grad():
+        init = pipe.vae.encode(pipe.image_processor.preprocess(original, 32, 32)).latent_dist.mean * pipe.vae.config.scaling_factor
+    noise = randn_tensor(init.shape, generator=seeded(4), dtype=init.dtype)
+    pipe.scheduler.set_timesteps(8)
+    all_steps = pipe.scheduler.timesteps.clone()
+    for strength, calls in ((0.25, 2), (0.5, 4), (1.0, 8)):
+        seen = []
+        handle = pipe.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(args[0][:1].clone()), with_kwargs=True)
+        try:
+            pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=strength, generator=seeded(4), **{**FAST, "num_inference_steps": 8})
+        finally:
+            handle.remove()
+        assert len(seen) == calls
+        kept = pipe.scheduler.alphas_cumprod[int(all_steps[8 - calls])]  # the share of the picture left at the first step
+        expected = noise if strength == 1 else kept.sqrt() * init + (1 - kept).sqrt() * noise
+        torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_mask_keeps_every_pixel_outside_it(pipe):
+    original = picture((30, 60, 220))
+    mask = np.zeros((32, 32), dtype=np.uint8)
+    mask[:, 16:] = 255  # only the right half may change
+    out = np.asarray(pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=0.9, mask_image=Image.fromarray(mask),
+                          generator=seeded(5), **FAST).images[0])
+    assert np.array_equal(out[:, :16], np.asarray(original)[:, :16])
+    assert not np.array_equal(out[:, 16:], np.asarray(original)[:, 16:])
+
+
+def test_edit_arguments_are_checked(pipe):
+    with pytest.raises(ValueError, match="strength"):
+        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=picture((0, 0, 0)), strength=1.5, **FAST)
+    with pytest.raises(ValueError, match="give the `image` too"):
+        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, mask_image=picture((0, 0, 0)), **FAST)
