@@ -312,17 +312,23 @@ class AudioCaptionCollator:
     With `fill_to`, the batch is topped back up by repeating its readable items: under several
     processes the contrastive loss gathers equal-sized batches from all of them, so a batch must not
     shrink. A repeat shares its caption id, so the loss treats it as a positive, never as a negative.
-    A batch with no readable item has `input_features` None.
+    A batch with no readable item has `input_features` None. Items from a stream (align.streaming) may be
+    unreadable too (their "wave" is None); the batch then also carries the stream's position after its last
+    item (`stream_state`, for resuming) and the keys of its readable items (`keys`).
     """
 
     def __init__(self, feature_extractor, fill_to: int | None = None):
         self.feature_extractor, self.fill_to = feature_extractor, fill_to
 
     def __call__(self, items: list[dict | None]) -> dict:
-        good = [item for item in items if item is not None]
+        good = [item for item in items if item is not None and item.get("wave") is not None]
         skipped = len(items) - len(good)
+        extra = {}
+        if items and isinstance(items[-1], dict) and "stream_state" in items[-1]:  # a stream's position after this batch
+            extra["stream_state"] = items[-1]["stream_state"]
+            extra["keys"] = [item["key"] for item in good]  # each item once, before any fill
         if not good:
-            return {"input_features": None, "attention_mask": None, "caption_ids": torch.zeros(0, dtype=torch.long), "captions": [], "skipped": skipped}
+            return {"input_features": None, "attention_mask": None, "caption_ids": torch.zeros(0, dtype=torch.long), "captions": [], "skipped": skipped, **extra}
         if self.fill_to:
             good = [good[i % len(good)] for i in range(max(self.fill_to, len(good)))]
         features = self.feature_extractor([item["wave"] for item in good], sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
@@ -332,6 +338,7 @@ class AudioCaptionCollator:
             "caption_ids": torch.tensor([item["caption_id"] for item in good], dtype=torch.long),
             "captions": [item["caption"] for item in good],
             "skipped": skipped,
+            **extra,
         }
 
 

