@@ -117,7 +117,7 @@ def _pick_column(available: Sequence[str], wanted: str | None, candidates: Seque
     return [next(c for c in candidates if c in available)] if any(c in available for c in candidates) else []
 
 
-def _captions_for_row(row: dict, caption_columns: list[str], label_columns: list[str], template: str, label_names: dict) -> list[str]:
+def captions_for_row(row: dict, caption_columns: list[str], label_columns: list[str], template: str, label_names: dict) -> list[str]:
     """Every caption one row gives: one per caption column (a list value gives several), else one from its labels."""
     if caption_columns:
         captions = []
@@ -177,7 +177,7 @@ def pairs_from_folder(folder: str | Path, audio_column: str = "file_name", capti
     caption_columns, label_columns = _columns(list(rows[0]), caption_column, label_column, str(folder))
     sources, captions, dropped = [], [], 0
     for row in rows:
-        row_captions = _captions_for_row(row, caption_columns, label_columns, template, {})
+        row_captions = captions_for_row(row, caption_columns, label_columns, template, {})
         if not row.get(audio_column) or not row_captions:
             dropped += 1
             continue
@@ -207,7 +207,7 @@ def pairs_from_hub_dataset(dataset, audio_column: str = "audio", caption_column:
     text = dataset.select_columns(caption_columns + label_columns)  # read the text without touching the audio
     rows, captions, dropped = [], [], 0
     for index, row in enumerate(text):
-        row_captions = _captions_for_row(row, caption_columns, label_columns, template, label_names)
+        row_captions = captions_for_row(row, caption_columns, label_columns, template, label_names)
         dropped += not row_captions
         for caption in row_captions:
             rows.append(index)

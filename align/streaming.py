@@ -41,7 +41,7 @@ from align.data import (
     DEFAULT_CAPTION_TEMPLATE,
     LABEL_COLUMNS,
     AudioCaptionPairs,
-    labels_to_caption,
+    captions_for_row,
 )
 
 logger = logging.getLogger(__name__)
@@ -182,17 +182,8 @@ class StreamingAudioCaptions(torch.utils.data.IterableDataset):
             fields.setdefault("caption", row["txt"])
         columns = self.caption_columns or ([] if self.label_columns else [next((c for c in CAPTION_COLUMNS if fields.get(c)), None)])
         columns = [c for c in columns if c]
-        if columns:
-            captions = []
-            for column in columns:
-                value = fields.get(column)
-                for caption in value if isinstance(value, (list, tuple)) else [value]:
-                    if caption is not None and str(caption).strip():
-                        captions.append(" ".join(str(caption).split()))
-            return captions
-        labels = [fields.get(c) for c in self.label_columns or [next((c for c in LABEL_COLUMNS if fields.get(c) is not None), "labels")]]
-        caption = labels_to_caption(labels, self.template)
-        return [caption] if caption else []
+        labels = self.label_columns or [next((c for c in LABEL_COLUMNS if fields.get(c) is not None), "labels")]
+        return captions_for_row(fields, columns, [] if columns else labels, self.template, {})  # the rule local data follows
 
     def _entries(self, n: int, row: dict, part: int = 0) -> list[tuple]:
         """The buffer entries of reader item n: (n, j, audio, caption, key), one per caption; one with caption None if it has none.
