@@ -97,6 +97,7 @@ from align.encoder import (
 from align.features import BatchedFeatureExtractor
 from align.loss import AlignmentLoss
 from align.metrics import evaluate
+from align.model_card import DEFAULT_LICENSE, write_model_card
 from align.model_ids import DEFAULT_AUDIO_MODEL, DEFAULT_BASE_MODEL
 from align.streaming import (
     StreamingAudioCaptions,
@@ -177,6 +178,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--resume-from-checkpoint", help="'latest' (the newest checkpoint in <output-dir>/checkpoints, or a fresh start if none) or a checkpoint folder")
     run.add_argument("--logging-steps", type=int, default=10, help="print and log training figures every N optimizer steps")
     run.add_argument("--eval-steps", type=int, default=500, help="evaluate on held-out data every N optimizer steps (always at step 0 and at the end); 0 = only then")
+    run.add_argument("--hub-model-id", default=None, help="with --push-to-hub: the Hub repo to upload final/ to (owner/name)")
+    run.add_argument("--push-to-hub", action="store_true", help="upload final/ (weights, feature extractor, model card) to --hub-model-id")
+    run.add_argument("--card-license", default=DEFAULT_LICENSE, help="license named in final/README.md, the model card (default: %(default)s)")
     run.add_argument("--report-to", default="none", help="accelerate trackers as well as log.jsonl: tensorboard, wandb, all, or none")
     args = parser.parse_args(argv)
     if sum(source is not None for source in (args.data_dir, args.dataset, args.shards)) != 1:
@@ -186,6 +190,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.streaming = args.streaming or args.shards is not None
     if args.streaming and not args.max_train_steps:
         parser.error("a stream has no known length: give --max-train-steps (epochs still count, as passes over the stream)")
+    if args.push_to_hub and not args.hub_model_id:
+        parser.error("--push-to-hub needs --hub-model-id owner/name")
     if args.eval_shards and not args.shards:
         parser.error("--eval-shards goes with --shards")
     if args.gradient_accumulation_steps < 1 or args.train_batch_size < 1:
@@ -680,7 +686,15 @@ def main(argv: list[str] | None = None) -> dict:
             trained.gradient_checkpointing_disable()
         trained.save_pretrained(final_dir)
         feature_extractor.save_pretrained(final_dir)
-        logger.info("saved the trained encoder to %s (load it with align.encoder.load_audio_encoder)", final_dir)
+        write_model_card(final_dir, args, last_eval, args.card_license)
+        logger.info("saved the trained encoder and its model card to %s (load it with align.encoder.load_audio_encoder)", final_dir)
+        if args.push_to_hub:
+            from huggingface_hub import HfApi
+
+            api = HfApi()
+            api.create_repo(args.hub_model_id, exist_ok=True)
+            api.upload_folder(repo_id=args.hub_model_id, folder_path=str(final_dir), commit_message=f"align.train: step {global_step}")
+            logger.info("uploaded %s to the Hub as %s", final_dir, args.hub_model_id)
     accelerator.wait_for_everyone()
     skipped_items = int(accelerator.reduce(torch.tensor(skipped_items, device=device), "sum").item())
     accelerator.end_training()

