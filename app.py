@@ -241,7 +241,7 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
     settings = settings or Settings()
 
     def generate(audio: str | None, prompt: str | None, num_images: float, steps: float, guidance: float,
-                 seed: float | None, window_policy: str, progress=gr.Progress()):
+                 seed: float | None, window_policy: str, progress=gr.Progress(), picture=None, mask=None, strength: float = 0.6):
         """Images for a sound, best first: audio file path → [(image, caption)], a status line, and for every window
         of a long sound (policy "all") a storyboard video, else None."""
         import torch
@@ -287,6 +287,8 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
                     scorer=scorer, callback_on_step_end=on_step_end,
                     callback_on_step_end_tensor_inputs=[],  # the callback only counts steps: it needs no tensors
                     max_audio_seconds=settings.max_audio_seconds, max_windows=max_windows,
+                    **({} if picture is None else {"image": picture.convert("RGB"), "strength": float(strength),
+                                                   "mask_image": None if mask is None else mask.convert("L")}),
                 )
         except AudioError as error:
             raise _user_error(error, audio) from error
@@ -332,6 +334,19 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
 
     videos = VideoFolder(settings.cache_minutes)
     return generate
+
+
+def make_edit_handler(generate):
+    """The Edit button and the /edit endpoint: the sound changes a given picture (its first window is heard)."""
+
+    def edit(audio: str | None, picture, mask, strength: float, prompt: str | None, num_images: float, steps: float,
+             guidance: float, seed: float | None, progress=gr.Progress()):
+        if picture is None:
+            raise gr.Error("No picture yet: upload the picture the sound should change, then press Edit.", print_exception=False)
+        gallery, status, _ = generate(audio, prompt, num_images, steps, guidance, seed, "first", progress, picture, mask, strength)
+        return gallery, status
+
+    return edit
 
 
 class VideoFolder:
@@ -408,6 +423,11 @@ def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blo
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
                     window_policy = gr.Radio(WINDOW_POLICIES, value="first", label="Long sounds: which part to hear")
                 button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                with gr.Accordion("Or edit a picture with the sound", open=False):
+                    picture = gr.Image(type="pil", label="Picture to change", elem_id="edit-picture")
+                    mask = gr.Image(type="pil", image_mode="L", label="Mask (optional): white may change, black stays", elem_id="edit-mask")
+                    strength = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Strength: 0 keeps the picture, 1 ignores it")
+                    edit_button = gr.Button("Edit the picture", elem_id="edit-btn")
             with gr.Column(scale=2):
                 gallery = gr.Gallery(label="Images, best first" if scorer is not None else "Images", columns=2,
                                      object_fit="contain", height="auto", elem_id="gallery", format="png")
@@ -420,6 +440,8 @@ def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blo
                         example_labels=[Path(f).stem.replace("_", " ") for f in examples])
         button.click(handler, inputs=[audio, prompt, num_images, steps, guidance, seed, window_policy],
                      outputs=[gallery, status, video], api_name="generate", concurrency_limit=settings.concurrency)
+        edit_button.click(make_edit_handler(handler), inputs=[audio, picture, mask, strength, prompt, num_images, steps, guidance, seed],
+                          outputs=[gallery, status], api_name="edit", concurrency_limit=settings.concurrency)
     # Every request waits its turn: `concurrency` at once on the device, up to `max_queue` waiting.
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=settings.concurrency)
     return demo

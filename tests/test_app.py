@@ -395,3 +395,19 @@ def test_sigterm_closes_the_server_cleanly_and_fast(tmp_path):
         assert code == 0 and time.monotonic() - started < 5, (code, process.stdout.read())
     finally:
         process.kill()
+
+
+def test_edit_changes_the_picture_only_where_the_mask_allows(handler):
+    edit = app.make_edit_handler(handler)
+    art = np.zeros((32, 32, 3), dtype=np.uint8)
+    art[:, :, 2] = 220
+    picture = Image.fromarray(art)
+    kept, _ = edit(str(EXAMPLE), picture, None, 0.0, "", 1, 2, 7.5, 0)
+    assert np.array_equal(np.asarray(kept[0][0])[::8, ::8], art)  # strength 0: the picture itself (enlarged 8×)
+    mask = np.zeros((32, 32), dtype=np.uint8)
+    mask[:, 16:] = 255
+    changed, status = edit(str(EXAMPLE), picture, Image.fromarray(mask), 0.9, "", 1, 2, 7.5, 0)
+    shown = np.asarray(changed[0][0])[::8, ::8]
+    assert np.array_equal(shown[:, :16], art[:, :16]) and not np.array_equal(shown[:, 16:], art[:, 16:])
+    with pytest.raises(gr.Error, match="No picture yet"):
+        edit(str(EXAMPLE), None, None, 0.5, "", 1, 2, 7.5, 0)
