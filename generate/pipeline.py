@@ -531,7 +531,8 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         # 4. Prepare timesteps (an edit skips the first 1 - strength of them, as diffusers' image-to-image does)
         timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps, sigmas)
         if edit is not None and edit["strength"] < 1:
-            skip = num_inference_steps - min(int(round(num_inference_steps * edit["strength"])), num_inference_steps)
+            # at least one step: any strength above 0 changes something (0 itself returns the picture, before this)
+            skip = num_inference_steps - min(max(int(round(num_inference_steps * edit["strength"])), 1), num_inference_steps)
             timesteps, num_inference_steps = timesteps[skip * self.scheduler.order :], num_inference_steps - skip
             self.scheduler.set_begin_index(skip * self.scheduler.order)
 

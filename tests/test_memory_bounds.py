@@ -70,7 +70,7 @@ def test_app_memory_follows_the_sound_not_the_file(sounds):
         import app
         from tests.test_app import _pipeline
         handler = app.make_handler(_pipeline(), None, app.Settings(max_images=1, default_steps=1, max_audio_seconds=300.0))
-        gallery, status = handler("{audio}", "", 1, 1, 3.0, 0, "first")
+        gallery = handler("{audio}", "", 1, 1, 3.0, 0, "first")[0]
         assert len(gallery) == 1
     """
     assert growth(script, sounds) < MEMORY_BOUND_MB
