@@ -26,7 +26,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput
 
-from align.audio import SAMPLE_RATE, fit_to_window, window_samples_for_tokens
+from align.audio import fit_to_window, window_samples_for_tokens
 from align.features import BatchedFeatureExtractor
 from align.model_ids import DEFAULT_AUDIO_MODEL, ORIGINAL_CHECKPOINT, ORIGINAL_NUM_AUDIO_TOKENS
 

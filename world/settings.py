@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from align.files import write_json_atomic as write_json  # noqa: F401  (the stages write their JSON through it)
+
 NUM_AUDIO_TOKENS = 38
 TEXT_LENGTH = 1 + NUM_AUDIO_TOKENS
 TEXT_HIDDEN = 64  # the width of the text states the UNet attends to (SD 2.1: 1024)
@@ -56,14 +58,6 @@ class Log:
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -105,6 +99,35 @@ class Budget:
     def set_lr(self, optimizer, base_lr: float) -> None:
         for group in optimizer.param_groups:
             group["lr"] = base_lr * self.lr_factor()
+
+    def each_step(self, optimizer, base_lr: float):
+        """Every step of the budget, its learning rate set first: `for step in budget.each_step(optimizer, lr): ...`."""
+        while self.next():
+            self.set_lr(optimizer, base_lr)
+            yield self.step
+
+
+def start_stage(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Path, Log]:
+    """A stage's first moves: its flags, its threads, its output folder and the log in it."""
+    args = parser.parse_args(argv)
+    use_threads(args.threads)
+    out = Path(args.out)
+    return args, out, Log(out / "log.txt")
+
+
+def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None = 1.0) -> None:
+    """One optimizer step on `loss`, gradients clipped to `max_grad_norm` (None: not clipped)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
+    optimizer.step()
+
+
+def optimise(parameters, args: argparse.Namespace, weight_decay: float) -> tuple[torch.optim.Optimizer, Budget, torch.Generator]:
+    """AdamW at `--lr`, the `--steps` / `--minutes` budget, and the seeded generator a stage draws its batches from."""
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=weight_decay)
+    return optimizer, Budget(args.steps, args.minutes), torch.Generator().manual_seed(args.seed)
 
 
 def stage_parser(doc: str, stage: str, steps: int, batch_size: int | None = None, world: bool = True, minutes: bool = True) -> argparse.ArgumentParser:

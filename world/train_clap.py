@@ -25,7 +25,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from align.audio import SAMPLE_RATE, load_audio
 from world.scenes import all_scenes
-from world.settings import Budget, Log, read_jsonl, use_threads, write_json, stage_parser
+from world.settings import read_jsonl, write_json, optimise, stage_parser, start_stage, update
 
 CLAP_RATE = 48_000
 CLAP_SECONDS = 3  # spoken captions last at most ~2.4 s
@@ -92,10 +92,7 @@ def retrieval(model: ClapModel, processor: ClapProcessor, features: torch.Tensor
 
 def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "clap", steps=800)
-    args = parser.parse_args(argv)
-    use_threads(args.threads)
-    out = Path(args.out)
-    log = Log(out / "log.txt")
+    args, out, log = start_stage(parser, argv)
     scenes = all_scenes()
     captions = [s["caption"] for s in scenes]
     words = [w for c in captions + [SCORER_TEMPLATE.format("")] for w in c.split()]
@@ -111,22 +108,15 @@ def main(argv: list[str] | None = None) -> dict:
     plain = processor(text=captions, padding="max_length", max_length=24, truncation=True, return_tensors="pt")
     prompted = processor(text=[SCORER_TEMPLATE.format(c) for c in captions], padding="max_length", max_length=24, truncation=True, return_tensors="pt")
     model = make_clap(len(processor.tokenizer), args.seed).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
-    budget = Budget(args.steps, args.minutes)
-    generator = torch.Generator().manual_seed(args.seed)
+    optimizer, budget, generator = optimise(model.parameters(), args, weight_decay=0.05)
     log(f"CLAP: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    while budget.next():
-        step = budget.step
-        budget.set_lr(optimizer, args.lr)
+    for step in budget.each_step(optimizer, args.lr):
         pick = torch.stack([ids[torch.randint(len(ids), (1,), generator=generator)][0] for ids in by_caption])
         use_prompt = (torch.rand(len(captions), generator=generator) < 0.5)[:, None]
         ids = torch.where(use_prompt, prompted.input_ids, plain.input_ids)
         mask = torch.where(use_prompt, prompted.attention_mask, plain.attention_mask)
         loss = model(input_ids=ids, attention_mask=mask, input_features=train_features[pick], return_loss=True).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        update(optimizer, loss)
         if step % 100 == 0:
             log(f"step {step}/{args.steps} loss {loss.item():.4f}")
     metrics = {"held_out_retrieval": retrieval(model, processor, test_features, test_rows, scenes), "seconds": round(log.elapsed, 1), "steps": budget.step}

@@ -16,7 +16,6 @@ project's scorer (generate.scoring) puts to CLIP, so the scorer's CLIP understan
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from world.checker import ATTRIBUTES
 from world.images import WorldImages
 from world.scenes import all_scenes, render
-from world.settings import Budget, IMAGE_SIZE, TEXT_HIDDEN, TEXT_LENGTH, Log, use_threads, world_tokenizer, write_json, stage_parser
+from world.settings import IMAGE_SIZE, TEXT_HIDDEN, TEXT_LENGTH, world_tokenizer, write_json, optimise, stage_parser, start_stage, update
 
 SCORER_TEMPLATE = "a photo of {}"  # generate.scoring's DEFAULT_IMAGE_TEMPLATE
 
@@ -85,10 +84,7 @@ def state_separation(text_encoder: CLIPTextModel, input_ids: torch.Tensor) -> fl
 
 def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "clip", steps=600)
-    args = parser.parse_args(argv)
-    use_threads(args.threads)
-    out = Path(args.out)
-    log = Log(out / "log.txt")
+    args, out, log = start_stage(parser, argv)
     scenes = all_scenes()
     captions = [s["caption"] for s in scenes]
     images = WorldImages(args.world, captions)
@@ -97,20 +93,14 @@ def main(argv: list[str] | None = None) -> dict:
     prompted_ids = tokenizer([SCORER_TEMPLATE.format(c) for c in captions], padding="max_length", max_length=TEXT_LENGTH,
                              truncation=True, return_tensors="pt").input_ids
     model = make_clip(args.seed).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
-    budget = Budget(args.steps, args.minutes)
-    generator = torch.Generator().manual_seed(args.seed)
+    optimizer, budget, generator = optimise(model.parameters(), args, weight_decay=0.05)
     log(f"CLIP: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {len(images)} pictures, {len(captions)} captions")
-    while budget.next():
-        step = budget.step
-        budget.set_lr(optimizer, args.lr)
+    for step in budget.each_step(optimizer, args.lr):
         pixels = normalise(images.pixels[images.one_per_caption(generator)])
         prompted = torch.rand(len(captions), generator=generator) < 0.5
         ids = torch.where(prompted[:, None], prompted_ids, input_ids)
         loss = model(input_ids=ids, pixel_values=pixels, return_loss=True).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        update(optimizer, loss, max_grad_norm=None)
         if step % 100 == 0:
             log(f"step {step}/{args.steps} loss {loss.item():.4f}")
     text_encoder = CLIPTextModel(model.config.text_config)

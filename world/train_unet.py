@@ -23,7 +23,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from align.targets import encode_captions
 from world.scenes import all_scenes
-from world.settings import Budget, TEXT_HIDDEN, Log, use_threads, write_json, stage_parser
+from world.settings import TEXT_HIDDEN, write_json, optimise, stage_parser, start_stage, update
 
 SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
 CAPTION_DROPOUT = 0.1
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clip", default="runs/world/clip", help="the CLIP stage's output (text_encoder/, tokenizer/)")
     parser.add_argument("--vae", default="runs/world/vae", help="the VAE stage's output (vae/, latents.safetensors)")
     parser.add_argument("--ema-decay", type=float, default=0.999)
-    args = parser.parse_args(argv)
-    use_threads(args.threads)
-    out = Path(args.out)
-    log = Log(out / "log.txt")
+    args, out, log = start_stage(parser, argv)
     captions = [s["caption"] for s in all_scenes()]
     text_encoder = CLIPTextModel.from_pretrained(Path(args.clip) / "text_encoder", use_safetensors=True).eval()
     tokenizer = CLIPTokenizer.from_pretrained(Path(args.clip) / "tokenizer")
@@ -64,15 +61,11 @@ def main(argv: list[str] | None = None) -> dict:
     noise_scheduler = DDPMScheduler(**SCHEDULE)
     unet = make_unet(args.seed).train()
     ema = EMAModel(unet.parameters(), decay=args.ema_decay)  # decay 0 at update 1, then (1 + n) / (10 + n) at update n + 1, capped
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
-    budget = Budget(args.steps, args.minutes)
-    generator = torch.Generator().manual_seed(args.seed)
+    optimizer, budget, generator = optimise(unet.parameters(), args, weight_decay=0.01)
     log(f"UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters on {tuple(means.shape[1:])} latents, "
         f"{len(means)} pictures, scaling factor {scaling:.4f}")
     running = None
-    while budget.next():
-        step = budget.step
-        budget.set_lr(optimizer, args.lr)
+    for step in budget.each_step(optimizer, args.lr):
         pick = torch.randint(len(means), (args.batch_size,), generator=generator)
         x0 = (means[pick] + stds[pick] * torch.randn(means[pick].shape, generator=generator)) * scaling
         condition = states[caption_ids[pick]]
@@ -83,10 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
         noisy = noise_scheduler.add_noise(x0, noise, t)
         target = noise_scheduler.get_velocity(x0, noise, t)
         loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=condition).sample, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
+        update(optimizer, loss)
         ema.step(unet.parameters())
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 250 == 0:

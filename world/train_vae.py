@@ -12,7 +12,6 @@ The checker grades the reconstructions: a VAE that loses colour, shape or positi
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +21,7 @@ from safetensors.torch import save_file
 from world.checker import accuracy
 from world.images import WorldImages
 from world.scenes import all_scenes
-from world.settings import Budget, IMAGE_SIZE, Log, use_threads, write_json, stage_parser
+from world.settings import IMAGE_SIZE, write_json, optimise, stage_parser, start_stage, update
 
 KL_WEIGHT = 1e-5
 
@@ -54,30 +53,20 @@ def latent_statistics(vae: AutoencoderKL, images: WorldImages, batch: int = 512)
 
 def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "vae", steps=3000, batch_size=64)
-    args = parser.parse_args(argv)
-    use_threads(args.threads)
-    out = Path(args.out)
-    log = Log(out / "log.txt")
+    args, out, log = start_stage(parser, argv)
     scenes = all_scenes()
     images = WorldImages(args.world, [s["caption"] for s in scenes])
     vae = make_vae(args.seed).train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
-    budget = Budget(args.steps, args.minutes)
-    generator = torch.Generator().manual_seed(args.seed)
+    optimizer, budget, generator = optimise(vae.parameters(), args, weight_decay=0.0)
     log(f"VAE: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M parameters, {len(images)} pictures")
-    while budget.next():
-        step = budget.step
-        budget.set_lr(optimizer, args.lr)
+    for step in budget.each_step(optimizer, args.lr):
         x = images.to_unit(images.pixels[torch.randint(len(images), (args.batch_size,), generator=generator)])
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator)).sample
         rec = F.l1_loss(recon, x) + F.mse_loss(recon, x)
         kl = posterior.kl().mean() / x[0].numel()
         loss = rec + KL_WEIGHT * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
+        update(optimizer, loss)
         if step % 250 == 0:
             log(f"step {step}/{args.steps} reconstruction {rec.item():.4f} kl {kl.item():.3f}")
     vae.eval()
