@@ -165,3 +165,13 @@ def test_shipped_scorer_hears_the_spoken_colour():
         probs = scorer.audio_distribution(scorer.embed_audio([wave]))[0]
         hits += c in entries[int(probs.argmax())]
     assert hits >= 4  # chance would give about 1.3 of 8
+
+
+def test_the_picture_to_edit_differs_from_the_spoken_caption_in_every_attribute():
+    from world.edit_eval import other_scene
+    from world.scenes import all_scenes, caption
+
+    for scene in all_scenes():
+        other = other_scene(scene)
+        assert all(other[k] != scene[k] for k in ("shape", "colour", "position"))
+        assert other["caption"] == caption(other["shape"], other["colour"], other["position"])

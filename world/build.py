@@ -1,18 +1,24 @@
-"""Build the paired world: captioned pictures, and each caption spoken by many espeak-ng voices.
+"""Build the paired world: captioned pictures, and each caption spoken by many voices of many speech engines.
 
-    python -m world.build --out data/world            # full size (about a minute)
-    python -m world.build --out /tmp/w --images-per-caption 2 --clips-per-voice 1 --train-voices 1
+    python -m world.build --out data/world                  # full size: many engines and voices (see world.voices)
+    python -m world.build --out /tmp/w --images-per-caption 2 --clips-per-caption 2 --test-clips-per-engine 1
+    python -m world.build --out data/world --espeak-only    # the first build's ten espeak-ng voices (legacy)
 
 Layout written (both halves are the folders `datasets`' imagefolder / audiofolder and `align.data` read):
 
-    <out>/images/metadata.jsonl     file_name, caption, shape, colour, position; <out>/images/*.png
-    <out>/audio/train/metadata.jsonl   file_name, caption, voice, speed, pitch, ...; wav files (16 kHz)
-    <out>/audio/test/...            the same for the held-out voices, which never speak in train/
-    <out>/world.json                what was built, with which voices and seed
+    <out>/images/metadata.jsonl          file_name, caption, shape, colour, position; <out>/images/*.png
+    <out>/audio/train/metadata.jsonl     file_name, caption, engine, voice, prosody, microphone; wav files (16 kHz)
+    <out>/audio/test/...                 held-out voices of the trained engines (never heard in train/)
+    <out>/audio/test_engine/...          the held-out engine (piper by default): never heard in training at all
+    <out>/world.json                     what was built, with which voices and seed
 
-A voice is an espeak-ng accent plus a voice variant (timbre); every clip also draws its speed, pitch, level,
-background noise and room reverberation at random. The held-out voices use accents and variants that no
-training voice uses, so the test measures generalisation to unheard speakers, not to unheard renditions.
+Voices come from `world.voices.split_voices`. Every training clip picks an engine first (uniformly) and then one
+of its voices, so espeak-ng's ~500 variants do not drown the dozen other voices; its prosody (speed, pitch, ...)
+is drawn by the engine, the synthesizer's silence is trimmed, and `world.microphone.microphone` then adds a
+room, noise, band limits, level and codec, as a recording would have. The held-out sets are balanced per
+engine (`--test-clips-per-engine` clips of each caption by each held-out engine), so a figure per engine means
+the same thing for each. `align.train` trains on train/ and evaluates on test/; test_engine/ is for the
+evaluation of the shipped model (world.train_audio.evaluate_folders).
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ import numpy as np
 import soundfile as sf
 
 from align.audio import SAMPLE_RATE, to_mono_16k
-from world.scenes import all_scenes, render
+from world.microphone import microphone_with_info
+from world.microphone import trim_silence as _trim_silence
+from world.scenes import all_scenes, legacy_caption, render
+from world.voices import Voice, available_voices, split_voices
 
 TRAIN_VOICES = (
     "en-us+m1", "en-us+f2", "en-gb+m3", "en-gb+f1", "en-gb-x-rp+m2",
@@ -60,12 +69,8 @@ def espeak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
 
 
 def trim_silence(wave: np.ndarray, threshold: float = 0.01, margin_s: float = 0.05) -> np.ndarray:
-    """Cut espeak-ng's leading and trailing silence (keeping a short margin) so the window holds speech."""
-    loud = np.nonzero(np.abs(wave) > threshold * np.abs(wave).max())[0]
-    if len(loud) == 0:
-        return wave
-    margin = int(margin_s * SAMPLE_RATE)
-    return wave[max(loud[0] - margin, 0) : loud[-1] + margin]
+    """Cut a synthesizer's leading and trailing silence (see world.microphone.trim_silence)."""
+    return _trim_silence(wave, threshold, margin_s)
 
 
 def room(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -160,19 +165,174 @@ def build_world(
     return manifest
 
 
+# --- many engines and voices (issue 9) ------------------------------------------------------------------------
+
+MAX_CAPTION_SECONDS = 3.04  # the audio encoder's window (38 tokens): silence beyond it is cut, speech never
+BABBLE_POOL = 24  # clean clips kept to mix in as background babble
+
+
+def engine_first(voices: list[Voice], count: int, rng: np.random.Generator) -> list[Voice]:
+    """`count` voices: each an engine drawn uniformly, then one of its voices uniformly."""
+    by_engine: dict[str, list[Voice]] = {}
+    for voice in sorted(voices, key=lambda v: v.key):
+        by_engine.setdefault(voice.engine, []).append(voice)
+    if not by_engine:
+        raise ValueError("no voices to speak with: install espeak-ng at least (see world.voices)")
+    engines = sorted(by_engine)
+    picks = []
+    for _ in range(count):
+        pool = by_engine[engines[int(rng.integers(len(engines)))]]
+        picks.append(pool[int(rng.integers(len(pool)))])
+    return picks
+
+
+def fit_window(wave: np.ndarray, info: dict, max_seconds: float | None) -> np.ndarray:
+    """Cut the microphone's added silence so the clip lasts at most `max_seconds` (speech is kept whole)."""
+    if not max_seconds:
+        return wave
+    excess = len(wave) - int(max_seconds * SAMPLE_RATE)
+    if excess <= 0:
+        return wave
+    lead = int(info.get("lead_s", 0.0) * SAMPLE_RATE)
+    trail = int(info.get("trail_s", 0.0) * SAMPLE_RATE)
+    from_lead = min(lead, int(round(excess * lead / max(lead + trail, 1))))
+    from_trail = min(trail, excess - from_lead)
+    return wave[from_lead : len(wave) - from_trail if from_trail else len(wave)]
+
+
+def speak_clips(texts: list[str], voices: list[Voice], out: str | Path, rng: np.random.Generator, *,
+                strength: float = 1.0, max_seconds: float | None = MAX_CAPTION_SECONDS, extra: list[dict] | None = None,
+                prefix: str = "", audio_format: str = "wav", picks: list[Voice] | None = None) -> list[dict]:
+    """Speak each text with a voice picked engine-first from `voices` (or given in `picks`), trim it, pass it
+    through the microphone, and write it to `out` with a metadata.jsonl row (`extra[i]` merged in). Clips an
+    engine cannot say are skipped (counted in the returned rows' absence). Returns the rows written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    picks = picks if picks is not None else engine_first(voices, len(texts), rng)
+    extra = extra if extra is not None else [{} for _ in texts]
+    by_voice: dict[str, list[int]] = {}
+    for i, voice in enumerate(picks):
+        by_voice.setdefault(voice.key, []).append(i)
+    clean: dict[int, tuple[np.ndarray, dict]] = {}
+    for key in sorted(by_voice):
+        idx = by_voice[key]
+        voice = picks[idx[0]]
+        prosodies = [voice.draw_prosody(rng) for _ in idx]
+        try:
+            waves = voice.synthesize_many([texts[i] for i in idx], prosodies)
+        except RuntimeError:  # one text the engine cannot say: retry one by one, skipping the failures
+            waves = []
+            for i, prosody in zip(idx, prosodies):
+                try:
+                    waves.append(voice.synthesize(texts[i], **prosody))
+                except RuntimeError:
+                    waves.append(None)
+        for i, prosody, wave in zip(idx, prosodies, waves):
+            if wave is not None:
+                clean[i] = (trim_silence(wave), prosody)
+    rows, babble = [], []
+    for i in sorted(clean):
+        wave, prosody = clean[i]
+        try:
+            noisy, info = microphone_with_info(wave, rng, strength, babble[-BABBLE_POOL:] or None)
+        except Exception as error:  # one bad draw (e.g. a codec setting libsndfile refuses) must not lose the whole build
+            noisy, info = microphone_with_info(wave, rng, strength, None)
+            info["retried"] = f"{type(error).__name__}: {error}"[:200]
+        noisy = fit_window(noisy, info, max_seconds)
+        babble.append(wave)
+        name = f"{prefix}{i:06d}.{audio_format}"
+        sf.write(out / name, noisy, SAMPLE_RATE, subtype="PCM_16")
+        rows.append({"file_name": name, **extra[i], "engine": picks[i].engine, "voice": picks[i].key,
+                     "prosody": prosody, "microphone": info, "seconds": round(len(noisy) / SAMPLE_RATE, 2)})
+    (out / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def caption_jobs(repeats: int, legacy_articles: bool = False) -> tuple[list[str], list[dict]]:
+    """Every caption `repeats` times: the texts to speak and their metadata (the caption as the targets spell it)."""
+    texts, extra = [], []
+    for scene in all_scenes():
+        text = legacy_caption(scene["caption"]) if legacy_articles else scene["caption"]
+        for _ in range(repeats):
+            texts.append(text)
+            extra.append({**scene, "caption": text})
+    return texts, extra
+
+
+def build_speech(out: str | Path, clips_per_caption: int = 40, test_clips_per_engine: int = 2,
+                 held_out_engine: str | None = "auto", strength: float = 1.0, seed: int = 0,
+                 legacy_articles: bool = False, voices: list[Voice] | None = None) -> dict:
+    """The spoken captions: train/ (engine-first over the training voices), test/ (each held-out voice's engine,
+    balanced) and test_engine/ (the held-out engine). Returns what was written."""
+    out = Path(out)
+    for part in ("train", "test", "test_engine"):
+        shutil.rmtree(out / part, ignore_errors=True)
+    split = split_voices(voices if voices is not None else available_voices(), held_out_engine)
+    if not split["train"]:
+        raise RuntimeError("no training voices: install espeak-ng (and more engines: see world.voices)")
+    train_rng, test_rng, engine_rng = (np.random.default_rng([seed, 10 + k]) for k in range(3))
+    texts, extra = caption_jobs(clips_per_caption, legacy_articles)
+    counts = {"train": len(speak_clips(texts, split["train"], out / "train", train_rng, strength=strength, extra=extra))}
+    for part, pool, rng in (("test", split["test_voices"], test_rng), ("test_engine", split["test_engine"], engine_rng)):
+        if not pool:
+            counts[part] = 0
+            continue
+        engines = sorted({v.engine for v in pool})
+        texts, extra = caption_jobs(test_clips_per_engine * len(engines), legacy_articles)
+        picks = [engine_first([v for v in pool if v.engine == engines[k % len(engines)]], 1, rng)[0] for k in range(len(texts))]
+        counts[part] = len(speak_clips(texts, pool, out / part, rng, strength=strength, extra=extra, picks=picks))
+    return {"clips": counts, "voices": {k: [v.key for v in vs] for k, vs in split.items() if k != "unused"},
+            "held_out_engine": split["test_engine"][0].engine if split["test_engine"] else None}
+
+
+def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_caption: int = 40,
+                     test_clips_per_engine: int = 2, held_out_engine: str | None = "auto", strength: float = 1.0,
+                     seed: int = 0, legacy_articles: bool = False, images: bool = True) -> dict:
+    """Write the world (pictures + speech of many engines) to `out` and return its manifest."""
+    out = Path(out)
+    start = time.perf_counter()
+    manifest = {"seed": seed, "captions": [s["caption"] for s in all_scenes()]}
+    if images:
+        shutil.rmtree(out / "images", ignore_errors=True)
+        manifest["images"] = write_images(out / "images", images_per_caption, np.random.default_rng([seed, 0]))
+    manifest.update(build_speech(out / "audio", clips_per_caption, test_clips_per_engine, held_out_engine, strength, seed,
+                                 legacy_articles))
+    manifest["train_clips"], manifest["test_clips"] = manifest["clips"]["train"], manifest["clips"]["test"]
+    for part, key in (("test", "test_voices"), ("test_engine", "test_engine_voices")):  # the voices that speak there
+        rows = out / "audio" / part / "metadata.jsonl"
+        manifest[key] = sorted({json.loads(line)["voice"] for line in rows.read_text().splitlines()}) if rows.exists() else []
+    manifest["train_voices"] = manifest["voices"]["train"]
+    manifest["seconds"] = round(time.perf_counter() - start, 1)
+    (out / "world.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/world", help="folder to write (its images/ and audio/ are replaced)")
     parser.add_argument("--images-per-caption", type=int, default=150)
-    parser.add_argument("--clips-per-voice", type=int, default=3, help="training clips per caption and training voice")
-    parser.add_argument("--test-clips-per-voice", type=int, default=2, help="test clips per caption and held-out voice")
-    parser.add_argument("--train-voices", type=int, default=len(TRAIN_VOICES), help="use the first N training voices (smoke runs)")
+    parser.add_argument("--clips-per-caption", type=int, default=40, help="training clips per caption (voices drawn engine-first)")
+    parser.add_argument("--test-clips-per-engine", type=int, default=2, help="held-out clips per caption and held-out engine")
+    parser.add_argument("--held-out-engine", default="auto", help="engine never trained on ('auto': piper if installed; 'none')")
+    parser.add_argument("--strength", type=float, default=1.0, help="microphone augmentation strength (0: clean)")
+    parser.add_argument("--legacy-articles", action="store_true", help='speak and caption "a orange" (the pre-issue-9 text encoder\'s spelling)')
+    parser.add_argument("--no-images", action="store_true", help="write only the speech")
+    parser.add_argument("--espeak-only", action="store_true", help="the first build: ten espeak-ng voices, --clips-per-voice each")
+    parser.add_argument("--clips-per-voice", type=int, default=3, help="--espeak-only: training clips per caption and voice")
+    parser.add_argument("--test-clips-per-voice", type=int, default=2, help="--espeak-only: test clips per caption and held-out voice")
+    parser.add_argument("--train-voices", type=int, default=len(TRAIN_VOICES), help="--espeak-only: use the first N training voices")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    manifest = build_world(args.out, args.images_per_caption, args.clips_per_voice, args.test_clips_per_voice,
-                           TRAIN_VOICES[: args.train_voices], TEST_VOICES, args.seed)
-    print(f"wrote {manifest['images']} images, {manifest['train_clips']} training and {manifest['test_clips']} "
-          f"held-out clips to {args.out} in {manifest['seconds']} s")
+    if args.espeak_only:
+        manifest = build_world(args.out, args.images_per_caption, args.clips_per_voice, args.test_clips_per_voice,
+                               TRAIN_VOICES[: args.train_voices], TEST_VOICES, args.seed)
+    else:
+        manifest = build_world_many(args.out, args.images_per_caption, args.clips_per_caption, args.test_clips_per_engine,
+                                    None if args.held_out_engine == "none" else args.held_out_engine, args.strength,
+                                    args.seed, args.legacy_articles, images=not args.no_images)
+    print(f"wrote {manifest.get('images', 0)} images, {manifest['train_clips']} training and {manifest['test_clips']} "
+          f"held-out clips ({manifest.get('clips', {}).get('test_engine', 0)} of the held-out engine) to {args.out} "
+          f"in {manifest['seconds']} s")
     return manifest
 
 

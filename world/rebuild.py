@@ -1,6 +1,6 @@
 """The one command: rebuild the world and retrain everything, then ship it to models/world and measure it.
 
-    python -m world.rebuild                      # everything (about 50 min on 2 CPU cores), resuming finished stages
+    python -m world.rebuild                      # everything (about 2.5 h on 2 CPU cores), resuming finished stages
     python -m world.rebuild --from unet          # redo the UNet and everything after it
     python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
@@ -8,14 +8,18 @@
 Stages, in order (each its own module and command; each writes a marker file when finished, so a killed run
 started again skips what is done, and the audio stage resumes from its last checkpoint):
 
-    build     world.build        pictures, captions, espeak-ng speech (train voices / held-out voices)
+    build     world.build        pictures; the captions spoken by many engines' voices through a microphone
+                                 (train / held-out voices of trained engines / the held-out engine, piper)
+    speech    world.sentences    thousands of other English sentences, spoken by the training voices
+    pretrain  world.pretrain_speech  the audio backbone learns speech: CTC on characters (features computed once)
     clip      world.train_clip   CLIP text + image towers, contrastive; the text tower is then frozen
-    audio     world.train_audio  the audio prompt encoder, by align.train, to the text tower's states
+    audio     world.train_audio  the pretrained backbone + a fresh adapter, aligned by align.train to the text tower
     clap      world.train_clap   CLAP on the spoken captions (the scorer's ears)
     vae       world.train_vae    AutoencoderKL, 32×32 → 8×8×4
     unet      world.train_unet   UNet2DConditionModel on the latents, conditioned on the frozen text tower
     assemble  world.assemble     AudioToImagePipeline + scorer, saved to models/world (float16 safetensors)
-    evaluate  world.evaluate     held-out voices → pictures → model-free checker; text and random baselines; CLAP-scored
+    evaluate  world.evaluate     held-out voices → pictures → model-free checker; text, cascade and random baselines; CLAP-scored
+    edit      world.edit_eval    a rendered picture changed by a spoken caption, per strength, judged by the checker
 
 Once a stage runs, every later stage runs too (their inputs changed). Wall times go to <runs>/timings.json
 and, with the results, to world/RESULTS.md (full runs only). Stages with a time cap (`--minutes`) stop early
@@ -35,21 +39,27 @@ from pathlib import Path
 
 from world.settings import write_json
 
-STAGES = ("build", "clip", "audio", "clap", "vae", "unet", "assemble", "evaluate")
+STAGES = ("build", "speech", "pretrain", "clip", "audio", "clap", "vae", "unet", "assemble", "evaluate", "edit")
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
 FULL = {
-    "build": ["--images-per-caption", "150", "--clips-per-voice", "3", "--test-clips-per-voice", "2"],
+    # issue 9 measurements (runs/exp9, one thread): ~11 clips/s spoken + microphone; CTC ~25-45 clips/s; align ~25-40 clips/s
+    "build": ["--images-per-caption", "150", "--clips-per-caption", "40", "--test-clips-per-engine", "1"],
+    "speech": ["--clips", "6000", "--test-clips", "150"],
+    "pretrain": ["--minutes", "25", "--batch-size", "16"],
     "clip": ["--steps", "1200", "--minutes", "4"],
-    "audio": ["--steps", "700", "--batch-size", "48"],
+    "audio": ["--steps", "2000", "--batch-size", "48"],
     "clap": ["--steps", "800", "--minutes", "4"],
     "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "8"],
     "unet": ["--steps", "12000", "--batch-size", "64", "--minutes", "18"],
     "assemble": [],
     "evaluate": ["--steps", "25", "--guidance", "3.0"],  # guidance 3 beat 7.5 on text → image in a trial run
+    "edit": ["--steps", "25", "--guidance", "3.0", "--limit", "144"],
 }
 SMOKE = {
-    "build": ["--images-per-caption", "3", "--clips-per-voice", "1", "--test-clips-per-voice", "1", "--train-voices", "2"],
+    "build": ["--images-per-caption", "3", "--clips-per-caption", "1", "--test-clips-per-engine", "1"],
+    "speech": ["--clips", "24", "--test-clips", "4"],
+    "pretrain": ["--steps", "2", "--batch-size", "4"],
     "clip": ["--steps", "5"],
     "audio": ["--steps", "2", "--batch-size", "8"],
     "clap": ["--steps", "3"],
@@ -57,13 +67,17 @@ SMOKE = {
     "unet": ["--steps", "3", "--batch-size", "8"],
     "assemble": [],
     "evaluate": ["--steps", "2", "--limit", "4"],
+    "edit": ["--steps", "2", "--limit", "2"],
 }
 
 
 def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list[str]) -> list[str]:
-    module = {"build": "world.build", "assemble": "world.assemble", "evaluate": "world.evaluate"}.get(stage, f"world.train_{stage}")
+    module = {"build": "world.build", "speech": "world.sentences", "pretrain": "world.pretrain_speech",
+              "assemble": "world.assemble", "evaluate": "world.evaluate", "edit": "world.edit_eval"}.get(stage, f"world.train_{stage}")
     paths = {
         "build": ["--out", str(world)],
+        "speech": ["--out", str(world / "speech")],
+        "pretrain": ["--speech", str(world / "speech"), "--out", str(runs / "pretrain")],
         "clip": ["--world", str(world), "--out", str(runs / "clip")],
         "audio": ["--world", str(world), "--clip", str(runs / "clip"), "--out", str(runs / "audio")],
         "clap": ["--world", str(world), "--out", str(runs / "clap")],
@@ -71,14 +85,36 @@ def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list
         "unet": ["--clip", str(runs / "clip"), "--vae", str(runs / "vae"), "--out", str(runs / "unet")],
         "assemble": ["--runs", str(runs), "--out", str(models)],
         "evaluate": ["--models", str(models), "--world", str(world), "--out", str(runs / "eval")],
+        "edit": ["--models", str(models), "--world", str(world), "--out", str(runs / "edit")],
     }[stage]
+    if stage == "audio":
+        paths = paths + pretrained_backbone(runs)
     return [sys.executable, "-m", module, *paths, *extra]
+
+
+PRETRAINED_CER_MAX = 0.8  # a backbone that spells worse than this has not left CTC's all-blank stage: start fresh
+
+
+def pretrained_backbone(runs: Path) -> list[str]:
+    """`--pretrained <runs>/pretrain/final` when pretraining learned to spell (held-out CER below PRETRAINED_CER_MAX).
+
+    Measured (issue 9): a CTC run stuck on its blank plateau (CER 0.95) gave alignment nothing but lost its time,
+    so the audio stage then starts from a fresh backbone; the choice is printed and kept in the audio stage's args."""
+    metrics = runs / "pretrain" / "metrics.json"
+    if not metrics.exists():
+        return []
+    cer = json.loads(metrics.read_text()).get("cer", {}).get("test", 1.0)
+    use = cer < PRETRAINED_CER_MAX
+    print(f"== audio: pretrained backbone {'used' if use else 'NOT used'} (held-out CER {cer:.3f}, threshold {PRETRAINED_CER_MAX})", flush=True)
+    return ["--pretrained", str(runs / "pretrain" / "final")] if use else []
 
 
 def finished_marker(stage: str, world: Path, runs: Path, models: Path) -> Path:
     """The file a stage writes last: if it exists, the stage finished."""
     return {
         "build": world / "world.json",
+        "speech": world / "speech" / "corpus.json",
+        "pretrain": runs / "pretrain" / "final" / "model.safetensors",
         "clip": runs / "clip" / "metrics.json",
         "audio": runs / "audio" / "final" / "model.safetensors",
         "clap": runs / "clap" / "metrics.json",
@@ -86,6 +122,7 @@ def finished_marker(stage: str, world: Path, runs: Path, models: Path) -> Path:
         "unet": runs / "unet" / "metrics.json",
         "assemble": models / "pipeline" / "model_index.json",
         "evaluate": runs / "eval" / "results.json",
+        "edit": runs / "edit" / "results.json",
     }[stage]
 
 
@@ -102,9 +139,13 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
              "## Time per stage", "", "| stage | minutes | what it did |", "|---|---|---|"]
     done = {"clip": metrics("clip"), "clap": metrics("clap"), "vae": metrics("vae"), "unet": metrics("unet")}
     audio = metrics("audio").get("latest", {})
+    pretrain = metrics("pretrain")
+    cer = pretrain.get("cer", {})
     notes = {
         "clip": f"{done['clip'].get('steps', '?')} steps; image → caption on fresh renders: {pct(done['clip'].get('retrieval', {}))}",
         "audio": f"held-out voices: cosine {audio.get('cosine', float('nan')):.3f}, R@1 {audio.get('R@1', float('nan')):.3f} over the captions (align.train)",
+        "pretrain": f"{pretrain.get('steps', '?')} steps, {pretrain.get('samples_per_second', '?')} clips/s; character error rate: "
+                    f"held-out voices {cer.get('test', float('nan')):.3f}, held-out engine {cer.get('test_engine', float('nan')):.3f}",
         "clap": f"{done['clap'].get('steps', '?')} steps; held-out voices, clip → caption: {pct(done['clap'].get('held_out_retrieval', {}))}",
         "vae": f"{done['vae'].get('steps', '?')} steps; checker on reconstructions: {pct(done['vae'].get('reconstruction_checker', {}))}",
         "unet": f"{done['unet'].get('steps', '?')} steps of 64 latents",
@@ -119,6 +160,11 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
     lines += [f"| **total** | **{total / 60:.1f}** | |", "", "## Spoken caption → image, judged without a trained model", ""]
     results = runs / "eval" / "results.md"
     lines.append(results.read_text() if results.exists() else "(the evaluation did not run)")
+    edit = runs / "edit" / "results.md"
+    if edit.exists():
+        lines += ["", "## Editing a picture with a sound (world.edit_eval)", "",
+                  "A rendered scene, changed by a held-out voice saying a caption that differs in all three attributes:", "",
+                  edit.read_text()]
     return "\n".join(lines) + "\n"
 
 

@@ -24,9 +24,20 @@ CENTRE_JITTER = 0.04
 SIZE_RANGE = (0.34, 0.44)  # the object's bounding box side, as a fraction of the image: big enough that an 8x8 latent keeps the shape
 
 
+def article(word: str) -> str:
+    """"an" before a vowel sound, "a" otherwise, as people say it ("an orange circle", "a red square")."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def caption(shape: str, colour: str, position: str) -> str:
     where = "in the middle" if position == "middle" else f"on the {position}"
-    return f"a {colour} {shape} {where}"
+    return f"{article(colour)} {colour} {shape} {where}"
+
+
+def legacy_caption(text: str) -> str:
+    """The spelling the world used before issue 9 ("a orange circle ..."): the text encoder shipped until the next
+    rebuild was trained on it, so experiments that take targets from that encoder use this spelling."""
+    return "a " + text[3:] if text.startswith("an ") else text
 
 
 def all_scenes() -> list[dict]:

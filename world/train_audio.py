@@ -1,17 +1,26 @@
 """Stage: the audio prompt encoder, aligned to the world text encoder's states by the project's own trainer.
 
-    python -m world.train_audio --world data/world --clip runs/world/clip --out runs/world/audio --steps 1200
+    python -m world.train_audio --world data/world --clip runs/world/clip --out runs/world/audio --steps 1800 \
+        --pretrained runs/world/pretrain/final        # a backbone that learned speech (world.pretrain_speech)
+    python -m world.train_audio --world data/world --clip runs/world/clip --out runs/world/audio   # from scratch
 
-A small `AudioPromptEncoder` (a Wav2Vec2BertModel with hidden 96, 3 layers and the 2-layer adapter, 38
-tokens = 3.04 s → 39 positions) is created from a config and saved, then trained by `align.train.main`:
-the same loop, loss, target cache, data loading and checkpoints as the real system, only smaller. The
-held-out split it evaluates on is `<world>/audio/test`: voices it never hears in training. Resumable:
+With --pretrained, align.train takes that plain Wav2Vec2BertModel and gives it a fresh adapter, exactly as a
+user aligns facebook/w2v-bert-2.0. Without it, a small `AudioPromptEncoder` (backbone_config: hidden 96, 3
+layers, and the 2-layer adapter) is created from a config. Either way the window is 38 tokens (3.04 s → 39
+positions) and `align.train.main` trains it: the same loop, loss, target cache, data loading and checkpoints as
+the real system, only smaller. align.train evaluates on `<world>/audio/test` (held-out voices of the trained
+engines); at the end `evaluate_folders` measures caption retrieval and the colour / shape / position of the top
+caption on test/ and test_engine/ (the engine never heard), per engine, into <out>/held_out.json. Resumable:
 a second call continues from the newest checkpoint.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import numpy as np
+import soundfile as sf
 
 import torch
 from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
@@ -22,42 +31,109 @@ from align.targets import encode_captions
 from world.settings import NUM_AUDIO_TOKENS, TEXT_HIDDEN, use_threads, stage_parser
 
 
-def make_audio_encoder(empty_embedding: torch.Tensor, seed: int = 0) -> AudioPromptEncoder:
+def backbone_config(hidden: int = 96, layers: int = 3) -> Wav2Vec2BertConfig:
+    """The world-size w2v-BERT (no adapter): hidden 96 and 3 layers by default, 4 heads of 24, FFN 4x."""
+    heads = 4 if hidden % 4 == 0 else 2
+    return Wav2Vec2BertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * hidden,
+                              output_hidden_size=hidden, conv_depthwise_kernel_size=15, hidden_dropout=0.0, activation_dropout=0.0,
+                              attention_dropout=0.0, feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0)
+
+
+def make_audio_encoder(empty_embedding: torch.Tensor, seed: int = 0, hidden: int = 96, layers: int = 3) -> AudioPromptEncoder:
     torch.manual_seed(seed)
-    audio_config = adapter_settings(
-        Wav2Vec2BertConfig(hidden_size=96, num_hidden_layers=3, num_attention_heads=4, intermediate_size=384,
-                           conv_depthwise_kernel_size=15, hidden_dropout=0.0, activation_dropout=0.0, attention_dropout=0.0,
-                           feat_proj_dropout=0.0, final_dropout=0.0),
-        output_hidden_size=TEXT_HIDDEN,
-    )
+    audio_config = adapter_settings(backbone_config(hidden, layers), output_hidden_size=TEXT_HIDDEN)
     encoder = AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=audio_config, num_audio_tokens=NUM_AUDIO_TOKENS))
     encoder.set_empty_embedding(empty_embedding)
     return encoder
 
 
+@torch.no_grad()
+def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encoder_dir: str | Path, tokenizer_dir: str | Path,
+                     parts: tuple[str, ...] = ("test", "test_engine"), legacy_articles: bool = False, batch_size: int = 64) -> dict:
+    """Caption retrieval over the 72 captions on each held-out folder, overall and per engine: R@1, R@5, and how
+    often the top caption has the right colour, shape and position (and all three).
+
+    The candidates are the captions as the text encoder reads them (`legacy_articles`: "a orange", for text
+    encoders trained before issue 9); a clip's own caption is looked up the same way."""
+    from align.encoder import load_audio_encoder
+    from align.features import BatchedFeatureExtractor
+    from align.metrics import similarity_matrix
+    from world.scenes import all_scenes, legacy_caption
+
+    scenes = all_scenes()
+    spell = legacy_caption if legacy_articles else (lambda c: c)
+    captions = [spell(s["caption"]) for s in scenes]
+    index = {(s["shape"], s["colour"], s["position"]): i for i, s in enumerate(scenes)}
+    text_encoder = CLIPTextModel.from_pretrained(text_encoder_dir, use_safetensors=True, dtype=torch.float32).eval()
+    targets = encode_captions(captions, text_encoder, CLIPTokenizer.from_pretrained(tokenizer_dir))
+    encoder = load_audio_encoder(encoder_dir, dtype=torch.float32).eval()
+    has_own = (Path(encoder_dir) / "preprocessor_config.json").exists()  # else the library defaults, as w2v-BERT 2.0's
+    extractor = BatchedFeatureExtractor(SeamlessM4TFeatureExtractor.from_pretrained(encoder_dir) if has_own else SeamlessM4TFeatureExtractor())
+    results = {}
+    for part in parts:
+        folder = Path(audio_dir) / part
+        if not (folder / "metadata.jsonl").exists():
+            continue
+        rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip()]
+        ranks, top = [], []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            waves = [sf.read(folder / r["file_name"], dtype="float32")[0] for r in chunk]
+            batch = encoder.features(waves, extractor, crop="center")
+            audio = encoder(**batch).last_hidden_state
+            sim = similarity_matrix(audio, targets[:, : audio.shape[1]].to(audio.dtype))
+            truth = torch.tensor([index[(r["shape"], r["colour"], r["position"])] for r in chunk])
+            ranks.append((sim > sim.gather(1, truth[:, None])).sum(1))
+            top.append(sim.argmax(1))
+        ranks, top = torch.cat(ranks).numpy(), torch.cat(top).numpy()
+
+        def summary(keep) -> dict:
+            keep = np.asarray(keep)
+            got = [scenes[t] for t in top[keep]]
+            want = [rows[i] for i in keep]
+            hits = {a: float(np.mean([g[a] == w[a] for g, w in zip(got, want)])) for a in ("colour", "shape", "position")}
+            hits["all"] = float(np.mean([all(g[a] == w[a] for a in ("colour", "shape", "position")) for g, w in zip(got, want)]))
+            return {"clips": int(len(keep)), "R@1": float(np.mean(ranks[keep] < 1)), "R@5": float(np.mean(ranks[keep] < 5)),
+                    **{k: round(v, 4) for k, v in hits.items()}}
+
+        results[part] = summary(range(len(rows)))
+        for engine in sorted({r.get("engine", "?") for r in rows}):
+            results[f"{part}/{engine}"] = summary([i for i, r in enumerate(rows) if r.get("engine", "?") == engine])
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "audio", steps=1200, batch_size=48, minutes=False)
     parser.add_argument("--clip", default="runs/world/clip", help="the CLIP stage's output (text_encoder/, tokenizer/)")
+    parser.add_argument("--pretrained", default=None, help="start from this pretrained backbone (world.pretrain_speech's final/) instead of a fresh one")
+    parser.add_argument("--hidden", type=int, default=96, help="backbone hidden size when starting fresh")
+    parser.add_argument("--layers", type=int, default=3, help="backbone layers when starting fresh")
+    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--legacy-articles", action="store_true", help='the text encoder reads "a orange" (trained before issue 9)')
     args = parser.parse_args(argv)
     use_threads(args.threads)
     out = Path(args.out)
     clip = Path(args.clip)
-    start_from = out / "init"
-    if not (start_from / "config.json").exists():  # the untrained encoder align.train starts from
-        text_encoder = CLIPTextModel.from_pretrained(clip / "text_encoder", use_safetensors=True).eval()
+    start_from = Path(args.pretrained) if args.pretrained else out / "init"
+    if not args.pretrained and not (start_from / "config.json").exists():  # the untrained encoder align.train starts from
+        text_encoder = CLIPTextModel.from_pretrained(clip / "text_encoder", use_safetensors=True, dtype=torch.float32).eval()
         empty = encode_captions([""], text_encoder, CLIPTokenizer.from_pretrained(clip / "tokenizer"))[0]
-        make_audio_encoder(empty, args.seed).save_pretrained(start_from)
+        make_audio_encoder(empty, args.seed, args.hidden, args.layers).save_pretrained(start_from)
         SeamlessM4TFeatureExtractor().save_pretrained(start_from)
-    return align_train.main([
+    result = align_train.main([
         "--data-dir", str(Path(args.world) / "audio"), "--audio-model", str(start_from),
         "--text-encoder", str(clip / "text_encoder"), "--tokenizer", str(clip / "tokenizer"),
         "--target-cache-dir", str(out / "targets"), "--output-dir", str(out),
         "--train-batch-size", str(args.batch_size), "--max-train-steps", str(args.steps), "--learning-rate", str(args.lr),
         "--lr-warmup-steps", str(max(args.steps // 20, 1)), "--weight-decay", "0.01", "--seed", str(args.seed),
-        "--num-workers", "1", "--eval-steps", str(max(args.steps // 4, 1)), "--eval-batch-size", "64",
+        "--num-audio-tokens", str(NUM_AUDIO_TOKENS), "--num-workers", str(args.num_workers), "--eval-steps", str(max(args.steps // 4, 1)), "--eval-batch-size", "64",
         "--checkpointing-steps", str(max(args.steps // 6, 1)), "--checkpoints-total-limit", "1",
         "--resume-from-checkpoint", "latest", "--logging-steps", "50", "--max-eval-items", "0", "--cpu",
     ])
+    result["held_out"] = evaluate_folders(result["final_dir"], Path(args.world) / "audio", clip / "text_encoder", clip / "tokenizer",
+                                          legacy_articles=args.legacy_articles)
+    (out / "held_out.json").write_text(json.dumps(result["held_out"], indent=1))
+    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,165 @@
+"""The world's speech (issue 9): the sentence corpus, the many-engine build's split, and CTC pretraining.
+
+Fast (seconds): tiny corpora spoken by espeak-ng (skipped where it is not installed), a tiny backbone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from world.build import build_speech, engine_first, fit_window
+from world.scenes import all_scenes, caption, legacy_caption
+from world.sentences import ALPHABET, common_words, normalise, sentences, write_corpus
+from world.voices import Voice, available_voices
+
+HAVE_ESPEAK = shutil.which("espeak-ng") is not None
+try:
+    import wordfreq  # noqa: F401  (optional: more words for the corpus)
+    HAVE_WORDFREQ = True
+except ImportError:
+    HAVE_WORDFREQ = False
+needs_espeak = pytest.mark.skipif(not HAVE_ESPEAK, reason="needs espeak-ng (apt-get install espeak-ng)")
+
+
+# --- captions and sentences -----------------------------------------------------------------------------------
+
+def test_captions_say_an_before_a_vowel():
+    assert caption("circle", "orange", "left") == "an orange circle on the left"
+    assert caption("cross", "red", "middle") == "a red cross in the middle"
+    assert legacy_caption("an orange circle on the left") == "a orange circle on the left"
+    assert len({s["caption"] for s in all_scenes()}) == 72
+
+
+def test_sentences_are_many_different_and_spellable():
+    texts = sentences(3000, np.random.default_rng(0))
+    assert len(texts) == len(set(texts)) == 3000
+    assert all(set(t) <= set(ALPHABET) and t == normalise(t) and 0 < len(t) <= 60 for t in texts)
+    words = {w for t in texts for w in t.split()}
+    assert len(words) > (1500 if HAVE_WORDFREQ else 200)  # not a handful of templates
+    captions = {normalise(s["caption"]) for s in all_scenes()}
+    assert 0 < sum(t in captions for t in texts) < 0.1 * len(texts)  # the captions, but only a small share
+    for word in ("orange", "triangle", "cross", "middle", "purple"):  # caption words, also outside captions
+        assert any(word in t.split() and t not in captions for t in texts), word
+    assert sentences(50, np.random.default_rng(1)) == sentences(50, np.random.default_rng(1))
+
+
+def test_sentences_exclude_and_word_list():
+    rng = np.random.default_rng(0)
+    first = sentences(200, rng)
+    again = sentences(200, np.random.default_rng(0), exclude=set(first[:100]))
+    assert not set(first[:100]) & set(again)
+    assert len(common_words(500)) >= (500 if HAVE_WORDFREQ else 200) and all(set(w) <= set(ALPHABET) for w in common_words(500))
+
+
+# --- the build -------------------------------------------------------------------------------------------------
+
+def fake_voices() -> list[Voice]:
+    espeak = [Voice("espeak-ng", f"{a}+{v}", (f"espeak-ng/accent:{a}", f"espeak-ng/variant:{v}"))
+              for a in ("en-us", "en-gb", "en-029", "en-gb-x-gbcwmd") for v in ("m1", "f2", "f4", "m5")]
+    return espeak + [Voice("flite", "kal", ("speaker:cmu-kal",)), Voice("flite", "rms", ("speaker:cmu-rms",))]
+
+
+def test_engine_first_does_not_let_espeak_dominate():
+    picks = engine_first(fake_voices(), 2000, np.random.default_rng(0))
+    share = sum(v.engine == "flite" for v in picks) / len(picks)
+    assert 0.45 < share < 0.55  # 2 flite voices against 16 espeak-ng voices, yet half the clips
+
+
+def test_fit_window_cuts_only_added_silence():
+    wave = np.ones(16000 * 4, dtype=np.float32)
+    cut = fit_window(wave, {"lead_s": 0.6, "trail_s": 0.6}, 3.04)
+    assert len(cut) == int(3.04 * 16000)
+    assert len(fit_window(wave, {}, 3.04)) == len(wave)  # no silence was added: speech is never cut
+
+
+@needs_espeak
+def test_build_keeps_held_out_voices_and_engine_out_of_training(tmp_path):
+    voices = [v for v in available_voices(["espeak-ng"])
+              if v.name in ("en-us+m1", "en-gb+f2", "en-029+f4", "en-gb-x-gbcwmd+m5", "en-029+m1")]
+    held_out_engine = "flite" if available_voices(["flite"]) else None  # stands in for piper: fast
+    voices += available_voices(["flite"])[:1]
+    result = build_speech(tmp_path, clips_per_caption=1, test_clips_per_engine=1, held_out_engine=held_out_engine, voices=voices)
+    rows = {part: [json.loads(line) for line in (tmp_path / part / "metadata.jsonl").read_text().splitlines()]
+            for part in ("train", "test", "test_engine") if (tmp_path / part / "metadata.jsonl").exists()}
+    train_voices = {r["voice"] for r in rows["train"]}
+    test_voices = {r["voice"] for r in rows["test"]}
+    assert len(rows["train"]) == 72 and len(rows["test"]) == 72 and result["clips"]["train"] == 72
+    assert train_voices <= {"espeak-ng/en-us+m1", "espeak-ng/en-gb+f2"}
+    assert test_voices <= {"espeak-ng/en-029+f4", "espeak-ng/en-gb-x-gbcwmd+m5"}
+    if held_out_engine:
+        assert {r["engine"] for r in rows["test_engine"]} == {"flite"} and len(rows["test_engine"]) == 72
+        assert "flite" not in {r["engine"] for r in rows["train"] + rows["test"]}
+    assert {r["caption"] for r in rows["train"]} == {s["caption"] for s in all_scenes()}
+    assert all(r["seconds"] <= 3.04 and (tmp_path / "train" / r["file_name"]).exists() for r in rows["train"])
+
+
+# --- pretraining -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    if not HAVE_ESPEAK:
+        pytest.skip("needs espeak-ng")
+    out = tmp_path_factory.mktemp("speech")
+    voices = [v for v in available_voices(["espeak-ng"]) if v.name in ("en-us+m1", "en-gb+f2", "en-029+f4", "en-gb-x-gbcwmd+m5")]
+    manifest = write_corpus(out, clips=8, test_clips=4, held_out_engine=None, voices=voices)
+    assert manifest["clips"] == {"train": 8, "test": 4, "test_engine": 0}
+    texts = [json.loads(line)["text"] for line in (out / "train" / "metadata.jsonl").read_text().splitlines()]
+    assert len(set(texts)) == 8
+    return out
+
+
+def test_pretraining_saves_a_backbone_that_align_train_accepts(tiny_corpus, tmp_path):
+    from align.encoder import AudioPromptEncoder
+    from align.train import load_encoder_to_train
+    from world.pretrain_speech import main as pretrain
+
+    out = tmp_path / "speech"
+    metrics = pretrain(["--speech", str(tiny_corpus), "--out", str(out), "--steps", "2", "--batch-size", "4",
+                        "--hidden", "16", "--layers", "1", "--threads", "1"])
+    assert metrics["steps"] == 2 and np.isfinite(metrics["final_loss"] if metrics["final_loss"] is not None else 0.0)
+    assert "test" in metrics["cer"]
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        assert (out / "final" / name).exists()
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["model_type"] == "wav2vec2-bert" and not config["add_adapter"]
+    encoder = load_encoder_to_train(str(out / "final"), text_hidden_size=8, num_audio_tokens=6)
+    assert isinstance(encoder, AudioPromptEncoder)
+    from safetensors.torch import load_file
+    saved = load_file(out / "final" / "model.safetensors")
+    loaded = encoder.audio_model.state_dict()
+    key = next(k for k in saved if "encoder.layers.0.ffn1.intermediate_dense.weight" in k)
+    assert torch.equal(loaded[key], saved[key])  # the pretrained weights, not a fresh initialisation
+
+
+def test_pretraining_resumes_from_its_checkpoint(tiny_corpus, tmp_path):
+    from world.pretrain_speech import main as pretrain
+
+    out = tmp_path / "speech"
+    args = ["--speech", str(tiny_corpus), "--out", str(out), "--batch-size", "4", "--hidden", "16", "--layers", "1", "--threads", "1"]
+    pretrain(args + ["--steps", "2"])
+    first = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert first["step"] == 2 and (out / "features.pt").exists()
+    metrics = pretrain(args + ["--steps", "3"])
+    assert metrics["steps"] == 3
+    assert "resumed at step 2" in (out / "log.txt").read_text()
+    assert "features from" in (out / "log.txt").read_text()  # features were not computed again
+
+
+def test_ctc_helpers():
+    from world.pretrain_speech import character_error_rate, decode_ids, encode_text, spec_augment
+
+    ids = encode_text("a red cross")
+    spaced = [x for i in ids for x in (0, i, i)]  # each character twice, a blank before it: repeats merge, blanks split
+    assert decode_ids(spaced) == "a red cross"
+    assert decode_ids(ids) == "a red cros"  # "ss" with no blank between is one s, as CTC means it
+    assert character_error_rate(["a red cross"], ["a red cross"]) == 0.0
+    assert character_error_rate(["a rod cross"], ["a red cross"]) == pytest.approx(1 / 11)
+    features = torch.ones(100, 160)
+    spec_augment(features, np.random.default_rng(0))
+    assert 0 < (features == 0).float().mean() < 0.5
