@@ -18,7 +18,8 @@ import numpy as np
 from world.checker import ATTRIBUTES, accuracy
 from world.evaluate import generators, load_world_pipeline
 from world.scenes import COLOURS, POSITIONS, SHAPES, caption, render
-from world.settings import Log, read_jsonl, use_threads, write_json
+from align.data import read_metadata
+from world.settings import Log, use_threads, write_json
 
 STRENGTHS = (0.25, 0.5, 0.75, 1.0)
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     use_threads(args.threads)
     out, clips = Path(args.out), Path(args.world) / "audio" / args.split
     log = Log(out / "log.txt")
-    rows = read_jsonl(clips / "metadata.jsonl")[: args.limit]
+    rows = read_metadata(clips)[: args.limit]
     originals = [other_scene(r) for r in rows]
     rng = np.random.default_rng(args.seed)
     pictures = [render(o["shape"], o["colour"], o["position"], rng) for o in originals]

@@ -28,7 +28,8 @@ from align.targets import encode_captions
 from generate.pipeline import AudioToImagePipeline
 from world.checker import ATTRIBUTES, accuracy
 from world.scenes import COLOURS, POSITIONS, SHAPES, all_scenes
-from world.settings import Log, read_jsonl, use_threads, write_json
+from align.data import read_metadata
+from world.settings import Log, use_threads, write_json
 
 CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "position": 1 / len(POSITIONS)}
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     log = Log(out / "log.txt")
     manifest = json.loads((world / "world.json").read_text())
     test = world / "audio" / "test"
-    rows = read_jsonl(test / "metadata.jsonl")[: args.limit]
+    rows = read_metadata(test)[: args.limit]
     pipe = load_world_pipeline(args.models)
     pipe.set_progress_bar_config(disable=True)
     sd = text_pipeline(pipe)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from world.settings import read_jsonl
+from align.data import read_metadata
 
 
 class WorldImages:
@@ -16,7 +16,7 @@ class WorldImages:
 
     def __init__(self, world_dir: str | Path, captions: list[str]):
         folder = Path(world_dir) / "images"
-        rows = read_jsonl(folder / "metadata.jsonl")
+        rows = read_metadata(folder)
         if not rows:
             raise FileNotFoundError(f"no pictures in {folder}: build the world first (python -m world.build)")
         index = {c: i for i, c in enumerate(captions)}

@@ -44,7 +44,8 @@ from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertForCTC
 from align.audio import to_mono_16k
 from align.features import BatchedFeatureExtractor
 from world.sentences import ALPHABET, normalise
-from world.settings import Budget, Log, read_jsonl, stage_parser, update, use_threads, write_json
+from align.data import read_metadata
+from world.settings import Budget, Log, stage_parser, update, use_threads, write_json
 
 BLANK = 0  # CTC blank = the config's pad_token_id; characters are 1..len(ALPHABET)
 FEATURE_CHUNK = 64  # clips per batched feature computation
@@ -86,7 +87,7 @@ def character_error_rate(hypotheses: list[str], references: list[str]) -> float:
 
 def load_folder(folder: Path, extractor: BatchedFeatureExtractor, limit: int | None = None) -> dict:
     """Every clip of an audiofolder with a `text` (or `caption`) column: fp16 features, label ids, engine."""
-    rows = read_jsonl(folder / "metadata.jsonl")[:limit]
+    rows = read_metadata(folder)[:limit]
     features, labels, engines, texts = [], [], [], []
     for start in range(0, len(rows), FEATURE_CHUNK):
         chunk = rows[start : start + FEATURE_CHUNK]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-import json
 import math
 import os
 import time
@@ -24,7 +23,6 @@ from align.files import write_json_atomic as write_json  # noqa: F401  (the stag
 NUM_AUDIO_TOKENS = 38
 TEXT_LENGTH = 1 + NUM_AUDIO_TOKENS
 TEXT_HIDDEN = 64  # the width of the text states the UNet attends to (SD 2.1: 1024)
-IMAGE_SIZE = 32
 
 
 def world_tokenizer():
@@ -58,10 +56,6 @@ class Log:
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 class Budget:

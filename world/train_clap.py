@@ -17,15 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soxr
 import torch
 import torch.nn.functional as F
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from align.audio import SAMPLE_RATE, load_audio
+from align.audio import SAMPLE_RATE, load_audio, resample
 from world.scenes import all_scenes
-from world.settings import read_jsonl, write_json, optimise, stage_parser, start_stage, update
+from align.data import read_metadata
+from world.settings import write_json, optimise, stage_parser, start_stage, update
 
 CLAP_RATE = 48_000
 CLAP_SECONDS = 3  # spoken captions last at most ~2.4 s
@@ -69,8 +69,8 @@ def make_clap(vocab_size: int, seed: int = 0) -> ClapModel:
 
 def clip_features(folder: Path, processor: ClapProcessor) -> tuple[torch.Tensor, list[dict]]:
     """Every clip of an audiofolder split → CLAP input features (N, 1, frames, mels), with its metadata row."""
-    rows = read_jsonl(folder / "metadata.jsonl")
-    waves = [soxr.resample(load_audio(folder / r["file_name"]), SAMPLE_RATE, CLAP_RATE) for r in rows]
+    rows = read_metadata(folder)
+    waves = [resample(load_audio(folder / r["file_name"]), SAMPLE_RATE, CLAP_RATE) for r in rows]
     features = processor.feature_extractor(waves, sampling_rate=CLAP_RATE, return_tensors="pt")["input_features"]
     return features, rows
 

@@ -25,7 +25,8 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from world.checker import ATTRIBUTES
 from world.images import WorldImages
 from world.scenes import all_scenes, render
-from world.settings import IMAGE_SIZE, TEXT_HIDDEN, TEXT_LENGTH, world_tokenizer, write_json, optimise, stage_parser, start_stage, update
+from world.scenes import IMAGE_SIZE
+from world.settings import TEXT_HIDDEN, TEXT_LENGTH, world_tokenizer, write_json, optimise, stage_parser, start_stage, update
 
 SCORER_TEMPLATE = "a photo of {}"  # generate.scoring's DEFAULT_IMAGE_TEMPLATE
 

@@ -21,7 +21,8 @@ from safetensors.torch import save_file
 from world.checker import accuracy
 from world.images import WorldImages
 from world.scenes import all_scenes
-from world.settings import IMAGE_SIZE, write_json, optimise, stage_parser, start_stage, update
+from world.scenes import IMAGE_SIZE
+from world.settings import write_json, optimise, stage_parser, start_stage, update
 
 KL_WEIGHT = 1e-5
 
