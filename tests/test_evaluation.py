@@ -242,7 +242,7 @@ def test_a_clip_over_the_length_limit_is_counted_not_decoded(models, tmp_path):
 
 
 def test_evaluation_chooses_models_as_the_cli_and_app_do(monkeypatch):
-    from generate.model_sets import WORLD_MODELS, resolve_models
+    from generate.model_sets import resolve_models
 
     for name in ("AUDIO2IMAGE_MODELS", "AUDIO2IMAGE_PIPELINE", "AUDIO2IMAGE_VOCABULARY"):
         monkeypatch.delenv(name, raising=False)

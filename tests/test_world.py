@@ -20,7 +20,7 @@ from PIL import Image
 from world.build import TEST_VOICES, TRAIN_VOICES, build_world, espeak, trim_silence
 from world.checker import accuracy, check_image
 from world.scenes import COLOURS, POSITIONS, SHAPES, all_scenes, render
-from world.settings import Budget
+from world.stage import Budget
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "world"
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)")

@@ -19,7 +19,7 @@ from world.checker import ATTRIBUTES, accuracy
 from world.evaluate import generators, load_world_pipeline
 from world.scenes import COLOURS, POSITIONS, SHAPES, caption, render
 from align.data import read_metadata
-from world.settings import Log, use_threads, write_json
+from world.stage import Log, use_threads, write_json
 
 STRENGTHS = (0.25, 0.5, 0.75, 1.0)
 

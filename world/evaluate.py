@@ -29,7 +29,7 @@ from generate.pipeline import AudioToImagePipeline
 from world.checker import ATTRIBUTES, accuracy
 from world.scenes import COLOURS, POSITIONS, SHAPES, all_scenes
 from align.data import read_metadata
-from world.settings import Log, use_threads, write_json
+from world.stage import Log, use_threads, write_json
 
 CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "position": 1 / len(POSITIONS)}
 

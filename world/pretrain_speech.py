@@ -15,7 +15,7 @@ Cost is spent once: every clip's input features are computed a single time, batc
 (align.features.BatchedFeatureExtractor), and kept in memory as fp16 (cached in <out>/features.pt, so a resumed
 run does not recompute them). Each step masks random time spans and mel bands of the features (SpecAugment); the first epoch runs
 from the shortest clips up (SortaGrad), which gets CTC off its all-blank plateau sooner.
-Training stops at --steps or --minutes, whichever comes first (the learning rate follows world.settings.Budget);
+Training stops at --steps or --minutes, whichever comes first (the learning rate follows world.stage.Budget);
 a checkpoint (<out>/checkpoint.pt: weights, optimizer, step, elapsed time, RNG) is written every
 --checkpoint-minutes, and a second call continues from it. The held-out voices' character error rate is
 measured on <speech>/test and <speech>/test_engine at every checkpoint and at the end.
@@ -45,7 +45,7 @@ from align.audio import to_mono_16k
 from align.features import BatchedFeatureExtractor
 from world.sentences import ALPHABET, normalise
 from align.data import read_metadata
-from world.settings import Budget, Log, stage_parser, update, use_threads, write_json
+from world.stage import Budget, Log, stage_parser, update, use_threads, write_json
 
 BLANK = 0  # CTC blank = the config's pad_token_id; characters are 1..len(ALPHABET)
 FEATURE_CHUNK = 64  # clips per batched feature computation

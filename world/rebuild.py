@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from world.settings import write_json
+from world.stage import write_json
 
 STAGES = ("build", "speech", "pretrain", "clip", "audio", "clap", "vae", "unet", "assemble", "evaluate", "edit")
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"

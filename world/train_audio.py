@@ -28,7 +28,8 @@ from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtract
 from align import train as align_train
 from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from align.targets import encode_captions
-from world.settings import NUM_AUDIO_TOKENS, TEXT_HIDDEN, use_threads, stage_parser
+from world.settings import NUM_AUDIO_TOKENS, TEXT_HIDDEN
+from world.stage import use_threads, stage_parser
 
 
 def backbone_config(hidden: int = 96, layers: int = 3) -> Wav2Vec2BertConfig:

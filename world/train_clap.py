@@ -25,7 +25,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from align.audio import SAMPLE_RATE, load_audio, resample
 from world.scenes import all_scenes
 from align.data import read_metadata
-from world.settings import write_json, optimise, stage_parser, start_stage, update
+from world.stage import write_json, optimise, stage_parser, start_stage, update
 
 CLAP_RATE = 48_000
 CLAP_SECONDS = 3  # spoken captions last at most ~2.4 s

@@ -26,7 +26,8 @@ from world.checker import ATTRIBUTES
 from world.images import WorldImages
 from world.scenes import all_scenes, render
 from world.scenes import IMAGE_SIZE
-from world.settings import TEXT_HIDDEN, TEXT_LENGTH, world_tokenizer, write_json, optimise, stage_parser, start_stage, update
+from world.settings import TEXT_HIDDEN, TEXT_LENGTH, world_tokenizer
+from world.stage import write_json, optimise, stage_parser, start_stage, update
 
 SCORER_TEMPLATE = "a photo of {}"  # generate.scoring's DEFAULT_IMAGE_TEMPLATE
 

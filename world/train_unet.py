@@ -23,7 +23,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from align.targets import encode_captions
 from world.scenes import all_scenes
-from world.settings import TEXT_HIDDEN, write_json, optimise, stage_parser, start_stage, update
+from world.settings import TEXT_HIDDEN
+from world.stage import write_json, optimise, stage_parser, start_stage, update
 
 SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
 CAPTION_DROPOUT = 0.1

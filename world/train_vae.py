@@ -22,7 +22,7 @@ from world.checker import accuracy
 from world.images import WorldImages
 from world.scenes import all_scenes
 from world.scenes import IMAGE_SIZE
-from world.settings import write_json, optimise, stage_parser, start_stage, update
+from world.stage import write_json, optimise, stage_parser, start_stage, update
 
 KL_WEIGHT = 1e-5
 
