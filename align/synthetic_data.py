@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from align.audio import SAMPLE_RATE, to_mono_16k
+from align.audio import SAMPLE_RATE
+from align.espeak import espeak
 
 SOUND_CAPTIONS = [
     "a low steady hum",
@@ -84,15 +83,11 @@ def synth_sound(caption: str, seconds: float, rng: np.random.Generator) -> np.nd
 
 def speak(text: str, rng: np.random.Generator) -> np.ndarray | None:
     """`text` spoken by espeak-ng with a random voice, speed and pitch; None if espeak-ng is missing."""
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
+    if shutil.which("espeak-ng") is None:
         return None
     voice = rng.choice(["en", "en-us", "en-gb-x-rp", "en+m3", "en+f2", "en+f4"])
-    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run([espeak, "-v", str(voice), "-s", str(int(rng.integers(120, 200))), "-p", str(int(rng.integers(20, 80))),
-                        "-w", tmp.name, text], check=True, capture_output=True)
-        wave, rate = sf.read(tmp.name, dtype="float32")
-    return to_mono_16k(wave, rate)
+    speed, pitch = int(rng.integers(120, 200)), int(rng.integers(20, 80))  # in this order: the same clips for a seed
+    return espeak(text, str(voice), words_per_minute=speed, pitch=pitch)
 
 
 def make_synthetic_audiofolder(

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
 
+from align.clap_tokenizer import clap_tokenizer
 from align.clip_tokenizer import clip_tokenizer
 from align.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from architectures.real_models import sd21_scheduler  # noqa: F401  (no size: the tiny pipeline samples with the real one)
@@ -74,12 +74,7 @@ def tiny_vae() -> AutoencoderKL:
 
 def tiny_clap_tokenizer():
     """A byte-level BPE RobertaTokenizer (CLAP's text tokenizer) with no merges: every byte is a token."""
-    from transformers import RobertaTokenizer
-
-    # RoBERTa's special-token ids (<s>=0, <pad>=1, </s>=2) so ClapTextConfig's defaults hold.
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    vocab = {token: i for i, token in enumerate(specials + list(bytes_to_unicode().values()))}
-    return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=64)
+    return clap_tokenizer(max_length=64)
 
 
 def tiny_clap():

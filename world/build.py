@@ -26,15 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from align.audio import SAMPLE_RATE, to_mono_16k
+from align.audio import SAMPLE_RATE
+from align.espeak import espeak as run_espeak
 from world.microphone import microphone_with_info
 from world.microphone import trim_silence as _trim_silence
 from world.scenes import all_scenes, legacy_caption, render
@@ -58,14 +57,10 @@ def voice_parts(voice: str) -> tuple[str, str]:
 
 
 def espeak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """`text` spoken by espeak-ng, as mono float32 at 16 kHz."""
-    binary = shutil.which("espeak-ng")
-    if binary is None:
+    """`text` spoken by espeak-ng (the first build's voices), as mono float32 at 16 kHz."""
+    if shutil.which("espeak-ng") is None:
         raise RuntimeError("building the world needs espeak-ng: apt-get install espeak-ng")
-    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run([binary, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", tmp.name, text], check=True, capture_output=True)
-        wave, rate = sf.read(tmp.name, dtype="float32")
-    return to_mono_16k(wave, rate)
+    return run_espeak(text, voice, speed, pitch)
 
 
 def trim_silence(wave: np.ndarray, threshold: float = 0.01, margin_s: float = 0.05) -> np.ndarray:

@@ -8,8 +8,8 @@ voices; each batch holds one clip of every caption, so there are no same-caption
 captions are read as "the sound of <caption>", the prompt generate.scoring puts to CLAP. Features are
 computed once (the processor's, at CLAP's 48 kHz) and reused every step.
 
-The text tokenizer is a byte-level BPE RobertaTokenizer (CLAP's kind) built offline: every byte is a token,
-plus merges that make each word of the world (and of the prompt) one token, so any text still tokenizes.
+The text tokenizer is a byte-level BPE RobertaTokenizer (CLAP's kind) built offline (align.clap_tokenizer): every
+byte is a token, plus merges that make each word of the world (and of the prompt) one token, so any text still tokenizes.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
-from transformers.convert_slow_tokenizer import bytes_to_unicode
+from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
 
 from align.audio import SAMPLE_RATE, load_audio, resample
+from align.clap_tokenizer import clap_tokenizer
 from world.scenes import all_scenes
 from align.data import read_metadata
 from world.stage import write_json, optimise, stage_parser, start_stage, update
@@ -30,29 +30,13 @@ from world.stage import write_json, optimise, stage_parser, start_stage, update
 CLAP_RATE = 48_000
 CLAP_SECONDS = 3  # spoken captions last at most ~2.4 s
 SCORER_TEMPLATE = "the sound of {}"  # generate.scoring's DEFAULT_AUDIO_TEMPLATE
-SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0-4, as ClapTextConfig expects
-
-
-def world_clap_tokenizer(words: list[str]) -> RobertaTokenizer:
-    """Byte-level BPE with one merge chain per word (with and without the leading-space marker Ġ)."""
-    vocab = {token: i for i, token in enumerate(SPECIALS + list(bytes_to_unicode().values()))}
-    merges = []
-    for word in sorted(set(words)):
-        for form in (word, "Ġ" + word):
-            current = form[0]
-            for char in form[1:]:
-                if (current, char) not in merges:
-                    merges.append((current, char))
-                current += char
-                vocab.setdefault(current, len(vocab))
-    return RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=32)
 
 
 def world_clap_processor(words: list[str]) -> ClapProcessor:
     # 32 mel bins every 30 ms: 101 frames for 3 s, which HTSAT (64 × 64 spectrogram image) takes whole
     extractor = ClapFeatureExtractor(feature_size=32, sampling_rate=CLAP_RATE, max_length_s=CLAP_SECONDS, hop_length=1440,
                                      truncation="rand_trunc", padding="repeatpad")
-    return ClapProcessor(feature_extractor=extractor, tokenizer=world_clap_tokenizer(words))
+    return ClapProcessor(feature_extractor=extractor, tokenizer=clap_tokenizer(words, max_length=32))
 
 
 def make_clap(vocab_size: int, seed: int = 0) -> ClapModel:

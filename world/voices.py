@@ -46,6 +46,7 @@ import numpy as np
 import soundfile as sf
 
 from align.audio import to_mono_16k
+from align.espeak import EspeakNoSound, espeak
 
 # Prosody drawn for every clip: a speaking rate and a mean pitch, as factors of the voice's own (log-uniform).
 RATE_RANGE = (0.7, 1.45)
@@ -165,20 +166,30 @@ class Voice:
 
 # --- running engines -----------------------------------------------------------------------------------------
 
+def _engine_error(voice: Voice, binary: str, error: Exception) -> RuntimeError:
+    """An engine's failure as a RuntimeError naming the voice and what to install: a missing binary
+    (FileNotFoundError), a timeout, a failed run (CalledProcessError), else no readable sound (the reader's error)."""
+    if isinstance(error, FileNotFoundError):
+        return RuntimeError(f"voice {voice.key}: {binary} is not installed. Install it with: {voice.package}")
+    if isinstance(error, subprocess.TimeoutExpired):
+        return RuntimeError(f"voice {voice.key}: {binary} did not finish in {TIMEOUT_S} s")
+    if isinstance(error, subprocess.CalledProcessError):
+        err = (error.stderr or b"").decode(errors="replace").strip()[-400:]
+        return RuntimeError(f"voice {voice.key}: {binary} failed (exit {error.returncode}): {err}. "
+                            f"Check the install: {voice.package}")
+    return RuntimeError(f"voice {voice.key}: the engine wrote no readable sound ({error}). "
+                        f"Check the install: {voice.package}")
+
+
 def _run(voice: Voice, cmd: list[str], error_marker: str | None = None, **kwargs) -> subprocess.CompletedProcess:
     """Run an engine; a missing binary, a failure or a timeout is a RuntimeError naming the voice and package."""
     binary = os.path.basename(cmd[0])
     try:
         run = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S, **kwargs)
-    except FileNotFoundError as error:
-        raise RuntimeError(f"voice {voice.key}: {binary} is not installed. Install it with: {voice.package}") from error
-    except subprocess.TimeoutExpired as error:
-        raise RuntimeError(f"voice {voice.key}: {binary} did not finish in {TIMEOUT_S} s") from error
-    stderr = (run.stderr or b"").decode(errors="replace")
-    if run.returncode != 0 or (error_marker and error_marker in stderr):
-        err = stderr.strip()[-400:]
-        raise RuntimeError(f"voice {voice.key}: {binary} failed (exit {run.returncode}): {err}. "
-                           f"Check the install: {voice.package}")
+    except (FileNotFoundError, subprocess.TimeoutExpired) as error:
+        raise _engine_error(voice, binary, error) from error
+    if run.returncode != 0 or (error_marker and error_marker in (run.stderr or b"").decode(errors="replace")):
+        raise _engine_error(voice, binary, subprocess.CalledProcessError(run.returncode, cmd, run.stdout, run.stderr))
     return run
 
 
@@ -186,8 +197,7 @@ def _read(voice: Voice, path: Path) -> np.ndarray:
     try:
         wave, rate = sf.read(str(path), dtype="float32")
     except Exception as error:  # the engine exited 0 but wrote nothing usable
-        raise RuntimeError(f"voice {voice.key}: the engine wrote no readable sound ({error}). "
-                           f"Check the install: {voice.package}") from error
+        raise _engine_error(voice, "", error) from error
     return to_mono_16k(wave, rate)
 
 
@@ -222,17 +232,15 @@ def _synth_espeak(voice: Voice, text: str, prosody: dict) -> np.ndarray:
     if variant and binary != "espeak-ng" and variant not in _espeak_variants():  # espeak-ng would ignore it
         raise RuntimeError(f"voice {voice.key}: espeak-ng has no variant {variant!r} "
                            f"(see espeak-ng --voices=variant). Install it with: {voice.package or 'apt-get install espeak-ng'}")
-    with tempfile.TemporaryDirectory(prefix="voice-") as tmp:
-        (Path(tmp) / "text.txt").write_text(text)
-        cmd = [binary, "-v", voice.option("voice", voice.name), "-w", f"{tmp}/out.wav", "-f", f"{tmp}/text.txt"]
-        if "rate" in prosody:
-            cmd += ["-s", str(int(round(ESPEAK_WORDS_PER_MINUTE * prosody["rate"])))]
-        if "pitch" in prosody:
-            cmd += ["-p", str(_espeak_pitch(prosody["pitch"]))]
-        if prosody.get("word_gap"):
-            cmd += ["-g", str(int(prosody["word_gap"]))]
-        _run(voice, cmd)
-        return _read(voice, Path(tmp) / "out.wav")
+    try:
+        return espeak(text, voice.option("voice", voice.name),
+                      words_per_minute=round(ESPEAK_WORDS_PER_MINUTE * prosody["rate"]) if "rate" in prosody else None,
+                      pitch=_espeak_pitch(prosody["pitch"]) if "pitch" in prosody else None,
+                      word_gap=prosody.get("word_gap"), timeout=TIMEOUT_S)
+    except (FileNotFoundError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as error:
+        raise _engine_error(voice, "espeak-ng", error) from error
+    except EspeakNoSound as error:
+        raise _engine_error(voice, "espeak-ng", error.__cause__) from error
 
 
 def _draw_flite(voice: Voice, rng: np.random.Generator) -> dict:
