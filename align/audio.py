@@ -355,16 +355,36 @@ def fit_to_window(wave: np.ndarray, window: int, mode: str = "center", rng: np.r
     return wave[start : start + window]
 
 
+ONSET_FLOOR_DB = -30.0  # quieter than this below the loudest 10 ms of a sound counts as the silence before it
+ONSET_MARGIN_S = 0.1  # the window starts this long before the onset, so the first sound is heard whole
+
+
+def sound_onset(wave: np.ndarray, floor_db: float = ONSET_FLOOR_DB, margin_s: float = ONSET_MARGIN_S) -> int:
+    """The sample where the sound begins: the first 10 ms whose RMS is within `floor_db` of the loudest 10 ms,
+    less `margin_s`. A recording from a microphone starts with the silence before the speaker speaks; a window
+    placed at sample 0 would hear that silence and cut off the words at its end."""
+    hop = SAMPLE_RATE // 100
+    frames = wave[: wave.shape[0] // hop * hop].reshape(-1, hop)
+    if frames.shape[0] == 0:
+        return 0
+    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    loud = np.nonzero(rms >= rms.max() * 10 ** (floor_db / 20))[0]
+    return max(int(loud[0]) * hop - int(margin_s * SAMPLE_RATE), 0)
+
+
 def window_starts(wave: np.ndarray, window: int, policy: str = "first") -> list[int]:
     """Start sample of each window `split_windows` cuts (0 for a clip no longer than the window).
 
-    `first`: the start; `loudest`: the window of highest energy (RMS); `all`: consecutive windows covering
-    the clip, the last one ending at the clip's end (overlapping its neighbour) so no window is padded.
+    `first`: the first window with sound in it (from `sound_onset`, so leading silence is skipped); `loudest`:
+    the window of highest energy (RMS); `all`: consecutive windows covering the clip, the last one ending at the
+    clip's end (overlapping its neighbour) so no window is padded.
     """
     if policy not in WINDOW_POLICIES:
         raise ValueError(f"unknown window policy {policy!r}; use 'first', 'loudest' or 'all'")
-    if wave.shape[0] <= window or policy == "first":
+    if wave.shape[0] <= window:
         return [0]
+    if policy == "first":
+        return [min(sound_onset(wave), wave.shape[0] - window)]
     if policy == "all":
         starts = list(range(0, wave.shape[0] - window + 1, window))
         if starts[-1] + window < wave.shape[0]:

@@ -9,6 +9,8 @@ from align.audio import (
     audio_tokens_for_samples,
     fit_to_window,
     load_audio,
+    ONSET_MARGIN_S,
+    sound_onset,
     split_windows,
     window_samples_for_tokens,
 )
@@ -103,7 +105,7 @@ def test_window_policies():
     wave = np.full(350, 0.01, dtype=np.float32)
     wave[220:300] = 0.9  # a loud event in the third window
     (_, first), = split_windows(wave, window, "first")
-    np.testing.assert_array_equal(first, wave[:100])
+    np.testing.assert_array_equal(first, wave[:100])  # sound from the start: the first window starts there
     everything = [cut for _, cut in split_windows(wave, window, "all")]
     assert [len(w) for w in everything] == [100] * 4
     np.testing.assert_array_equal(everything[-1], wave[250:])  # the last window ends at the clip's end
@@ -111,6 +113,24 @@ def test_window_policies():
     assert (loudest > 0.5).sum() == 80  # the whole event fits inside the chosen window
     with pytest.raises(ValueError, match="window policy"):
         split_windows(wave, window, "middle")
+
+
+def test_first_window_skips_the_silence_before_the_sound():
+    # A microphone recording: 1.5 s of quiet room noise, then 2 s of speech-loud sound, then quiet again.
+    rng = np.random.default_rng(0)
+    wave = (0.002 * rng.standard_normal(16_000 * 5)).astype(np.float32)
+    wave[24_000:56_000] += 0.5 * np.sin(np.arange(32_000) * 0.2).astype(np.float32)
+    window = 48_000
+    (start, first), = split_windows(wave, window, "first")
+    assert start == 24_000 - int(ONSET_MARGIN_S * 16_000)
+    assert np.abs(first[-window + 56_000 - start:]).max() < 0.05  # the whole sound is inside, quiet after it
+    np.testing.assert_array_equal(first, wave[start : start + window])
+    late = wave.copy()
+    late[24_000:56_000] = late[:32_000]  # nothing loud until a sound in the last 0.5 s: the window ends at the clip's end
+    late[-8_000:] += 0.5
+    (start, _), = split_windows(late, window, "first")
+    assert start == len(late) - window
+    assert sound_onset(np.zeros(16_000, dtype=np.float32)) == 0
 
 
 def test_datasets_audio_records_read_bytes_then_path(tmp_path):
