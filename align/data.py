@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioError, fit_to_window, load_audio
+from align.augment import FeatureAugment, item_seed
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +304,8 @@ class AudioCaptionDataset(torch.utils.data.Dataset):
             return None
         rng = np.random.default_rng((self.seed, self.epoch, index)) if self.crop == "random" else None
         caption = self.pairs.captions[index]
-        return {"wave": fit_to_window(wave, self.window_samples, self.crop, rng), "caption_id": self.vocabulary[caption], "caption": caption}
+        return {"wave": fit_to_window(wave, self.window_samples, self.crop, rng), "caption_id": self.vocabulary[caption], "caption": caption,
+                "augment_seed": item_seed(rng)}
 
 
 class AudioCaptionCollator:
@@ -314,11 +316,13 @@ class AudioCaptionCollator:
     shrink. A repeat shares its caption id, so the loss treats it as a positive, never as a negative.
     A batch with no readable item has `input_features` None. Items from a stream (align.streaming) may be
     unreadable too (their "wave" is None); the batch then also carries the stream's position after its last
-    item (`stream_state`, for resuming) and the keys of its readable items (`keys`).
+    item (`stream_state`, for resuming) and the keys of its readable items (`keys`). With an active `augment`
+    (training), each item with an `augment_seed` has its features warped and masked (align.augment).
     """
 
-    def __init__(self, feature_extractor, fill_to: int | None = None):
+    def __init__(self, feature_extractor, fill_to: int | None = None, augment: FeatureAugment | None = None):
         self.feature_extractor, self.fill_to = feature_extractor, fill_to
+        self.augment = augment if augment is not None and augment.active else None
 
     def __call__(self, items: list[dict | None]) -> dict:
         good = [item for item in items if item is not None and item.get("wave") is not None]
@@ -331,7 +335,12 @@ class AudioCaptionCollator:
             return {"input_features": None, "attention_mask": None, "caption_ids": torch.zeros(0, dtype=torch.long), "captions": [], "skipped": skipped, **extra}
         if self.fill_to:
             good = [good[i % len(good)] for i in range(max(self.fill_to, len(good)))]
-        features = self.feature_extractor([item["wave"] for item in good], sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
+        waves = [item["wave"] for item in good]
+        seeds = [item.get("augment_seed") for item in good]
+        if self.augment is not None and all(seed is not None for seed in seeds):
+            features = self.augment.features(self.feature_extractor, waves, seeds, SAMPLE_RATE)
+        else:
+            features = self.feature_extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
         return {
             "input_features": features["input_features"],
             "attention_mask": features["attention_mask"],

@@ -100,19 +100,22 @@ class BatchedFeatureExtractor:
         sampling_rate: int | None = None,
         return_tensors: str = "pt",
         return_attention_mask: bool = True,
+        warp: Sequence[float] | torch.Tensor | None = None,
     ) -> BatchFeature:
         """Features for a batch of mono clips at the extractor's sampling rate.
 
         `waves` is a list of 1-D clips (numpy or torch, any lengths), one 1-D clip, or a (B, N) tensor or array
         whose row i holds `lengths[i]` valid samples (all N when `lengths` is None). `return_tensors` and
         `return_attention_mask` exist so this can stand in for the library extractor; only "pt" is offered.
+        `warp` (training augmentation, `align.augment`): one factor per clip by which its spectrum's frequency
+        axis is scaled before the mel filter bank (vocal tract length perturbation); 1.0 changes nothing.
         """
         if sampling_rate is not None and sampling_rate != self.sampling_rate:
             raise ValueError(f"audio must be sampled at {self.sampling_rate} Hz, got {sampling_rate}")
         if return_tensors != "pt":
             raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
         audio, lengths = self._batch(waves, lengths, device)
-        features, frames = self._log_mel(audio, lengths)
+        features, frames = self._log_mel(audio, lengths, warp)
         features = self._normalize(features, frames)
         features, mask = self._stack(features, frames)
         out = {"input_features": features}
@@ -158,7 +161,18 @@ class BatchedFeatureExtractor:
                 row[: wave.shape[0]] = torch.as_tensor(wave).to(device=device, dtype=torch.float32)
         return audio, torch.tensor(sizes, dtype=torch.long, device=device)
 
-    def _log_mel(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _warped_filters(self, warp: Sequence[float] | torch.Tensor, device: torch.device) -> torch.Tensor:
+        """(B, 257, mel): the mel filter bank read at frequency bin f × factor, one factor per clip, so energy
+        at f reaches the filter that listened at f × factor (a spectrum stretched or squeezed in frequency)."""
+        filters = self.mel_filters.to(device)
+        factors = torch.as_tensor(warp, dtype=torch.float32, device=device)[:, None]  # (B, 1)
+        position = (torch.arange(filters.shape[0], device=device, dtype=torch.float32) * factors).clamp(max=filters.shape[0] - 1)
+        low = position.floor().long()
+        high = (low + 1).clamp(max=filters.shape[0] - 1)
+        share = (position - low)[..., None]
+        return filters[low] * (1 - share) + filters[high] * share
+
+    def _log_mel(self, audio: torch.Tensor, lengths: torch.Tensor, warp=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, F, mel) log-mel energies of every frame of the padded batch, and each clip's frame count (B,)."""
         counts = num_frames(lengths)
         batch, num_bins = audio.shape[0], self.mel_filters.shape[1]
@@ -179,7 +193,8 @@ class BatchedFeatureExtractor:
         frames.addcmul_(mean, window, value=-(1 - PREEMPHASIS))
         spectrum = torch.fft.rfft(frames, n=FFT_LENGTH)  # (B, F, 257)
         power = spectrum.real.square() + spectrum.imag.square()
-        return torch.log(torch.clamp(power @ mel_filters, min=MEL_FLOOR)), counts
+        mel = power @ mel_filters if warp is None else power @ self._warped_filters(warp, audio.device)
+        return torch.log(torch.clamp(mel, min=MEL_FLOOR)), counts
 
     def _normalize(self, features: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Per clip and mel bin: zero mean, unit variance (ddof=1) over the clip's own frames; padding_value elsewhere."""

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from align.audio import DEFAULT_MAX_SECONDS, AudioError, fit_to_window, load_audio
+from align.augment import item_seed
 from align.data import (
     CAPTION_COLUMNS,
     DEFAULT_CAPTION_TEMPLATE,
@@ -302,6 +303,7 @@ class StreamingAudioCaptions(torch.utils.data.IterableDataset):
             return item
         rng = np.random.default_rng((self.seed, self.epoch, zlib.crc32(item["key"].encode()))) if self.crop == "random" else None
         item["wave"] = fit_to_window(wave, self.window_samples, self.crop, rng)
+        item["augment_seed"] = item_seed(rng)
         return item
 
 

@@ -80,6 +80,7 @@ from transformers import (
 )
 
 from align.audio import DEFAULT_MAX_SECONDS
+from align.augment import FeatureAugment
 from align.data import (
     DEFAULT_CAPTION_TEMPLATE,
     AudioCaptionCollator,
@@ -165,6 +166,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--lr-warmup-steps", type=int, default=100, help="optimizer steps of linear warmup from 0")
     train.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the gradient norm to this")
     train.add_argument("--temperature", type=float, default=0.15, help="contrastive temperature")
+    train.add_argument("--warp-frequencies", type=float, default=0.0, help="augmentation: scale each training clip's frequency axis by a factor from [1-W, 1+W] (vocal tract length perturbation: other voices); 0 = off, 0.1-0.2 typical")
+    train.add_argument("--freq-masks", type=int, default=0, help="augmentation: mask this many bands of mel bins in each training clip (SpecAugment); 0 = off. Time masks come from the model config's mask_time_prob")
+    train.add_argument("--freq-mask-bins", type=int, default=10, help="each frequency mask at most this many of the 80 mel bins wide")
     train.add_argument("--mse-weight", type=float, default=1.0, help="weight of the MSE term that keeps vector magnitudes right (the UNet reads raw vectors)")
     train.add_argument("--extra-negatives", type=int, default=0, help="cached caption targets added as extra negatives to each step (audio → text direction)")
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast precision (default: accelerate's config, else no); forced to no on CPU, where bf16 is 100x slower")
@@ -466,7 +470,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     eval_set = AudioCaptionDataset(eval_pairs, vocabulary, encoder.window_samples, "center", args.seed, args.max_audio_seconds)
     eval_loader = torch.utils.data.DataLoader(eval_set, batch_size=args.eval_batch_size, collate_fn=AudioCaptionCollator(batched_features), num_workers=args.num_workers)
-    collator = AudioCaptionCollator(batched_features, fill_to=args.train_batch_size)
+    augment = FeatureAugment(args.warp_frequencies, args.freq_masks, args.freq_mask_bins)
+    collator = AudioCaptionCollator(batched_features, fill_to=args.train_batch_size, augment=augment)
     if args.streaming:
         # each process reads its own part of the stream (and each DataLoader worker its part of that): the loader is not
         # handed to accelerate, whose dispatching would read the whole stream on process 0

@@ -1,0 +1,74 @@
+"""Training-time feature augmentation (align.augment): frequency warping and masks, drawn per item, reproducibly."""
+
+import numpy as np
+import pytest
+import torch
+
+from align.audio import SAMPLE_RATE
+from align.augment import FeatureAugment
+from align.data import AudioCaptionCollator, AudioCaptionDataset, caption_vocabulary, pairs_from_folder
+from align.features import BatchedFeatureExtractor
+from tests.test_data import tone, write_folder
+
+
+def test_a_warp_moves_every_filter_by_its_factor():
+    extractor = BatchedFeatureExtractor()
+    plain = extractor.mel_filters.argmax(0).float()  # the FFT bin each mel filter listens at most
+    filters = extractor._warped_filters([1.0, 1.2, 0.85], torch.device("cpu"))
+    np.testing.assert_array_equal(filters[0].numpy(), extractor.mel_filters.numpy())
+    inner = slice(5, 60)  # away from the ends, where clamping at the Nyquist bin decides
+    for row, factor in ((1, 1.2), (2, 0.85)):
+        centres = filters[row].argmax(0).float()
+        np.testing.assert_allclose(centres[inner].numpy(), (plain[inner] / factor).numpy(), atol=1.01)
+
+
+def test_warp_one_changes_nothing_and_another_changes_only_its_clip():
+    extractor = BatchedFeatureExtractor()
+    rng = np.random.default_rng(0)
+    waves = [(0.1 * rng.standard_normal(16_000)).astype(np.float32) for _ in range(3)]
+    plain = extractor(waves)["input_features"]
+    assert torch.equal(extractor(waves, warp=[1.0, 1.0, 1.0])["input_features"], plain)
+    warped = extractor(waves, warp=[1.0, 1.15, 1.0])["input_features"]
+    assert torch.equal(warped[0], plain[0]) and torch.equal(warped[2], plain[2])
+    assert (warped[1] - plain[1]).abs().max() > 0.5
+
+
+def test_masks_zero_the_same_bands_in_both_stacked_frames():
+    extractor = BatchedFeatureExtractor()
+    augment = FeatureAugment(max_warp=0.0, freq_masks=2, freq_mask_bins=10)
+    waves = [tone(1.0, 300.0) + 0.01 * np.random.default_rng(1).standard_normal(16_000).astype(np.float32)]
+    features = augment.features(extractor, waves, [7], SAMPLE_RATE)["input_features"][0]
+    _, bands = augment.draw(7, 80)
+    masked = {b for start, width in bands for b in range(start, start + width)}
+    assert masked, "seed 7 draws at least one non-empty band"
+    for half in (features[:, :80], features[:, 80:]):
+        zero_bins = {b for b in range(80) if bool((half[:, b] == 0).all())}
+        assert zero_bins == masked
+
+
+def test_collator_augments_training_items_reproducibly_and_never_evaluation_items(tmp_path):
+    files = {f"{i}.wav": (SAMPLE_RATE, tone(0.4, 300.0 + 100 * i) + 0.01 * np.random.default_rng(i).standard_normal(6400).astype(np.float32))
+             for i in range(4)}
+    rows = [{"file_name": name, "caption": f"caption {i}"} for i, name in enumerate(files)]
+    pairs = pairs_from_folder(write_folder(tmp_path, rows, files))
+    extractor = BatchedFeatureExtractor()
+    augment = FeatureAugment(max_warp=0.15, freq_masks=2)
+    collate = AudioCaptionCollator(extractor, augment=augment)
+    train = AudioCaptionDataset(pairs, caption_vocabulary(pairs), 8000, crop="random", seed=3)
+    first = collate([train[i] for i in range(4)])["input_features"]
+    assert torch.equal(collate([train[i] for i in range(4)])["input_features"], first)  # same seed, epoch, item: same draw
+    plain = AudioCaptionCollator(extractor)([train[i] for i in range(4)])["input_features"]
+    assert not torch.equal(first, plain)
+    train.set_epoch(1)
+    assert not torch.equal(collate([train[i] for i in range(4)])["input_features"], first)  # a new draw every epoch
+    held_out = AudioCaptionDataset(pairs, caption_vocabulary(pairs), 8000, crop="center")
+    items = [held_out[i] for i in range(4)]
+    assert torch.equal(collate(items)["input_features"], AudioCaptionCollator(extractor)(items)["input_features"])
+    assert AudioCaptionCollator(extractor, augment=FeatureAugment()).augment is None  # all off: the plain path
+
+
+def test_settings_out_of_range_are_refused():
+    with pytest.raises(ValueError, match="max_warp"):
+        FeatureAugment(max_warp=0.6)
+    with pytest.raises(ValueError, match="freq_masks"):
+        FeatureAugment(freq_masks=-1)
