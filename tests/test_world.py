@@ -175,3 +175,24 @@ def test_the_picture_to_edit_differs_from_the_spoken_caption_in_every_attribute(
         other = other_scene(scene)
         assert all(other[k] != scene[k] for k in ("shape", "colour", "position"))
         assert other["caption"] == caption(other["shape"], other["colour"], other["position"])
+
+
+def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp_path, monkeypatch):
+    import subprocess
+
+    from world import rebuild
+
+    ran = []
+    monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or subprocess.CompletedProcess(cmd, 0))
+    paths = ["--world", str(tmp_path / "w"), "--runs", str(tmp_path / "r"), "--models", str(tmp_path / "m")]
+    rebuild.main(paths)
+    assert ran == ["world.build", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_audio",
+                   "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+    for stage in ("build", "clip", "vae", "unet"):  # the picture side finished: its markers exist
+        marker = rebuild.finished_marker(stage, tmp_path / "w", tmp_path / "r", tmp_path / "m")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("{}")
+    ran.clear()
+    rebuild.main([*paths, "--pretrain-speech", "--from", "speech"])  # the sound side again, with pretraining
+    assert ran == ["world.sentences", "world.pretrain_speech", "world.train_audio", "world.train_clap", "world.assemble",
+                   "world.evaluate", "world.edit_eval"]

@@ -30,10 +30,12 @@ MODEL_CARD = """# models/world: the offline default (the world in miniature)
 
 Small models trained from scratch by `python -m world.rebuild` on the world of `world/` (a red circle on the
 left, a blue square in the middle, ...: 4 shapes x 6 colours x 3 positions, 32x32 pictures, captions spoken by
-espeak-ng voices). Nothing here comes from a model hub; the figures are in world/RESULTS.md.
+many voices of several speech engines through a simulated microphone; one whole engine and some voices of every
+other engine were kept out of training, to measure it). Nothing here comes from a model hub; the figures are in
+world/RESULTS.md.
 
 - `pipeline/`: an `AudioToImagePipeline` (generate.pipeline). `audio_encoder`: AudioPromptEncoder (Wav2Vec2BertModel,
-  hidden 96, 3 layers + adapter; 38 tokens = 3.04 s -> 39 positions), trained by `align.train`; `text_encoder` /
+  hidden {hidden}, {layers} layers + adapter; 38 tokens = 3.04 s -> 39 positions), trained by `align.train`; `text_encoder` /
   `tokenizer`: a CLIP text tower (hidden 64, 3 layers; the real CLIP BPE tokenizer, 39 positions) trained
   contrastively against a CLIP image tower; `vae`: AutoencoderKL 32x32x3 -> 8x8x4; `unet`: UNet2DConditionModel
   (64/128/128 channels) on those latents, v-prediction; `scheduler`: DPM-Solver++.
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> Path:
     ClapProcessor.from_pretrained(runs / "clap" / "clap").save_pretrained(out / "scorer" / "clap")
     (out / "scorer" / "vocabulary.txt").write_text("# the world's captions: what the scorer compares sound and picture over\n"
                                                    + "".join(s["caption"] + "\n" for s in all_scenes()))
-    (out / "README.md").write_text(MODEL_CARD)
+    audio = pipeline.audio_encoder.config.audio_config
+    (out / "README.md").write_text(MODEL_CARD.format(hidden=audio.hidden_size, layers=audio.num_hidden_layers))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
     print(f"wrote {out}/pipeline and {out}/scorer ({size:.1f} MB)")
     return out

@@ -2,9 +2,11 @@
 
     python -m world.evaluate --models models/world --world data/world --out runs/world/eval
 
-On the held-out voices (data/world/audio/test: speakers never heard in training), every clip goes through
+On the held-out voices (data/world/audio/test: voices never heard in training, of the engines trained on) and
+on the held-out engine (data/world/audio/test_engine: an engine never heard at all), every clip goes through
 the shipped pipeline (sound → audio encoder → UNet → VAE) and the model-free checker (world.checker) names
-the colour, shape and position of the picture. Next to it, with the same UNet, VAE and sampler:
+the colour, shape and position of the picture, reported overall, per engine and per voice. Next to it, with
+the same UNet, VAE and sampler (on the held-out voices' captions and seeds):
 - text → image, each caption encoded by the world's CLIP text encoder: the upper bound for audio, which can
   at best reproduce those states (diffusers' StableDiffusionPipeline on the same components);
 - random conditions, Gaussian with the per-position mean and spread of the real caption states: the floor;
@@ -75,24 +77,33 @@ def condition_images(sd: StableDiffusionPipeline, conditions: torch.Tensor, empt
     return images
 
 
+def _percentages(r: dict) -> str:
+    return " | ".join(f"{100 * r[k]:.1f} %" for k in (*ATTRIBUTES, "all"))
+
+
 def markdown(results: dict) -> str:
-    rows = [("spoken caption → image (held-out voices)", results["spoken"]),
-            *([("cascade baseline: CLAP's nearest caption → text → image", results["cascade"])] if "cascade" in results else []),
+    engine = results.get("settings", {}).get("held_out_engine")
+    rows = [("spoken caption → image (held-out voices of trained engines)", results["spoken"]),
+            *([(f"spoken caption → image (the engine never heard: {engine})", results["spoken_engine"])] if "spoken_engine" in results else []),
+            *([("cascade baseline: CLAP's nearest caption → text → image (held-out voices)", results["cascade"])] if "cascade" in results else []),
+            *([(f"cascade baseline ({engine})", results["cascade_engine"])] if "cascade_engine" in results else []),
             ("text → image, same UNet (upper bound)", results["text"]),
             ("random condition, same UNet (floor)", results["random"]),
             ("chance", {**CHANCE, "all": float(np.prod(list(CHANCE.values())))})]
     lines = ["| condition | colour | shape | position | all three |", "|---|---|---|---|---|"]
     for name, r in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{100 * r[k]:.1f} %" for k in (*ATTRIBUTES, "all")) + " |")
+        lines.append(f"| {name} | {_percentages(r)} |")
     settings = results["settings"]
+    engine_images = results.get("spoken_engine", {}).get("images", 0)
     text = "\n".join(lines) + (
-        f"\n\n{results['spoken']['images']} held-out clips ({', '.join(settings['test_voices'])}; {settings['captions']} captions), "
-        f"one image each; {settings['steps']} DPM-Solver++ steps, guidance {settings['guidance']}; "
+        f"\n\n{results['spoken']['images']} clips of {len(settings['test_voices'])} held-out voices and {engine_images} of the held-out "
+        f"engine ({settings['captions']} captions), one image each; {settings['steps']} DPM-Solver++ steps, guidance {settings['guidance']}; "
         "judged by `world.checker` (pixel statistics and geometry, no trained model).\n")
-    per_voice = results.get("per_voice", {})
-    if per_voice:
-        text += "\nPer held-out voice (spoken): " + "; ".join(
-            f"{v}: colour {100 * r['colour']:.0f} %, shape {100 * r['shape']:.0f} %, position {100 * r['position']:.0f} %" for v, r in per_voice.items()) + ".\n"
+    for title, key in (("engine", "per_engine"), ("voice", "per_voice")):
+        table = results.get(key, {})
+        if table:
+            text += (f"\nSpoken caption → image, per {title}:\n\n| {title} | clips | colour | shape | position | all three |\n|---|---|---|---|---|---|\n"
+                     + "".join(f"| {name} | {r['images']} | {_percentages(r)} |\n" for name, r in table.items()))
     clap = results.get("clap_scored")
     if clap:
         text += ("\nCLAP-scored evaluation (`python -m evaluation`, shipped scorer, vocabulary = the 72 captions) on the same clips: "
@@ -117,20 +128,29 @@ def main(argv: list[str] | None = None) -> dict:
     out, world = Path(args.out), Path(args.world)
     log = Log(out / "log.txt")
     manifest = json.loads((world / "world.json").read_text())
-    test = world / "audio" / "test"
+    test, test_engine = world / "audio" / "test", world / "audio" / "test_engine"
     rows = read_metadata(test)[: args.limit]
+    engine_rows = read_metadata(test_engine)[: args.limit] if (test_engine / "metadata.jsonl").exists() else []
     pipe = load_world_pipeline(args.models)
     pipe.set_progress_bar_config(disable=True)
     sd = text_pipeline(pipe)
     sd.set_progress_bar_config(disable=True)
     results = {"settings": {"steps": args.steps, "guidance": args.guidance, "seed": args.seed, "test_voices": manifest["test_voices"],
-                            "captions": len({r["caption"] for r in rows})}}
+                            "held_out_engine": manifest.get("held_out_engine"), "captions": len({r["caption"] for r in rows})}}
 
     spoken = spoken_images(pipe, [test / r["file_name"] for r in rows], args.steps, args.guidance, args.seed)
     results["spoken"] = judge(spoken, rows)
-    results["per_voice"] = {v: judge([im for im, r in zip(spoken, rows) if r["voice"] == v], [r for r in rows if r["voice"] == v])
-                            for v in manifest["test_voices"] if any(r["voice"] == v for r in rows)}
-    log(f"spoken → image: {results['spoken']}")
+    log(f"spoken → image (held-out voices): {results['spoken']}")
+    every_row, every_image = list(rows), list(spoken)
+    if engine_rows:
+        spoken_engine = spoken_images(pipe, [test_engine / r["file_name"] for r in engine_rows], args.steps, args.guidance, args.seed)
+        results["spoken_engine"] = judge(spoken_engine, engine_rows)
+        log(f"spoken → image (held-out engine): {results['spoken_engine']}")
+        every_row, every_image = every_row + engine_rows, every_image + spoken_engine
+    for key, field in (("per_engine", "engine"), ("per_voice", "voice")):
+        names = sorted({r.get(field, "?") for r in every_row})
+        results[key] = {n: judge([im for im, r in zip(every_image, every_row) if r.get(field, "?") == n], [r for r in every_row if r.get(field, "?") == n])
+                        for n in names}
 
     # the same captions, as many images as spoken clips, with the same seeds
     states = encode_captions([r["caption"] for r in rows], pipe.text_encoder, pipe.tokenizer)
@@ -151,6 +171,11 @@ def main(argv: list[str] | None = None) -> dict:
         cascade = spoken_images(pipe, [test / r["file_name"] for r in rows], args.steps, args.guidance, args.seed, mode="cascade", scorer=scorer)
         results["cascade"] = judge(cascade, rows)
         log(f"cascade (CLAP's caption → text → image): {results['cascade']}")
+        if engine_rows:
+            cascade = spoken_images(pipe, [test_engine / r["file_name"] for r in engine_rows], args.steps, args.guidance, args.seed,
+                                    mode="cascade", scorer=scorer)
+            results["cascade_engine"] = judge(cascade, engine_rows)
+            log(f"cascade, held-out engine: {results['cascade_engine']}")
 
     grid = np.concatenate([np.concatenate([np.asarray(im) for im in images[:24]], axis=1) for images in (spoken, condition_images(sd, states[:24], empty, args.steps, args.guidance, args.seed))])
     out.mkdir(parents=True, exist_ok=True)

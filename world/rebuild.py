@@ -6,20 +6,27 @@
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
 
 Stages, in order (each its own module and command; each writes a marker file when finished, so a killed run
-started again skips what is done, and the audio stage resumes from its last checkpoint):
+started again skips what is done, and the audio stage resumes from its last checkpoint). The picture side comes
+first and the sound side after it, so `--from speech` redoes only the ears (the picture side is already 100 %
+from text; the error is in the ears):
 
     build     world.build        pictures; the captions spoken by many engines' voices through a microphone
                                  (train / held-out voices of trained engines / the held-out engine, piper)
-    speech    world.sentences    thousands of other English sentences, spoken by the training voices
-    pretrain  world.pretrain_speech  the audio backbone learns speech: CTC on characters (features computed once)
     clip      world.train_clip   CLIP text + image towers, contrastive; the text tower is then frozen
-    audio     world.train_audio  the pretrained backbone + a fresh adapter, aligned by align.train to the text tower
-    clap      world.train_clap   CLAP on the spoken captions (the scorer's ears)
     vae       world.train_vae    AutoencoderKL, 32×32 → 8×8×4
     unet      world.train_unet   UNet2DConditionModel on the latents, conditioned on the frozen text tower
+    speech    world.sentences    thousands of other English sentences, spoken by the training voices  (--pretrain-speech)
+    pretrain  world.pretrain_speech  the audio backbone learns speech: CTC on characters  (--pretrain-speech)
+    audio     world.train_audio  the pretrained backbone + a fresh adapter, aligned by align.train to the text tower
+    clap      world.train_clap   CLAP on the spoken captions (the scorer's ears)
     assemble  world.assemble     AudioToImagePipeline + scorer, saved to models/world (float16 safetensors)
     evaluate  world.evaluate     held-out voices → pictures → model-free checker; text, cascade and random baselines; CLAP-scored
     edit      world.edit_eval    a rendered picture changed by a spoken caption, per strength, judged by the checker
+
+The two pretraining stages run only with --pretrain-speech (and in --smoke): measured on these CPUs, their
+35 minutes bought the alignment nothing (CTC stayed on its all-blank plateau, and alignment from its backbone
+scored below alignment from scratch in the same time; README, "The world in miniature"), so a full rebuild
+gives those minutes to alignment instead.
 
 Once a stage runs, every later stage runs too (their inputs changed). Wall times go to <runs>/timings.json
 and, with the results, to world/RESULTS.md (full runs only). Stages with a time cap (`--minutes`) stop early
@@ -39,19 +46,23 @@ from pathlib import Path
 
 from world.stage import write_json
 
-STAGES = ("build", "speech", "pretrain", "clip", "audio", "clap", "vae", "unet", "assemble", "evaluate", "edit")
+STAGES = ("build", "clip", "vae", "unet", "speech", "pretrain", "audio", "clap", "assemble", "evaluate", "edit")
+PRETRAINING = ("speech", "pretrain")  # run only with --pretrain-speech (see the module doc)
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
 FULL = {
-    # issue 9 measurements (runs/exp9, one thread): ~11 clips/s spoken + microphone; CTC ~25-45 clips/s; align ~25-40 clips/s
-    "build": ["--images-per-caption", "150", "--clips-per-caption", "40", "--test-clips-per-engine", "1"],
+    # measured on 2 cores: build ~16 clips/s spoken + microphone (9 min for 120 a caption); align 25-45 clips/s a process
+    "build": ["--images-per-caption", "150", "--clips-per-caption", "120", "--test-clips-per-engine", "1"],
     "speech": ["--clips", "6000", "--test-clips", "150"],
     "pretrain": ["--minutes", "25", "--batch-size", "16"],
     "clip": ["--steps", "1200", "--minutes", "4"],
-    "audio": ["--steps", "2000", "--batch-size", "48"],
-    "clap": ["--steps", "800", "--minutes", "4"],
-    "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "8"],
-    "unet": ["--steps", "12000", "--batch-size", "64", "--minutes", "18"],
+    # hidden 144 + frequency warping and masks: at equal wall time as good as hidden 96 without them, and ahead per step
+    # (runs/exp e1/e2, README); two processes use both cores
+    "audio": ["--steps", "3400", "--batch-size", "48", "--hidden", "144", "--warp-frequencies", "0.12", "--freq-masks", "2",
+              "--processes", "2", "--num-workers", "0"],
+    "clap": ["--steps", "1500", "--minutes", "6"],
+    "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "12"],
+    "unet": ["--steps", "12000", "--batch-size", "64", "--minutes", "20"],
     "assemble": [],
     "evaluate": ["--steps", "25", "--guidance", "3.0"],  # guidance 3 beat 7.5 on text → image in a trial run
     "edit": ["--steps", "25", "--guidance", "3.0", "--limit", "144"],
@@ -61,7 +72,7 @@ SMOKE = {
     "speech": ["--clips", "24", "--test-clips", "4"],
     "pretrain": ["--steps", "2", "--batch-size", "4"],
     "clip": ["--steps", "5"],
-    "audio": ["--steps", "2", "--batch-size", "8"],
+    "audio": ["--steps", "2", "--batch-size", "8", "--warp-frequencies", "0.12", "--freq-masks", "2", "--processes", "2", "--num-workers", "0"],
     "clap": ["--steps", "3"],
     "vae": ["--steps", "3", "--batch-size", "8"],
     "unet": ["--steps", "3", "--batch-size", "8"],
@@ -139,11 +150,15 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
              "## Time per stage", "", "| stage | minutes | what it did |", "|---|---|---|"]
     done = {"clip": metrics("clip"), "clap": metrics("clap"), "vae": metrics("vae"), "unet": metrics("unet")}
     audio = metrics("audio").get("latest", {})
+    held_out_path = runs / "audio" / "held_out.json"
+    held_out = json.loads(held_out_path.read_text()) if held_out_path.exists() else {}
+    heard = "; ".join(f"{name}: R@1 {r['R@1']:.3f}, top caption right in all three {100 * r['all']:.0f} %"
+                      for name, r in (("held-out voices", held_out.get("test")), ("held-out engine", held_out.get("test_engine"))) if r)
     pretrain = metrics("pretrain")
     cer = pretrain.get("cer", {})
     notes = {
         "clip": f"{done['clip'].get('steps', '?')} steps; image → caption on fresh renders: {pct(done['clip'].get('retrieval', {}))}",
-        "audio": f"held-out voices: cosine {audio.get('cosine', float('nan')):.3f}, R@1 {audio.get('R@1', float('nan')):.3f} over the captions (align.train)",
+        "audio": f"align.train, {audio.get('step', '?')} steps; over the 72 captions, {heard or 'no held-out figures'}; per-token cosine {audio.get('cosine', float('nan')):.3f}",
         "pretrain": f"{pretrain.get('steps', '?')} steps, {pretrain.get('samples_per_second', '?')} clips/s; character error rate: "
                     f"held-out voices {cer.get('test', float('nan')):.3f}, held-out engine {cer.get('test_engine', float('nan')):.3f}",
         "clap": f"{done['clap'].get('steps', '?')} steps; held-out voices, clip → caption: {pct(done['clap'].get('held_out_retrieval', {}))}",
@@ -175,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", type=Path, default=Path("models/world"), help="where the shipped pipeline and scorer go")
     parser.add_argument("--from", dest="start", choices=STAGES, help="rerun this stage and all after it")
     parser.add_argument("--only", choices=STAGES, help="run just this stage")
+    parser.add_argument("--pretrain-speech", action="store_true", help="also run the speech and pretrain stages (CTC pretraining of the audio backbone)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks every stage runs, in minutes; results mean nothing")
     parser.add_argument("--report", action="store_true", help="only write world/RESULTS.md again from <runs>' timings and results")
     args = parser.parse_args(argv)
@@ -191,6 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
     stale = False
     for stage in STAGES:
         if args.only and stage != args.only:
+            continue
+        if stage in PRETRAINING and not (args.pretrain_speech or args.smoke or args.only == stage):
+            print(f"== {stage}: not run (pretraining is off; --pretrain-speech turns it on)", flush=True)
             continue
         marker = finished_marker(stage, args.world, args.runs, args.models)
         if args.start == stage:
