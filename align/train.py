@@ -139,6 +139,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--max-audio-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="longer files are skipped as unusable (they would be decoded whole to crop one window)")
     data.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding audio and computing features (streaming: each reads its own shards; resume with the same number)")
 
+    augment = parser.add_argument_group("augmentation (training clips only; align/augment.py)")
+    augment.add_argument("--warp-frequencies", type=float, default=0.0, help="augmentation: scale each training clip's frequency axis by a factor from [1-W, 1+W] (vocal tract length perturbation: other voices); 0 = off, 0.1-0.2 typical")
+    augment.add_argument("--freq-masks", type=int, default=0, help="augmentation: mask this many bands of mel bins in each training clip (SpecAugment); 0 = off. Time masks come from the model config's mask_time_prob")
+    augment.add_argument("--freq-mask-bins", type=int, default=10, help="each frequency mask at most this many of the 80 mel bins wide")
+
     models = parser.add_argument_group("models")
     models.add_argument("--audio-model", default=DEFAULT_AUDIO_MODEL, help="what to start from: a w2v-BERT 2.0 id/folder (a new adapter is added), or a saved AudioPromptEncoder folder (e.g. a previous run's final/)")
     models.add_argument("--num-audio-tokens", type=int, help=f"audio tokens after BOS (default: the saved encoder's, or {DEFAULT_NUM_AUDIO_TOKENS} = 77 positions, what SD 2.1 was trained on); sets the window")
@@ -166,9 +171,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--lr-warmup-steps", type=int, default=100, help="optimizer steps of linear warmup from 0")
     train.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the gradient norm to this")
     train.add_argument("--temperature", type=float, default=0.15, help="contrastive temperature")
-    train.add_argument("--warp-frequencies", type=float, default=0.0, help="augmentation: scale each training clip's frequency axis by a factor from [1-W, 1+W] (vocal tract length perturbation: other voices); 0 = off, 0.1-0.2 typical")
-    train.add_argument("--freq-masks", type=int, default=0, help="augmentation: mask this many bands of mel bins in each training clip (SpecAugment); 0 = off. Time masks come from the model config's mask_time_prob")
-    train.add_argument("--freq-mask-bins", type=int, default=10, help="each frequency mask at most this many of the 80 mel bins wide")
     train.add_argument("--mse-weight", type=float, default=1.0, help="weight of the MSE term that keeps vector magnitudes right (the UNet reads raw vectors)")
     train.add_argument("--extra-negatives", type=int, default=0, help="cached caption targets added as extra negatives to each step (audio → text direction)")
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast precision (default: accelerate's config, else no); forced to no on CPU, where bf16 is 100x slower")

@@ -11,7 +11,7 @@ from PIL import Image
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from transformers import Wav2Vec2BertConfig
 
-from align.audio import SAMPLE_RATE, AudioError
+from align.audio import ONSET_MARGIN_S, SAMPLE_RATE, AudioError
 from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from align.targets import encode_captions
 from generate.pipeline import AudioToImagePipeline, AudioToImagePipelineOutput
@@ -250,6 +250,11 @@ def test_window_policy_loudest_and_first(pipe):
     alone = pipe(wave[start : start + window], sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
     np.testing.assert_allclose(loud.images, alone, atol=1e-4)
 
+    # "first" skips the quiet lead-in: it starts ONSET_MARGIN_S before the burst (to the 10 ms frame)
+    first = pipe(wave, sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST)
+    first_start = round(first.windows[0]["start_s"] * SAMPLE_RATE)
+    assert 0 <= burst.start - ONSET_MARGIN_S * SAMPLE_RATE - first_start < SAMPLE_RATE // 100
+    wave[:2000] = tone(2000 / SAMPLE_RATE, 440.0, amplitude=0.9)  # sound from the very start: the first window starts at 0
     first = pipe(wave, sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST)
     assert first.windows[0]["start_s"] == 0.0 and np.abs(first.images - loud.images).max() > 1e-3
 
