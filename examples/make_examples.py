@@ -3,9 +3,10 @@
     python -m examples.make_examples
 
 Three come from the synthetic sound captions the project trains its smoke models on, one is a spoken
-word; `world/` holds captions of the world in miniature (the app's offline default) spoken in a voice its
-models never heard in training. Speech needs espeak-ng (skipped with a note if it is missing). The seed is
-fixed so the files are stable.
+word; `world/` holds captions of the world in miniature (the app's offline default), each spoken by a voice its
+models never heard in training, of a different speech engine each (piper, the engine never heard at all, among
+them), through a microphone (`world.microphone`). Speech needs the engines (world.voices names each package); a
+voice that is missing is skipped with a note and its file kept. The seed is fixed so the files are stable.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import soundfile as sf
 
 from align.audio import SAMPLE_RATE
 from align.synthetic_data import speak, synth_sound
-from world.build import TEST_VOICES, espeak, trim_silence
 
 HERE = Path(__file__).parent
 SECONDS = 2.0  # long enough to hear, short enough to keep the repo small (the encoder repeats short clips)
@@ -26,12 +26,14 @@ SYNTHETIC = {
     "ticking_clock.wav": "fast ticking like a clock",
     "thunder.wav": "deep rumbling noise like distant thunder",
 }
-WORLD = {
-    "red_circle_left.wav": "a red circle on the left",
-    "blue_square_middle.wav": "a blue square in the middle",
-    "green_triangle_right.wav": "a green triangle on the right",
-    "yellow_cross_left.wav": "a yellow cross on the left",
+WORLD = {  # file: (caption, held-out voice: world.voices' engine/name)
+    "red_circle_left.wav": ("a red circle on the left", "piper/joe"),
+    "blue_square_middle.wav": ("a blue square in the middle", "flite/rms"),
+    "green_triangle_right.wav": ("a green triangle on the right", "espeak-ng/en-029+f4"),
+    "yellow_cross_left.wav": ("a yellow cross on the left", "mbrola/mb-us2"),
+    "orange_circle_right.wav": ("an orange circle on the right", "pico/en-GB"),
 }
+MICROPHONE_STRENGTH = 0.5  # a quiet room: some noise, reverberation and band limits, as a laptop hears a person
 
 
 def main() -> None:
@@ -45,11 +47,24 @@ def main() -> None:
     else:
         sf.write(HERE / "spoken_dog.wav", spoken, SAMPLE_RATE, subtype="PCM_16")
         print(f"wrote {HERE / 'spoken_dog.wav'} (a voice saying 'a dog barking')")
-        (HERE / "world").mkdir(exist_ok=True)
-        for name, caption in WORLD.items():
-            sf.write(HERE / "world" / name, trim_silence(espeak(caption, TEST_VOICES[0], speed=160, pitch=50)), SAMPLE_RATE, subtype="PCM_16")
-            print(f"wrote {HERE / 'world' / name} ({caption!r}, held-out voice {TEST_VOICES[0]})")
+    write_world_examples(np.random.default_rng(1))
 
+
+def write_world_examples(rng: np.random.Generator) -> None:
+    """Each world caption in its held-out voice, trimmed and passed through a microphone."""
+    from world.microphone import microphone, trim_silence
+    from world.voices import find_voice
+
+    (HERE / "world").mkdir(exist_ok=True)
+    for name, (caption, key) in WORLD.items():
+        try:
+            wave = find_voice(key).synthesize(caption)
+        except (KeyError, ValueError, RuntimeError) as error:
+            print(f"kept {HERE / 'world' / name}: voice {key} is not available ({error})")
+            continue
+        wave = microphone(trim_silence(wave), rng, MICROPHONE_STRENGTH)
+        sf.write(HERE / "world" / name, wave, SAMPLE_RATE, subtype="PCM_16")
+        print(f"wrote {HERE / 'world' / name} ({caption!r}, held-out voice {key})")
 
 if __name__ == "__main__":
     main()

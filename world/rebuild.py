@@ -1,6 +1,6 @@
 """The one command: rebuild the world and retrain everything, then ship it to models/world and measure it.
 
-    python -m world.rebuild                      # everything (about 2.5 h on 2 CPU cores), resuming finished stages
+    python -m world.rebuild                      # everything (about 2 h on 2 CPU cores), resuming finished stages
     python -m world.rebuild --from unet          # redo the UNet and everything after it
     python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
@@ -30,7 +30,7 @@ gives those minutes to alignment instead.
 
 Once a stage runs, every later stage runs too (their inputs changed). Wall times go to <runs>/timings.json
 and, with the results, to world/RESULTS.md (full runs only). Stages with a time cap (`--minutes`) stop early
-on a busy machine rather than overrun the hour; the steps they did are in each stage's metrics.json.
+on a busy machine rather than overrun the session; the steps they did are in each stage's metrics.json.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ FULL = {
     "clip": ["--steps", "1200", "--minutes", "4"],
     # hidden 144 + frequency warping and masks: at equal wall time as good as hidden 96 without them, and ahead per step
     # (runs/exp e1/e2, README); two processes use both cores
-    "audio": ["--steps", "3400", "--batch-size", "48", "--hidden", "144", "--warp-frequencies", "0.12", "--freq-masks", "2",
+    "audio": ["--steps", "2600", "--batch-size", "48", "--hidden", "144", "--warp-frequencies", "0.12", "--freq-masks", "2",
               "--processes", "2", "--num-workers", "0"],
     "clap": ["--steps", "1500", "--minutes", "6"],
     "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "12"],
