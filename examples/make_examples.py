@@ -66,5 +66,6 @@ def write_world_examples(rng: np.random.Generator) -> None:
         sf.write(HERE / "world" / name, wave, SAMPLE_RATE, subtype="PCM_16")
         print(f"wrote {HERE / 'world' / name} ({caption!r}, held-out voice {key})")
 
+
 if __name__ == "__main__":
     main()

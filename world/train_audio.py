@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warp-frequencies", type=float, default=0.0, help="align.train's vocal tract length perturbation (0: off)")
     parser.add_argument("--freq-masks", type=int, default=0, help="align.train's SpecAugment frequency masks per clip (0: off)")
     parser.add_argument("--processes", type=int, default=1, help="train in this many CPU processes (torch.distributed, one thread each; "
-                        "--batch-size is split among them): two processes on two cores run ~1.8x the clips/s of one")
+                        "--batch-size is split among them); measured here: 41-45 clips/s for two at hidden 144, 24-27 for one on a shared CPU")
     parser.add_argument("--legacy-articles", action="store_true", help='the text encoder reads "a orange" (trained before issue 9)')
     args = parser.parse_args(argv)
     use_threads(args.threads)
