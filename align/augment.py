@@ -47,12 +47,14 @@ class FeatureAugment:
             bands.append((int(rng.integers(0, num_bins - width + 1)), width))
         return warp, bands
 
-    def features(self, extractor, waves: list[np.ndarray], seeds: list[int], sampling_rate: int) -> dict:
-        """`extractor(waves)` with each clip warped and masked by its own draw."""
+    def features(self, extractor, waves, seeds: list[int], sampling_rate: int, lengths=None) -> dict:
+        """`extractor(waves)` with each clip warped and masked by its own draw; `waves` a list of clips, or a
+        (B, N) tensor with each row's valid `lengths` (align.features.BatchedFeatureExtractor)."""
         num_bins = extractor.mel_filters.shape[1]
         draws = [self.draw(seed, num_bins) for seed in seeds]
+        where = {} if lengths is None else {"lengths": lengths}
         batch = extractor(waves, sampling_rate=sampling_rate, return_tensors="pt", return_attention_mask=True,
-                          warp=[warp for warp, _ in draws] if self.max_warp > 0 else None)
+                          warp=[warp for warp, _ in draws] if self.max_warp > 0 else None, **where)
         features = batch["input_features"]  # (B, T, num_bins * stride): stacked frames repeat the bins
         stacked = features.shape[-1] // num_bins
         for row, (_, bands) in enumerate(draws):

@@ -314,13 +314,17 @@ class AudioCaptionCollator:
     With `fill_to`, the batch is topped back up by repeating its readable items: under several
     processes the contrastive loss gathers equal-sized batches from all of them, so a batch must not
     shrink. A repeat shares its caption id, so the loss treats it as a positive, never as a negative.
-    A batch with no readable item has `input_features` None. Items from a stream (align.streaming) may be
+    A batch with no readable item is empty (`empty_batch`). Items from a stream (align.streaming) may be
     unreadable too (their "wave" is None); the batch then also carries the stream's position after its last
     item (`stream_state`, for resuming) and the keys of its readable items (`keys`). With an active `augment`
     (training), each item with an `augment_seed` has its features warped and masked (align.augment).
+
+    Without a `feature_extractor` the batch carries the sound instead of features: `waves` (B, N) float32,
+    zero-padded, `lengths` (B,) and `augment_seeds`, so that the training loop computes the features on its
+    own device, a GPU when there is one (`features_on_device`; align.train --features-on device).
     """
 
-    def __init__(self, feature_extractor, fill_to: int | None = None, augment: FeatureAugment | None = None):
+    def __init__(self, feature_extractor=None, fill_to: int | None = None, augment: FeatureAugment | None = None):
         self.feature_extractor, self.fill_to = feature_extractor, fill_to
         self.augment = augment if augment is not None and augment.active else None
 
@@ -332,23 +336,46 @@ class AudioCaptionCollator:
             extra["stream_state"] = items[-1]["stream_state"]
             extra["keys"] = [item["key"] for item in good]  # each item once, before any fill
         if not good:
-            return {"input_features": None, "attention_mask": None, "caption_ids": torch.zeros(0, dtype=torch.long), "captions": [], "skipped": skipped, **extra}
+            sound = {"input_features": None, "attention_mask": None} if self.feature_extractor is not None else {"waves": None, "lengths": None}
+            return {**sound, "caption_ids": torch.zeros(0, dtype=torch.long), "captions": [], "skipped": skipped, **extra}
         if self.fill_to:
             good = [good[i % len(good)] for i in range(max(self.fill_to, len(good)))]
         waves = [item["wave"] for item in good]
         seeds = [item.get("augment_seed") for item in good]
-        if self.augment is not None and all(seed is not None for seed in seeds):
-            features = self.augment.features(self.feature_extractor, waves, seeds, SAMPLE_RATE)
+        seeds = seeds if self.augment is not None and all(seed is not None for seed in seeds) else None
+        if self.feature_extractor is None:
+            padded = np.zeros((len(waves), max(len(w) for w in waves)), dtype=np.float32)
+            for row, wave in zip(padded, waves):
+                row[: len(wave)] = wave
+            sound = {"waves": torch.from_numpy(padded), "lengths": torch.tensor([len(w) for w in waves], dtype=torch.long), "augment_seeds": seeds}
+        elif seeds is not None:
+            sound = self.augment.features(self.feature_extractor, waves, seeds, SAMPLE_RATE)
         else:
             features = self.feature_extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
+            sound = {"input_features": features["input_features"], "attention_mask": features["attention_mask"]}
         return {
-            "input_features": features["input_features"],
-            "attention_mask": features["attention_mask"],
+            **sound,
             "caption_ids": torch.tensor([item["caption_id"] for item in good], dtype=torch.long),
             "captions": [item["caption"] for item in good],
             "skipped": skipped,
             **extra,
         }
+
+
+def empty_batch(batch: dict) -> bool:
+    """A batch of AudioCaptionCollator with no readable clip (features or sound alike)."""
+    return batch.get("input_features") is None and batch.get("waves") is None
+
+
+def features_on_device(batch: dict, extractor, augment: FeatureAugment | None = None) -> dict:
+    """A sound batch's (`AudioCaptionCollator` without extractor) input features and attention mask, computed
+    by `extractor` (an align.features.BatchedFeatureExtractor) where the waves are: the training device.
+    The same features, augmentation included, as the collator computes from the same items."""
+    seeds = batch.get("augment_seeds")
+    if augment is not None and augment.active and seeds is not None:
+        return augment.features(extractor, batch["waves"], seeds, SAMPLE_RATE, lengths=batch["lengths"])
+    features = extractor(batch["waves"], lengths=batch["lengths"], sampling_rate=SAMPLE_RATE)
+    return {"input_features": features["input_features"], "attention_mask": features["attention_mask"]}
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):

@@ -87,6 +87,8 @@ from align.data import (
     AudioCaptionDataset,
     EpochShuffleSampler,
     caption_vocabulary,
+    empty_batch,
+    features_on_device,
     load_pairs,
 )
 from align.encoder import (
@@ -137,6 +139,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--label-column", help="column(s) with labels to turn into captions ('Rain,Thunder' or a list → 'The sound of rain, thunder'); default: labels if no caption column")
     data.add_argument("--caption-template", default=DEFAULT_CAPTION_TEMPLATE, help="how labels become a caption; {labels} is replaced by the comma-joined labels")
     data.add_argument("--max-audio-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="longer files are skipped as unusable (they would be decoded whole to crop one window)")
+    data.add_argument("--features-on", choices=["auto", "loader", "device"], default="auto",
+                      help="where training features (the w2v-BERT filterbank, and augmentation) are computed: loader: in the DataLoader "
+                           "workers; device: batched in torch on the training device after the batch arrives; auto (default): device on a GPU, loader on a CPU")
     data.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding audio and computing features (streaming: each reads its own shards; resume with the same number)")
 
     augment = parser.add_argument_group("augmentation (training clips only; align/augment.py)")
@@ -392,7 +397,7 @@ def lockstep(batches, accelerator: Accelerator, spare_batch=None):
                 batch = {**last, "skipped": 0, "keys": [], "padding": True}
         elif batch is None:
             return
-        if batch["input_features"] is not None:
+        if not empty_batch(batch):
             last = batch
         yield batch
 
@@ -473,7 +478,12 @@ def main(argv: list[str] | None = None) -> dict:
     eval_set = AudioCaptionDataset(eval_pairs, vocabulary, encoder.window_samples, "center", args.seed, args.max_audio_seconds)
     eval_loader = torch.utils.data.DataLoader(eval_set, batch_size=args.eval_batch_size, collate_fn=AudioCaptionCollator(batched_features), num_workers=args.num_workers)
     augment = FeatureAugment(args.warp_frequencies, args.freq_masks, args.freq_mask_bins)
-    collator = AudioCaptionCollator(batched_features, fill_to=args.train_batch_size, augment=augment)
+    # Where training features are computed: in the DataLoader's workers (CPU), or batched on the training device
+    # after the batch arrives (a GPU computes a batch's filterbank in milliseconds, where workers would bottleneck it)
+    features_on = args.features_on if args.features_on != "auto" else ("device" if on_gpu else "loader")
+    device_features = BatchedFeatureExtractor(feature_extractor, device=device) if features_on == "device" else None
+    collator = AudioCaptionCollator(None if device_features is not None else batched_features, fill_to=args.train_batch_size, augment=augment)
+    logger.info("training features computed %s", f"on {device}, batched" if device_features is not None else "in the data loader")
     if args.streaming:
         # each process reads its own part of the stream (and each DataLoader worker its part of that): the loader is not
         # handed to accelerate, whose dispatching would read the whole stream on process 0
@@ -582,7 +592,7 @@ def main(argv: list[str] | None = None) -> dict:
         spare = copy.copy(train_set)
         spare.resume_states, spare.epoch = {}, epoch + 1
         for extra in torch.utils.data.DataLoader(spare, batch_size=args.train_batch_size, collate_fn=collator, num_workers=0):
-            if extra["input_features"] is not None:
+            if not empty_batch(extra):
                 return extra
         return None
     while global_step < max_steps:
@@ -601,10 +611,12 @@ def main(argv: list[str] | None = None) -> dict:
                 if samples_path is not None and batch["keys"]:
                     with samples_path.open("a") as record:
                         record.write(json.dumps({"step": global_step + 1, "epoch": epoch, "keys": batch["keys"]}) + "\n")
-            if any_process(batch["input_features"] is None):  # every clip of a batch unreadable: all processes skip it together
+            if any_process(empty_batch(batch)):  # every clip of a batch unreadable: all processes skip it together
                 continue
             if args.streaming:  # not prepared by accelerate: move it to the device here
                 batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            if device_features is not None:  # --features-on device: the batch brought sound; the filterbank runs here
+                batch.update(features_on_device(batch, device_features, augment))
             used_this_epoch += 1
             with accelerator.accumulate(model):  # gradients all-reduced, and the optimizer stepped, on the last micro-batch only
                 audio = model(input_features=batch["input_features"], attention_mask=batch["attention_mask"]).last_hidden_state

@@ -6,7 +6,7 @@ import torch
 
 from align.audio import SAMPLE_RATE
 from align.augment import FeatureAugment
-from align.data import AudioCaptionCollator, AudioCaptionDataset, caption_vocabulary, pairs_from_folder
+from align.data import AudioCaptionCollator, AudioCaptionDataset, caption_vocabulary, empty_batch, features_on_device, pairs_from_folder
 from align.features import BatchedFeatureExtractor
 from tests.test_data import tone, write_folder
 
@@ -65,6 +65,29 @@ def test_collator_augments_training_items_reproducibly_and_never_evaluation_item
     items = [held_out[i] for i in range(4)]
     assert torch.equal(collate(items)["input_features"], AudioCaptionCollator(extractor)(items)["input_features"])
     assert AudioCaptionCollator(extractor, augment=FeatureAugment()).augment is None  # all off: the plain path
+
+
+def test_features_on_the_device_equal_the_loaders_augmentation_included():
+    """align.train --features-on device: the batch brings padded sound, and the features computed from it after the
+    batch arrives are exactly those the loader's workers compute (clips of unequal length, warps and masks alike)."""
+    rng = np.random.default_rng(0)
+    items = [{"wave": (0.1 * rng.standard_normal(5000 + 1500 * i)).astype(np.float32), "caption_id": i, "caption": f"caption {i}",
+              "augment_seed": int(rng.integers(2**63))} for i in range(4)] + [None]
+    extractor = BatchedFeatureExtractor()
+    augment = FeatureAugment(max_warp=0.15, freq_masks=2)
+    results = {}
+    for used in (augment, None):
+        in_loader = AudioCaptionCollator(extractor, fill_to=6, augment=used)(items)
+        sound = AudioCaptionCollator(None, fill_to=6, augment=used)(items)
+        assert "input_features" not in sound and sound["waves"].shape == (6, 9500) and sound["skipped"] == 1
+        assert sound["lengths"].tolist() == [5000, 6500, 8000, 9500, 5000, 6500]
+        on_device = features_on_device(sound, extractor, used)
+        assert torch.equal(on_device["input_features"], in_loader["input_features"])
+        assert torch.equal(on_device["attention_mask"], in_loader["attention_mask"])
+        assert sound["caption_ids"].tolist() == in_loader["caption_ids"].tolist()
+        results[used is None] = on_device["input_features"]
+    assert not torch.equal(results[False], results[True])  # the augmentation did act
+    assert empty_batch(AudioCaptionCollator(None)([None, None])) and empty_batch(AudioCaptionCollator(extractor)([None]))
 
 
 def test_settings_out_of_range_are_refused():

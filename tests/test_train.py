@@ -170,6 +170,24 @@ def test_targets_are_computed_once_not_every_step(tmp_path, synthetic_data, save
     assert counts == [2, 2]  # "" and one batch of the 8 captions, however many steps follow
 
 
+def test_features_computed_on_the_device_train_exactly_as_the_loaders(tmp_path, synthetic_data, saved_models, caplog):
+    """--features-on device (the default on a GPU) only moves the filterbank and augmentation after the batch: same losses, same weights."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="align.train")
+    runs = {}
+    for where in ("loader", "device"):
+        out = tmp_path / where
+        caplog.clear()
+        result = train.main(train_args(synthetic_data, saved_models, out, "--features-on", where, "--max-train-steps", "3", "--logging-steps", "1",
+                                       "--checkpointing-steps", "0", "--warp-frequencies", "0.1", "--freq-masks", "2", "--cpu"))
+        runs[where] = ([r["loss"] for r in read_log(out)], load_audio_encoder(result["final_dir"]).state_dict())
+        assert ("training features computed on cpu, batched" in caplog.text) == (where == "device")
+    (losses, weights), (device_losses, device_weights) = runs["loader"], runs["device"]
+    assert len(losses) == 3 and losses == device_losses
+    assert all(torch.equal(weights[name], device_weights[name]) for name in weights)
+
+
 def test_a_batch_left_with_one_caption_is_given_cached_negatives(tmp_path, saved_models, caplog):
     """Three of four clips unreadable: the batch refills with repeats of one caption, which alone has no negatives."""
     import numpy as np
