@@ -209,19 +209,21 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
 
     from world import rebuild
 
-    ran = []
-    monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or subprocess.CompletedProcess(cmd, 0))
+    ran, commands = [], []
+    monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     paths = ["--world", str(tmp_path / "w"), "--runs", str(tmp_path / "r"), "--models", str(tmp_path / "m")]
     rebuild.main(paths)
-    assert ran == ["world.build", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_audio",
+    assert ran == ["world.build", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_audio", "world.train_audio",
                    "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+    refine = commands[5]  # the second learning-rate cycle starts from the audio stage's finished encoder
+    assert refine[refine.index("--init") + 1] == str(tmp_path / "r" / "audio" / "final") and refine[refine.index("--out") + 1] == str(tmp_path / "r" / "refine")
     for stage in ("build", "clip", "vae", "unet"):  # the picture side finished: its markers exist
         marker = rebuild.finished_marker(stage, tmp_path / "w", tmp_path / "r", tmp_path / "m")
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("{}")
     ran.clear()
     rebuild.main([*paths, "--pretrain-speech", "--from", "speech"])  # the sound side again, with pretraining
-    assert ran == ["world.sentences", "world.pretrain_speech", "world.train_audio", "world.train_clap", "world.assemble",
+    assert ran == ["world.sentences", "world.pretrain_speech", "world.train_audio", "world.train_audio", "world.train_clap", "world.assemble",
                    "world.evaluate", "world.edit_eval"]
 
 
@@ -240,3 +242,12 @@ def test_evaluation_table_names_the_held_out_engine_and_each_engine_and_voice():
     assert "| flite | 72 | 75.0 % | 75.0 % | 75.0 % | 75.0 % |" in table
     assert "| piper/joe | 72 | 25.0 % |" in table
     assert "144 clips of 2 held-out voices and 72 of the held-out engine" in table
+
+
+def test_train_audio_init_needs_a_finished_encoder_and_excludes_pretrained(tmp_path):
+    from world import train_audio
+
+    with pytest.raises(SystemExit, match="no model.safetensors there"):
+        train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="not both"):
+        train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path), "--pretrained", str(tmp_path)])

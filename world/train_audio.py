@@ -1,8 +1,10 @@
 """Stage: the audio prompt encoder, aligned to the world text encoder's states by the project's own trainer.
 
-    python -m world.train_audio --world data/world --clip runs/world/clip --out runs/world/audio --steps 1800 \
+    python -m world.train_audio --world data/world --clip runs/world/clip --out runs/world/audio --steps 1800 \\
         --pretrained runs/world/pretrain/final        # a backbone that learned speech (world.pretrain_speech)
     python -m world.train_audio --world data/world --clip runs/world/clip --out runs/world/audio   # from scratch
+    python -m world.train_audio --world data/world --clip runs/world/clip --out runs/world/refine \\
+        --init runs/world/audio/final          # a second cosine cycle (warm restart) from a finished run's encoder
 
 With --pretrained, align.train takes that plain Wav2Vec2BertModel and gives it a fresh adapter, exactly as a
 user aligns facebook/w2v-bert-2.0. Without it, a small `AudioPromptEncoder` (backbone_config: hidden 96, 3
@@ -11,7 +13,9 @@ positions) and `align.train.main` trains it: the same loop, loss, target cache, 
 the real system, only smaller. align.train evaluates on `<world>/audio/test` (held-out voices of the trained
 engines); at the end `evaluate_folders` measures caption retrieval and the colour / shape / position of the top
 caption on test/ and test_engine/ (the engine never heard), per engine, into <out>/held_out.json. Resumable:
-a second call continues from the newest checkpoint.
+a second call continues from the newest checkpoint. With --init, training starts from a whole finished encoder
+(backbone and adapter) with a fresh optimizer and learning-rate cycle: the audio stage ends with its learning rate
+at zero while still improving, so a warm restart continues the climb (world.rebuild's refine stage).
 """
 
 from __future__ import annotations
@@ -111,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "audio", steps=1200, batch_size=48, minutes=False)
     parser.add_argument("--clip", default="runs/world/clip", help="the CLIP stage's output (text_encoder/, tokenizer/)")
     parser.add_argument("--pretrained", default=None, help="start from this pretrained backbone (world.pretrain_speech's final/) instead of a fresh one")
+    parser.add_argument("--init", default=None, help="start from this whole AudioPromptEncoder (a finished run's final/): backbone and adapter, "
+                        "with a fresh optimizer and learning-rate cycle")
     parser.add_argument("--hidden", type=int, default=96, help="backbone hidden size when starting fresh")
     parser.add_argument("--layers", type=int, default=3, help="backbone layers when starting fresh")
     parser.add_argument("--num-workers", type=int, default=1)
@@ -123,8 +129,12 @@ def main(argv: list[str] | None = None) -> dict:
     use_threads(args.threads)
     out = Path(args.out)
     clip = Path(args.clip)
-    start_from = Path(args.pretrained) if args.pretrained else out / "init"
-    if not args.pretrained and not (start_from / "config.json").exists():  # the untrained encoder align.train starts from
+    if args.init and args.pretrained:
+        raise SystemExit("give --init (a whole encoder) or --pretrained (a backbone for a fresh adapter), not both")
+    start_from = Path(args.init or args.pretrained or out / "init")
+    if args.init and not (start_from / "model.safetensors").exists():
+        raise SystemExit(f"--init {start_from}: no model.safetensors there; give a finished run's final/ folder")
+    if not (args.pretrained or args.init) and not (start_from / "config.json").exists():  # the untrained encoder align.train starts from
         text_encoder = CLIPTextModel.from_pretrained(clip / "text_encoder", use_safetensors=True, dtype=torch.float32).eval()
         empty = encode_captions([""], text_encoder, CLIPTokenizer.from_pretrained(clip / "tokenizer"))[0]
         make_audio_encoder(empty, args.seed, args.hidden, args.layers).save_pretrained(start_from)
