@@ -307,13 +307,19 @@ class StreamingAudioCaptions(torch.utils.data.IterableDataset):
         return item
 
 
-def take_pairs(source, count: int, *, audio_column: str | None = None, caption_column: str | None = None,
-               label_column: str | None = None, template: str = DEFAULT_CAPTION_TEMPLATE, name: str = "stream") -> AudioCaptionPairs:
-    """The first `count` pairs of a stream held in memory (audio bytes undecoded): a held-out set for evaluation."""
+def _row_reader(audio_column: str | None, caption_column: str | None, label_column: str | None, template: str) -> StreamingAudioCaptions:
+    """A reader of stream rows alone (its `_entries`), for code that reads a stream in order rather than training on it."""
     reader = StreamingAudioCaptions.__new__(StreamingAudioCaptions)
     reader.caption_columns = [c.strip() for c in caption_column.split(",") if c.strip()] if caption_column else []
     reader.label_columns = [c.strip() for c in label_column.split(",") if c.strip()] if label_column else []
     reader.audio_column, reader.template = audio_column, template
+    return reader
+
+
+def take_pairs(source, count: int, *, audio_column: str | None = None, caption_column: str | None = None,
+               label_column: str | None = None, template: str = DEFAULT_CAPTION_TEMPLATE, name: str = "stream") -> AudioCaptionPairs:
+    """The first `count` pairs of a stream held in memory (audio bytes undecoded): a held-out set for evaluation."""
+    reader = _row_reader(audio_column, caption_column, label_column, template)
     sources, captions, dropped = [], [], 0
     for number, row in enumerate(source if not count else itertools.islice(source, count)):
         entries = [e for e in reader._entries(number, row) if e[3] is not None]
@@ -322,6 +328,17 @@ def take_pairs(source, count: int, *, audio_column: str | None = None, caption_c
             sources.append(entry[2])
             captions.append(entry[3])
     return AudioCaptionPairs(sources, captions, name, dropped)
+
+
+def stream_clips(source, *, audio_column: str | None = None, caption_column: str | None = None, label_column: str | None = None,
+                 template: str = DEFAULT_CAPTION_TEMPLATE):
+    """(key, raw audio or None, first caption or None) for each row of a stream, in the stream's order, nothing decoded:
+    each clip once, as evaluation wants it (a clip without caption is still a clip; one without audio is reported)."""
+    reader = _row_reader(audio_column, caption_column, label_column, template)
+    for number, row in enumerate(source):
+        audio = reader._audio(row)
+        captions = reader._captions(row) if audio is not None else []
+        yield str(row["__key__"]) if row.get("__key__") else str(number), audio, captions[0] if captions else None
 
 
 def write_shards(members: Sequence[tuple[str, bytes, str, str | dict]], out_dir, samples_per_shard: int = 1000, prefix: str = "shard") -> list[str]:

@@ -19,7 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m evaluation", description=DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data and output")
-    data.add_argument("--data", required=True, help="local audiofolder (metadata.jsonl with file_name, caption) or Hub dataset id")
+    data.add_argument("--data", help="local audiofolder (metadata.jsonl with file_name, caption) or Hub dataset id (or give --shards)")
+    data.add_argument("--shards", nargs="+", help="instead of --data: WebDataset tar shards, streamed in order (local paths or URLs, brace "
+                      "patterns: 'eval-{000000..000015}.tar'); a member pair is key.wav (.flac, ...) + key.txt or key.json")
+    data.add_argument("--streaming", action="store_true", help="read the Hub dataset --data as a stream (nothing downloaded ahead; for corpora "
+                      "larger than the disk); --shards always stream")
     data.add_argument("--split", default="test", help="split: a subfolder of an audiofolder (used if present) or a Hub split (default: test)")
     data.add_argument("--audio-column", default=None, help="audio column (default: file_name in an audiofolder, audio on the Hub)")
     data.add_argument("--caption-column", default=None, help="caption column (default: the first of caption, text, description)")
@@ -49,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if bool(args.data) == bool(args.shards):
+        parser.error("give the clips with --data (an audiofolder or Hub id) or --shards (WebDataset tar shards), one of the two")
+    if args.streaming and not args.data:
+        parser.error("--streaming streams the Hub dataset given by --data; --shards always stream")
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     modes = MODES if args.mode == "both" else (args.mode,)

@@ -1,5 +1,6 @@
 """The clips of an evaluation run: from a local audiofolder (or a folder of audio files) or a `datasets` Hub id,
-each with its caption when the data has one, read lazily, and each with its own noise seed."""
+each with its caption when the data has one, read lazily, and each with its own noise seed; or from a stream
+(WebDataset tar shards, or a Hub dataset with streaming=True), read clip by clip as the run reaches them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from align.audio import load_audio
+from align.audio import AudioError, load_audio
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".m4a", ".webm")
 
@@ -86,6 +87,28 @@ def read_clips(data: str, split: str = "test", audio_column: str | None = None, 
         raise ValueError(f"the dataset has no audio column {column!r} (it has {dataset.column_names}); name it with --audio-column")
     audio = HubAudioColumn(dataset.cast_column(column, Audio(decode=False)), column, list(range(len(dataset))))
     return [Clip(i, f"{data}[{split}]#{i}", partial(audio.__getitem__, i), None) for i in range(len(dataset))]
+
+
+def _no_audio(key: str):
+    raise AudioError(f"stream item {key} has no audio member (a .wav/.flac/... file, or the --audio-column)")
+
+
+def stream_clips(data: str | None, shards: list[str] | None, split: str = "test", audio_column: str | None = None,
+                 caption_column: str | None = None, label_column: str | None = None):
+    """Clips of a stream, in its own order, each fetched only when the run reaches it: WebDataset tar shards
+    (local paths or URLs, brace patterns) or a Hub dataset read with streaming=True. Nothing is listed or
+    downloaded ahead, so a corpus larger than the disk can be evaluated; the order is the stream's (no shuffle),
+    so clip i and its seed are the same in every run and a resumed run passes finished clips without decoding them."""
+    from align.streaming import open_hub_stream, open_webdataset, shard_list, stream_clips as stream_rows
+
+    try:
+        source = open_webdataset(shard_list(shards)) if shards else open_hub_stream(data, None, split, audio_column or "audio")
+    except Exception as error:  # a missing shard, offline, unknown id or split: say which
+        what = f"--shards {' '.join(shards)}" if shards else f"--data {data!r} --streaming (split {split!r})"
+        raise FileNotFoundError(f"{what}: the stream could not be opened: {error}") from error
+    rows = stream_rows(source, audio_column=audio_column, caption_column=caption_column, label_column=label_column)
+    for index, (key, audio, caption) in enumerate(rows):
+        yield Clip(index, key, audio if audio is not None else partial(_no_audio, key), caption)
 
 
 def clip_seed(seed: int, index: int) -> int:

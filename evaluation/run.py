@@ -4,6 +4,7 @@ record is finished and a stopped run resumes where it was); the clips are split 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import torch
 
 from align.audio import SAMPLE_RATE, AudioError
 from align.files import write_json_atomic
-from evaluation.clips import Clip, clip_seed, read_audio, read_clips
+from evaluation.clips import Clip, clip_seed, read_audio, read_clips, stream_clips
 from evaluation.report import METRICS_FILE, compute_metrics, make_grid, make_plot, write_report
 from generate.model_sets import resolve_models, scorer_vocabulary
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 # Arguments that change what a clip's files contain: a resumed run must match them (--limit may change).
-RESULT_KEYS = ("mode", "data", "split", "audio_column", "caption_column", "label_column", "models", "pipeline", "base_model", "audio_encoder",
+RESULT_KEYS = ("mode", "data", "shards", "split", "audio_column", "caption_column", "label_column", "models", "pipeline", "base_model", "audio_encoder",
                "num_audio_tokens", "clap_model", "clip_model", "vocabulary", "num_images", "steps", "guidance", "height", "width", "seed")
 
 
@@ -143,10 +144,16 @@ def run(args) -> dict | None:
     state = PartialState(cpu=args.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
     device = state.device if state.num_processes > 1 else resolve_device_and_dtype(args.device, None)[0]
 
-    clips = read_clips(args.data, args.split, args.audio_column, args.caption_column, args.label_column)
-    if not clips:
-        raise ValueError(f"--data {args.data}: no clips found")
-    clips = clips[: args.limit] if args.limit else clips
+    streaming = bool(getattr(args, "shards", None)) or getattr(args, "streaming", False)
+    if streaming:  # read clip by clip as the run reaches them (below); nothing is listed ahead
+        clips = None
+        stream = stream_clips(args.data, args.shards, args.split, args.audio_column, args.caption_column, args.label_column)
+        stream = itertools.islice(stream, args.limit) if args.limit else stream
+    else:
+        clips = read_clips(args.data, args.split, args.audio_column, args.caption_column, args.label_column)
+        if not clips:
+            raise ValueError(f"--data {args.data}: no clips found")
+        clips = clips[: args.limit] if args.limit else clips
     out: Path = args.out
     arguments = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items() if k != "argv"}
     run_info = {"command": "python -m evaluation " + shlex.join(getattr(args, "argv", [])), "arguments": arguments}
@@ -156,23 +163,33 @@ def run(args) -> dict | None:
         (out / "images").mkdir(parents=True, exist_ok=True)
         (out / "clips").mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
-    todo = [c for c in clips if not is_done(out, c.index)]
-    state.wait_for_everyone()  # every process lists the same clips before any of them writes a new one
-    if state.is_main_process:
-        logger.info("%d clips, %d finished earlier, %d to do on %d process(es)", len(clips), len(clips) - len(todo), len(todo), state.num_processes)
+    if clips is not None:
+        todo = [c for c in clips if not is_done(out, c.index)]
+        state.wait_for_everyone()  # every process lists the same clips before any of them writes a new one
+        if state.is_main_process:
+            logger.info("%d clips, %d finished earlier, %d to do on %d process(es)", len(clips), len(clips) - len(todo), len(todo), state.num_processes)
 
     scorer = AudioImageScorer.from_pretrained(args.clap_model, args.clip_model, vocabulary=args.vocabulary, device=device)
     run_info["vocabulary_size"] = len(scorer.vocabulary)
     if state.is_main_process:
         write_json_atomic(out / RUN_FILE, run_info)
     started = time.perf_counter()
-    with state.split_between_processes(todo) as mine:
-        if mine:
-            pipe = load_pipeline(args, device)
-            bar = tqdm(mine, desc=f"evaluate [{state.process_index}]" if state.num_processes > 1 else "evaluate",
-                       position=state.process_index, disable=args.quiet, unit="clip")
-            for clip in bar:
+    desc = f"evaluate [{state.process_index}]" if state.num_processes > 1 else "evaluate"
+    if clips is None:  # a stream: every process reads it in order and takes every num_processes-th clip
+        clips, pipe = [], None
+        for clip in tqdm(stream, desc=desc, total=args.limit, position=state.process_index, disable=args.quiet, unit="clip"):
+            clips.append(Clip(clip.index, clip.name, None, clip.caption))  # kept for the summary, without its sound
+            if clip.index % state.num_processes == state.process_index and not is_done(out, clip.index):
+                pipe = pipe or load_pipeline(args, device)
                 evaluate_clip(clip, pipe, scorer, args, out)
+        if not clips:
+            raise ValueError(f"{'--shards' if args.shards else '--data'}: the stream holds no clips")
+    else:
+        with state.split_between_processes(todo) as mine:
+            if mine:
+                pipe = load_pipeline(args, device)
+                for clip in tqdm(mine, desc=desc, position=state.process_index, disable=args.quiet, unit="clip"):
+                    evaluate_clip(clip, pipe, scorer, args, out)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None

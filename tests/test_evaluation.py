@@ -205,6 +205,44 @@ def test_two_processes_split_the_clips_and_match_one(full_run, models, synthetic
     assert json.loads((out / "metrics.json").read_text())["num_clips"] == 4
 
 
+def test_streamed_tar_shards_with_a_bad_member_evaluate_resume_and_match_the_folder(full_run, models, synthetic_data, tmp_path, monkeypatch):
+    """--shards: WebDataset tar shards read as a stream, clip by clip: the clips of the folder, in order, with the
+    same seeds and so the same scores; a bad member is recorded and counted; a resumed run redoes nothing."""
+    from align.streaming import write_shards
+
+    rows = [json.loads(line) for line in (synthetic_data / "test" / "metadata.jsonl").read_text().splitlines()]
+    members = [(f"clip{i:03d}", (synthetic_data / "test" / r["file_name"]).read_bytes(), "wav", r["caption"]) for i, r in enumerate(rows)]
+    members.insert(3, ("broken", b"RIFF this is no wave file", "wav", "a broken member"))
+    write_shards(members, tmp_path / "shards", samples_per_shard=4)  # 9 members in 3 shards
+    shards = ["--shards", str(tmp_path / "shards" / "shard-{000000..000002}.tar")]
+    out = tmp_path / "stream"
+    stream_argv = lambda *extra: argv(models, synthetic_data, out, "--num-images", "2", *extra)[2:] + shards  # noqa: E731 (no --data)
+    with pytest.MonkeyPatch.context() as mp:
+        first = count_calls(mp)
+        assert evaluate.main(stream_argv("--limit", "5")) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        second = count_calls(mp)
+        assert evaluate.main(stream_argv()) == 0
+    assert first == [0, 1, 2, 3, 4] and second == [5, 6, 7, 8]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_clips"] == 9 and metrics["num_scored_clips"] == 8
+    assert [f["name"] for f in metrics["failed_clips"]] == ["broken"]
+    for i in range(3):  # before the broken member, clip i is the folder's clip i: same sound, same seed, same scores
+        streamed = json.loads((out / "clips" / f"clip_{i:05d}.json").read_text())
+        folder = json.loads((full_run[0] / "clips" / f"clip_{i:05d}.json").read_text())
+        assert streamed["name"] == f"clip{i:03d}" and streamed["caption"] == folder["caption"]
+        assert streamed["agreement"] == folder["agreement"] and streamed["seed"] == folder["seed"]
+
+
+def test_streaming_flags_are_checked(tmp_path, capsys):
+    for bad in (["--out", str(tmp_path)], ["--data", "x", "--shards", "y.tar", "--out", str(tmp_path)], ["--shards", "y.tar", "--streaming", "--out", str(tmp_path)]):
+        with pytest.raises(SystemExit):
+            evaluate.main(bad)
+    assert "--streaming streams the Hub dataset" in capsys.readouterr().err
+    assert evaluate.main(["--shards", str(tmp_path / "none-{000..001}.tar"), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "the stream could not be opened" in capsys.readouterr().err
+
+
 def test_hub_datasets_are_read_lazily_with_and_without_captions(synthetic_data, monkeypatch):
     # A Hub dataset stands in as an in-memory `datasets.Dataset` (no network): an audio column of files plus captions.
     import datasets
