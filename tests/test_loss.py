@@ -78,3 +78,25 @@ def test_gradient_reaches_audio_and_shapes_are_checked():
     assert audio.grad[:, 0].abs().sum() == 0  # BOS is not trained
     with pytest.raises(ValueError, match="differ in shape"):
         AlignmentLoss()(torch.zeros(2, 3, 2), torch.zeros(2, 4, 2))
+
+
+def test_the_original_recipes_loss_runs_one_way_over_every_position():
+    """bench/original_recipe.py's stand-in for the original's Contrastive_loss: audio → caption cross-entropy on the
+    per-token cosine averaged over all positions (BOS and padding too), with no caption → audio term."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("original_recipe", Path(__file__).resolve().parents[1] / "bench" / "original_recipe.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    torch.manual_seed(0)
+    audio, text = torch.randn(4, 5, 6), torch.randn(4, 5, 6)
+    logits = torch.tensor([[sum(torch.nn.functional.cosine_similarity(audio[i, t], text[j, t], dim=0).item() for t in range(5)) / 5 / 0.15
+                            for j in range(4)] for i in range(4)])
+    expected = torch.nn.functional.cross_entropy(logits, torch.arange(4))
+    assert torch.allclose(recipe.original_contrastive_loss(audio, text, 0.15), expected, atol=1e-5)
+    changed = text.clone()
+    changed[:, 0] += 3.0  # BOS counts
+    assert not torch.allclose(recipe.original_contrastive_loss(audio, changed), recipe.original_contrastive_loss(audio, text))
+    symmetric = (expected + torch.nn.functional.cross_entropy(logits.T, torch.arange(4))) / 2
+    assert not torch.allclose(recipe.original_contrastive_loss(audio, text, 0.15), symmetric, atol=1e-3)  # one way only

@@ -48,10 +48,11 @@ def backbone_config(hidden: int = 96, layers: int = 3) -> Wav2Vec2BertConfig:
                               attention_dropout=0.0, feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0)
 
 
-def make_audio_encoder(empty_embedding: torch.Tensor, seed: int = 0, hidden: int = 96, layers: int = 3) -> AudioPromptEncoder:
+def make_audio_encoder(empty_embedding: torch.Tensor, seed: int = 0, hidden: int = 96, layers: int = 3,
+                       num_audio_tokens: int = NUM_AUDIO_TOKENS) -> AudioPromptEncoder:
     torch.manual_seed(seed)
     audio_config = adapter_settings(backbone_config(hidden, layers), output_hidden_size=TEXT_HIDDEN)
-    encoder = AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=audio_config, num_audio_tokens=NUM_AUDIO_TOKENS))
+    encoder = AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=audio_config, num_audio_tokens=num_audio_tokens))
     encoder.set_empty_embedding(empty_embedding)
     return encoder
 
@@ -59,14 +60,15 @@ def make_audio_encoder(empty_embedding: torch.Tensor, seed: int = 0, hidden: int
 @torch.no_grad()
 def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encoder_dir: str | Path, tokenizer_dir: str | Path,
                      parts: tuple[str, ...] = ("test", "test_engine"), legacy_articles: bool = False, batch_size: int = 64) -> dict:
-    """Caption retrieval over the 72 captions on each held-out folder, overall and per engine: R@1, R@5, and how
-    often the top caption has the right colour, shape and position (and all three).
+    """Caption retrieval over the 72 captions on each held-out folder, overall and per engine: R@1, R@5, how
+    often the top caption has the right colour, shape and position (and all three), and the per-token cosine
+    of each clip's states to its own caption's (align.metrics.sequence_cosine, BOS left out).
 
     The candidates are the captions as the text encoder reads them (`legacy_articles`: "a orange", for text
     encoders trained before issue 9); a clip's own caption is looked up the same way."""
     from align.encoder import load_audio_encoder
     from align.features import BatchedFeatureExtractor
-    from align.metrics import similarity_matrix
+    from align.metrics import sequence_cosine, similarity_matrix
     from world.scenes import all_scenes, legacy_caption
 
     scenes = all_scenes()
@@ -84,7 +86,7 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
         if not (folder / "metadata.jsonl").exists():
             continue
         rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip()]
-        ranks, top = [], []
+        ranks, top, cosines = [], [], []
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             waves = [sf.read(folder / r["file_name"], dtype="float32")[0] for r in chunk]
@@ -94,7 +96,8 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
             truth = torch.tensor([index[(r["shape"], r["colour"], r["position"])] for r in chunk])
             ranks.append((sim > sim.gather(1, truth[:, None])).sum(1))
             top.append(sim.argmax(1))
-        ranks, top = torch.cat(ranks).numpy(), torch.cat(top).numpy()
+            cosines.append(sequence_cosine(audio, targets[truth, : audio.shape[1]].to(audio.dtype)))
+        ranks, top, cosines = torch.cat(ranks).numpy(), torch.cat(top).numpy(), torch.cat(cosines).numpy()
 
         def summary(keep) -> dict:
             keep = np.asarray(keep)
@@ -103,7 +106,7 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
             hits = {a: float(np.mean([g[a] == w[a] for g, w in zip(got, want)])) for a in ("colour", "shape", "position")}
             hits["all"] = float(np.mean([all(g[a] == w[a] for a in ("colour", "shape", "position")) for g, w in zip(got, want)]))
             return {"clips": int(len(keep)), "R@1": float(np.mean(ranks[keep] < 1)), "R@5": float(np.mean(ranks[keep] < 5)),
-                    **{k: round(v, 4) for k, v in hits.items()}}
+                    **{k: round(v, 4) for k, v in hits.items()}, "cosine": round(float(np.mean(cosines[keep])), 4)}
 
         results[part] = summary(range(len(rows)))
         for engine in sorted({r.get("engine", "?") for r in rows}):
