@@ -11,6 +11,7 @@ prompt length the UNet attends to: 77 positions each). Models have random weight
     python bench/pipeline_speed.py                          # tiny + real (CPU: real at 256 px, 2 steps)
     python bench/pipeline_speed.py --sizes real --height 768 --width 768 --steps 25   # a GPU run at SD 2.1's size
     python bench/pipeline_speed.py --sizes real --dtype fp16 --batch 4 --json out.json
+    python bench/pipeline_speed.py --sizes real --ladder --height 768 --steps 25   # what fp16, SDPA, compile and offload each buy (GPU)
 
 Memory: on CUDA `torch.cuda.max_memory_allocated` during the call (weights included); on CPU the peak
 resident set size sampled during the call, minus the size before it (working memory beyond the weights,
@@ -156,6 +157,53 @@ def bench(size: str, args, device: torch.device, dtype: torch.dtype) -> dict:
     return result
 
 
+def ladder(size: str, args, device: torch.device) -> list[dict]:
+    """Audio → image at one size, each rung adding one speed-up to the last: what each bought, in one run.
+
+    fp32 with diffusers' classic attention → half precision (fp16 on a GPU, bf16 on a CPU) → SDPA attention
+    (`AttnProcessor2_0`) → `torch.compile` of the UNet (its compile time reported apart, in the warm-up) →
+    model CPU offload (each model on the device only while it runs: the audio encoder leaves once it has encoded)."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    half = torch.float16 if device.type == "cuda" else torch.bfloat16
+    height = args.height or (32 if size == "tiny" else (768 if device.type == "cuda" else 256))
+    steps = args.steps or (2 if size == "tiny" or device.type == "cpu" else 25)
+    wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * 16_000) / 16_000)).astype(np.float32)
+    common = {"num_inference_steps": steps, "guidance_scale": 7.5, "height": height, "width": args.width or height, "output_type": "np"}
+    ours, _, _ = build(size, device, torch.float32)
+    rungs = []
+
+    def measure(name: str, pipe) -> None:
+        def run():
+            pipe([(16_000, wave)] * args.batch, generator=torch.Generator().manual_seed(0), **common)
+
+        started = time.perf_counter()
+        for _ in range(max(args.warmup, 1)):  # the first call pays for compiling, when there is any
+            run()
+        warmup = (time.perf_counter() - started) / max(args.warmup, 1)
+        seconds, peak = timed(run, device, 0, args.repeats or (5 if size == "tiny" else 1))
+        rungs.append({"rung": name, "seconds": round(seconds, 4), "peak_memory_gb": round(peak, 3), "first_call_seconds": round(warmup, 2)})
+        print(f"{name:44}{seconds:>10.3f} s{peak:>10.3f} GB   (first call {warmup:.1f} s)", flush=True)
+
+    print(f"== ladder, {size}: {device}, {common['height']}x{common['width']}, {steps} steps, batch {args.batch}", flush=True)
+    for model in (ours.unet, ours.vae):
+        model.set_attn_processor(AttnProcessor())
+    measure("fp32, classic attention", ours)
+    ours.to(dtype=half)
+    measure(f"+ {str(half).replace('torch.', '')}", ours)
+    for model in (ours.unet, ours.vae):
+        model.set_attn_processor(AttnProcessor2_0())
+    measure("+ SDPA attention", ours)
+    plain_unet = ours.unet
+    ours.unet = torch.compile(plain_unet)
+    measure("+ torch.compile(unet)", ours)
+    ours.unet = plain_unet  # offload hooks wrap the module; compiled modules do not take them
+    if device.type == "cuda":
+        ours.enable_model_cpu_offload(device=device)
+        measure("SDPA + half + model CPU offload (no compile)", ours)
+    return rungs
+
+
 def report(result: dict) -> str:
     memory = "CUDA max_memory_allocated" if result["device"].startswith("cuda") else "peak RSS above the pre-call level"
     lines = [
@@ -183,12 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"], help="auto: fp16 on GPU, fp32 on CPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--ladder", action="store_true", help="instead: audio → image at each --sizes, adding one speed-up at a time "
+                        "(half precision, SDPA, torch.compile of the UNet, model CPU offload on CUDA): what each bought")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = resolve_device_and_dtype(args.device, args.dtype)
     results = []
     for size in args.sizes:
+        if args.ladder:
+            results.append({"size": size, "device": str(device), "ladder": ladder(size, args, device)})
+            continue
         results.append(bench(size, args, device, dtype))
         print(report(results[-1]), flush=True)
     if args.json:
