@@ -79,7 +79,7 @@ def test_rate_changes_the_duration(engine):
         assert len(slow) > 1.4 * len(fast), (voice.key, len(slow), len(fast))
 
 
-@pytest.mark.parametrize("engine", ["espeak-ng", "mbrola", "flite", "festival", "pico"])
+@pytest.mark.parametrize("engine", ["espeak-ng", "mbrola", "flite", "festival", "pico", "rhvoice", "sam"])
 def test_pitch_changes_the_pitch(engine):
     voice = next((v for v in voices_of(engine) if v.option("kind") != "hts"), None)
     if voice is None:
@@ -105,6 +105,19 @@ def test_espeak_has_many_accents_and_variants():
     assert len(accents) >= 6 and len(variants) >= 50
     assert len(found) == len(accents) * len(variants)
     assert len({v.key for v in available_voices()}) == len(available_voices())  # keys are unique
+
+
+def test_unheard_engines_come_only_when_named_and_never_into_a_split():
+    from world.voices import UNHEARD_ENGINES
+
+    assert set(UNHEARD_ENGINES) <= set(ENGINES)
+    assert not any(v.engine in UNHEARD_ENGINES for v in available_voices())
+    named = available_voices(list(UNHEARD_ENGINES))
+    if not named:
+        pytest.skip("neither RHVoice nor samtts is installed here")
+    assert {v.engine for v in named} <= set(UNHEARD_ENGINES)
+    split = split_voices(available_voices())
+    assert not any(v.engine in UNHEARD_ENGINES for part in split.values() for v in part)
 
 
 def test_a_missing_engine_names_the_voice_and_the_package(monkeypatch):

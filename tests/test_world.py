@@ -241,7 +241,11 @@ def test_evaluation_table_names_the_held_out_engine_and_each_engine_and_voice():
     assert "| spoken caption → image (the engine never heard: piper) | 25.0 % | 25.0 % | 25.0 % | 25.0 % |" in table
     assert "| flite | 72 | 75.0 % | 75.0 % | 75.0 % | 75.0 % |" in table
     assert "| piper/joe | 72 | 25.0 % |" in table
-    assert "144 clips of 2 held-out voices and 72 of the held-out engine" in table
+    assert "144 clips of 2 held-out voices, 72 of the held-out engine (72 captions)" in table and "used by no stage" not in table
+    results["spoken_unheard"], results["settings"]["unheard_engines"] = scores(0.5, 144), ["rhvoice", "sam"]
+    table = markdown(results)
+    assert "| spoken caption → image (engines outside the named list, used by no stage: rhvoice, sam) | 50.0 % |" in table
+    assert "72 of the held-out engine, 144 of engines no stage uses (72 captions)" in table
 
 
 def test_train_audio_init_needs_a_finished_encoder_and_excludes_pretrained(tmp_path):

@@ -3,6 +3,7 @@
     python -m world.build --out data/world                  # full size: many engines and voices (see world.voices)
     python -m world.build --out /tmp/w --images-per-caption 2 --clips-per-caption 2 --test-clips-per-engine 1
     python -m world.build --out data/world --espeak-only    # the first build's ten espeak-ng voices (legacy)
+    python -m world.build --out data/world --unheard        # add test_unheard/: engines no stage uses (RHVoice, SAM)
 
 Layout written (both halves are the folders `datasets`' imagefolder / audiofolder and `align.data` read):
 
@@ -10,6 +11,7 @@ Layout written (both halves are the folders `datasets`' imagefolder / audiofolde
     <out>/audio/train/metadata.jsonl     file_name, caption, engine, voice, prosody, microphone; wav files (16 kHz)
     <out>/audio/test/...                 held-out voices of the trained engines (never heard in train/)
     <out>/audio/test_engine/...          the held-out engine (piper by default): never heard in training at all
+    <out>/audio/test_unheard/...         with --unheard: engines outside the world's list (RHVoice, SAM), used by no stage
     <out>/world.json                     what was built, with which voices and seed
 
 Voices come from `world.voices.split_voices`. Every training clip picks an engine first (uniformly) and then one
@@ -37,7 +39,7 @@ from align.espeak import espeak as run_espeak
 from world.microphone import microphone_with_info
 from world.microphone import trim_silence as _trim_silence
 from world.scenes import all_scenes, legacy_caption, render
-from world.voices import Voice, available_voices, split_voices
+from world.voices import ENGINE_PACKAGES, UNHEARD_ENGINES, Voice, available_voices, split_voices
 
 TRAIN_VOICES = (
     "en-us+m1", "en-us+f2", "en-gb+m3", "en-gb+f1", "en-gb-x-rp+m2",
@@ -269,15 +271,31 @@ def build_speech(out: str | Path, clips_per_caption: int = 40, test_clips_per_en
     texts, extra = caption_jobs(clips_per_caption, legacy_articles)
     counts = {"train": len(speak_clips(texts, split["train"], out / "train", train_rng, strength=strength, extra=extra))}
     for part, pool, rng in (("test", split["test_voices"], test_rng), ("test_engine", split["test_engine"], engine_rng)):
-        if not pool:
-            counts[part] = 0
-            continue
-        engines = sorted({v.engine for v in pool})
-        texts, extra = caption_jobs(test_clips_per_engine * len(engines), legacy_articles)
-        picks = [engine_first([v for v in pool if v.engine == engines[k % len(engines)]], 1, rng)[0] for k in range(len(texts))]
-        counts[part] = len(speak_clips(texts, pool, out / part, rng, strength=strength, extra=extra, picks=picks))
+        counts[part] = held_out_part(out / part, pool, rng, test_clips_per_engine, strength, legacy_articles)
     return {"clips": counts, "voices": {k: [v.key for v in vs] for k, vs in split.items() if k != "unused"},
             "held_out_engine": split["test_engine"][0].engine if split["test_engine"] else None}
+
+
+def held_out_part(out: Path, pool: list[Voice], rng: np.random.Generator, clips_per_engine: int, strength: float = 1.0,
+                  legacy_articles: bool = False) -> int:
+    """A held-out folder balanced per engine: every caption `clips_per_engine` times by each engine of `pool`."""
+    if not pool:
+        return 0
+    engines = sorted({v.engine for v in pool})
+    texts, extra = caption_jobs(clips_per_engine * len(engines), legacy_articles)
+    picks = [engine_first([v for v in pool if v.engine == engines[k % len(engines)]], 1, rng)[0] for k in range(len(texts))]
+    return len(speak_clips(texts, pool, out, rng, strength=strength, extra=extra, picks=picks))
+
+
+def build_unheard(out: str | Path, clips_per_engine: int = 2, strength: float = 1.0, seed: int = 0) -> int:
+    """<out>/audio/test_unheard: the captions spoken by the UNHEARD_ENGINES (sources issue 9 did not name, used by
+    no stage), through the same microphone as the other held-out sets; an existing world is left as it is."""
+    pool = available_voices(list(UNHEARD_ENGINES))
+    if not pool:
+        raise RuntimeError(f"none of {', '.join(UNHEARD_ENGINES)} is installed: " + "; ".join(ENGINE_PACKAGES[e] for e in UNHEARD_ENGINES))
+    folder = Path(out) / "audio" / "test_unheard"
+    shutil.rmtree(folder, ignore_errors=True)
+    return held_out_part(folder, pool, np.random.default_rng([seed, 20]), clips_per_engine, strength)
 
 
 def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_caption: int = 40,
@@ -316,8 +334,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clips-per-voice", type=int, default=3, help="--espeak-only: training clips per caption and voice")
     parser.add_argument("--test-clips-per-voice", type=int, default=2, help="--espeak-only: test clips per caption and held-out voice")
     parser.add_argument("--train-voices", type=int, default=len(TRAIN_VOICES), help="--espeak-only: use the first N training voices")
+    parser.add_argument("--unheard", action="store_true", help="only add audio/test_unheard to the world at --out: the captions spoken by "
+                        "engines no stage uses (RHVoice, SAM), --test-clips-per-engine times each")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.unheard:
+        clips = build_unheard(args.out, args.test_clips_per_engine, args.strength, args.seed)
+        print(f"wrote {clips} clips of engines no stage uses to {args.out}/audio/test_unheard")
+        return {"test_unheard": clips}
     if args.espeak_only:
         manifest = build_world(args.out, args.images_per_caption, args.clips_per_voice, args.test_clips_per_voice,
                                TRAIN_VOICES[: args.train_voices], TEST_VOICES, args.seed)

@@ -3,7 +3,9 @@
     python -m world.evaluate --models models/world --world data/world --out runs/world/eval
 
 On the held-out voices (data/world/audio/test: voices never heard in training, of the engines trained on) and
-on the held-out engine (data/world/audio/test_engine: an engine never heard at all), every clip goes through
+on the held-out engine (data/world/audio/test_engine: an engine never heard at all), and, when
+`world.build --unheard` wrote it, on engines outside the world's list that no stage uses
+(data/world/audio/test_unheard: RHVoice, SAM), every clip goes through
 the shipped pipeline (sound → audio encoder → UNet → VAE) and the model-free checker (world.checker) names
 the colour, shape and position of the picture, reported overall, per engine and per voice. Next to it, with
 the same UNet, VAE and sampler (on the held-out voices' captions and seeds):
@@ -85,6 +87,8 @@ def markdown(results: dict) -> str:
     engine = results.get("settings", {}).get("held_out_engine")
     rows = [("spoken caption → image (held-out voices of trained engines)", results["spoken"]),
             *([(f"spoken caption → image (the engine never heard: {engine})", results["spoken_engine"])] if "spoken_engine" in results else []),
+            *([("spoken caption → image (engines outside the named list, used by no stage: "
+                + ", ".join(results["settings"].get("unheard_engines", [])) + ")", results["spoken_unheard"])] if "spoken_unheard" in results else []),
             *([("cascade baseline: CLAP's nearest caption → text → image (held-out voices)", results["cascade"])] if "cascade" in results else []),
             *([(f"cascade baseline ({engine})", results["cascade_engine"])] if "cascade_engine" in results else []),
             ("text → image, same UNet (upper bound)", results["text"]),
@@ -95,9 +99,10 @@ def markdown(results: dict) -> str:
         lines.append(f"| {name} | {_percentages(r)} |")
     settings = results["settings"]
     engine_images = results.get("spoken_engine", {}).get("images", 0)
+    unheard = f", {results['spoken_unheard']['images']} of engines no stage uses" if "spoken_unheard" in results else ""
     text = "\n".join(lines) + (
-        f"\n\n{results['spoken']['images']} clips of {len(settings['test_voices'])} held-out voices and {engine_images} of the held-out "
-        f"engine ({settings['captions']} captions), one image each; {settings['steps']} DPM-Solver++ steps, guidance {settings['guidance']}; "
+        f"\n\n{results['spoken']['images']} clips of {len(settings['test_voices'])} held-out voices, {engine_images} of the held-out "
+        f"engine{unheard} ({settings['captions']} captions), one image each; {settings['steps']} DPM-Solver++ steps, guidance {settings['guidance']}; "
         "judged by `world.checker` (pixel statistics and geometry, no trained model).\n")
     for title, key in (("engine", "per_engine"), ("voice", "per_voice")):
         table = results.get(key, {})
@@ -128,9 +133,10 @@ def main(argv: list[str] | None = None) -> dict:
     out, world = Path(args.out), Path(args.world)
     log = Log(out / "log.txt")
     manifest = json.loads((world / "world.json").read_text())
-    test, test_engine = world / "audio" / "test", world / "audio" / "test_engine"
+    test, test_engine, test_unheard = (world / "audio" / part for part in ("test", "test_engine", "test_unheard"))
     rows = read_metadata(test)[: args.limit]
     engine_rows = read_metadata(test_engine)[: args.limit] if (test_engine / "metadata.jsonl").exists() else []
+    unheard_rows = read_metadata(test_unheard)[: args.limit] if (test_unheard / "metadata.jsonl").exists() else []  # world.build --unheard
     pipe = load_world_pipeline(args.models)
     pipe.set_progress_bar_config(disable=True)
     sd = text_pipeline(pipe)
@@ -147,6 +153,12 @@ def main(argv: list[str] | None = None) -> dict:
         results["spoken_engine"] = judge(spoken_engine, engine_rows)
         log(f"spoken → image (held-out engine): {results['spoken_engine']}")
         every_row, every_image = every_row + engine_rows, every_image + spoken_engine
+    if unheard_rows:
+        spoken_unheard = spoken_images(pipe, [test_unheard / r["file_name"] for r in unheard_rows], args.steps, args.guidance, args.seed)
+        results["spoken_unheard"] = judge(spoken_unheard, unheard_rows)
+        results["settings"]["unheard_engines"] = sorted({r["engine"] for r in unheard_rows})
+        log(f"spoken → image (engines no stage uses): {results['spoken_unheard']}")
+        every_row, every_image = every_row + unheard_rows, every_image + spoken_unheard
     for key, field in (("per_engine", "engine"), ("per_voice", "voice")):
         names = sorted({r.get(field, "?") for r in every_row})
         results[key] = {n: judge([im for im, r in zip(every_image, every_row) if r.get(field, "?") == n], [r for r in every_row if r.get(field, "?") == n])

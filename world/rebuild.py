@@ -64,7 +64,8 @@ FULL = {
               "--processes", "2", "--num-workers", "0"],
     # the same recipe again from the audio stage's encoder; ~1.1 s a step on 2 cores
     "refine": ["--steps", "4400", "--batch-size", "48", "--warp-frequencies", "0.12", "--freq-masks", "2", "--processes", "2", "--num-workers", "0"],
-    "clap": ["--steps", "1500", "--minutes", "6"],
+    # 1500 steps (6 min) left its loss near log(72): it was only starting to learn; ~0.2 s a step
+    "clap": ["--steps", "4500", "--minutes", "15"],
     "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "12"],
     "unet": ["--steps", "12000", "--batch-size", "64", "--minutes", "20"],
     "assemble": [],

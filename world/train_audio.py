@@ -59,7 +59,7 @@ def make_audio_encoder(empty_embedding: torch.Tensor, seed: int = 0, hidden: int
 
 @torch.no_grad()
 def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encoder_dir: str | Path, tokenizer_dir: str | Path,
-                     parts: tuple[str, ...] = ("test", "test_engine"), legacy_articles: bool = False, batch_size: int = 64) -> dict:
+                     parts: tuple[str, ...] = ("test", "test_engine", "test_unheard"), legacy_articles: bool = False, batch_size: int = 64) -> dict:
     """Caption retrieval over the 72 captions on each held-out folder, overall and per engine: R@1, R@5, how
     often the top caption has the right colour, shape and position (and all three), and the per-token cosine
     of each clip's states to its own caption's (align.metrics.sequence_cosine, BOS left out).

