@@ -4,6 +4,7 @@ record is finished and a stopped run resumes where it was); the clips are split 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -25,8 +26,27 @@ logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 # Arguments that change what a clip's files contain: a resumed run must match them (--limit may change).
-RESULT_KEYS = ("mode", "data", "shards", "split", "audio_column", "caption_column", "label_column", "models", "pipeline", "base_model", "audio_encoder",
+RESULT_KEYS = ("mode", "weights", "data", "shards", "split", "audio_column", "caption_column", "label_column", "models", "pipeline", "base_model", "audio_encoder",
                "num_audio_tokens", "clap_model", "clip_model", "vocabulary", "num_images", "steps", "guidance", "height", "width", "seed")
+
+
+def weights_fingerprint(*sources) -> str | None:
+    """A short fingerprint of the weight files in the local model folders among `sources` (Hub ids are left out):
+    each file's name, size and first and last MiB. A run folder records it, so that clips made by other weights
+    (a model retrained into the same folder) are never mixed with new ones on resume."""
+    digest, found = hashlib.sha1(), False
+    for source in sources:
+        if not source or not Path(source).is_dir():
+            continue
+        for path in sorted(p for p in Path(source).rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file()):
+            found = True
+            size = path.stat().st_size
+            with path.open("rb") as handle:
+                head = handle.read(2**20)
+                handle.seek(max(size - 2**20, 0))
+                tail = handle.read(2**20)
+            digest.update(f"{path.relative_to(source)}:{size}:".encode() + head + tail)
+    return digest.hexdigest()[:16] if found else None
 
 
 class IncompleteRunError(RuntimeError):
@@ -117,7 +137,8 @@ def _check_run(out: Path, run: dict) -> None:
     changed = {k: (previous.get(k), run["arguments"].get(k)) for k in RESULT_KEYS if previous.get(k) != run["arguments"].get(k)}
     if changed:
         details = ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changed.items())
-        raise ValueError(f"{out} holds a run with other settings ({details}). Use a new --out, or the same arguments to resume.")
+        weights = " (weights: the models' weight files differ from those the run was made with)" if "weights" in changed else ""
+        raise ValueError(f"{out} holds a run with other settings ({details}){weights}. Use a new --out, or the same arguments to resume.")
 
 
 def run(args) -> dict | None:
@@ -156,6 +177,7 @@ def run(args) -> dict | None:
         clips = clips[: args.limit] if args.limit else clips
     out: Path = args.out
     arguments = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items() if k != "argv"}
+    arguments["weights"] = weights_fingerprint(args.pipeline, args.audio_encoder, args.clap_model, args.clip_model)
     run_info = {"command": "python -m evaluation " + shlex.join(getattr(args, "argv", [])), "arguments": arguments}
 
     if state.is_main_process:

@@ -142,6 +142,26 @@ def test_other_settings_in_the_same_folder_are_refused(full_run, models, synthet
     assert "seed: 0 → 1" in capsys.readouterr().err
 
 
+def test_a_folder_made_with_other_weights_is_not_resumed(models, synthetic_data, tmp_path, capsys):
+    """Models retrained into the same folders: the old clips must not count as done (their images came from other weights)."""
+    import shutil
+
+    from transformers import ClapModel
+
+    copied = tmp_path / "models"
+    shutil.copytree(models, copied)
+    out = tmp_path / "run"
+    assert evaluate.main(argv(copied, synthetic_data, out, "--limit", "1")) == 0
+    assert evaluate.main(argv(copied, synthetic_data, out, "--limit", "2")) == 0  # the same weights: resumed
+    clap = ClapModel.from_pretrained(copied / "clap")
+    with torch.no_grad():
+        next(clap.parameters()).add_(0.5)
+    clap.save_pretrained(copied / "clap")
+    capsys.readouterr()
+    assert evaluate.main(argv(copied, synthetic_data, out, "--limit", "2")) == 1
+    assert "the models' weight files differ" in capsys.readouterr().err
+
+
 def test_audio_only_folder_with_a_corrupt_file(models, tmp_path):
     # No metadata: every audio file is a clip, there are no captions, and a corrupt file is counted, not fatal.
     data = tmp_path / "sounds"

@@ -177,8 +177,6 @@ def test_every_shipped_example_draws_its_caption_for_3_of_4_seeds():
 
 @shipped
 @needs_espeak
-@pytest.mark.xfail(strict=True, reason="known: the shipped CLAP (6 min on the many-engine data) is at chance on held-out voices "
-                   "(world/RESULTS.md: caption 4 %, colour 18 %); a CLAP that hears again makes this pass, and strict xfail then fails")
 def test_shipped_scorer_hears_the_spoken_colour():
     from scoring.scorer import AudioImageScorer
     from world.scenes import caption

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.clap:
         from evaluation.__main__ import main as clap_evaluation
+
+        # an evaluation run resumes any clip it finds done; these are new models, so none of the old clips may count
+        shutil.rmtree(out / "clap_scored", ignore_errors=True)
 
         argv_clap = ["--data", str(world / "audio"), "--split", "test", "--out", str(out / "clap_scored"), "--pipeline", str(Path(args.models) / "pipeline"),
                      "--clap-model", str(Path(args.models) / "scorer" / "clap"), "--clip-model", str(Path(args.models) / "scorer" / "clip"),

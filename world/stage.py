@@ -46,7 +46,7 @@ class Budget:
 
     The learning rate follows a warmup and a cosine decay over the *progress*, the larger of the step share
     and the time share, so a run cut short by the clock still ends at a low learning rate, not mid-climb.
-    This keeps the whole rebuild under its hour on a busy machine; the steps actually done are recorded.
+    This keeps each stage inside its share of the rebuild on a busy machine; the steps actually done are recorded.
     """
 
     def __init__(self, steps: int, minutes: float | None = None, warmup_share: float = 0.03):
