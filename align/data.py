@@ -26,6 +26,7 @@ import torch
 
 from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioError, fit_to_window, load_audio
 from align.augment import FeatureAugment, item_seed
+from align.features import pad_waves
 
 logger = logging.getLogger(__name__)
 
@@ -344,10 +345,8 @@ class AudioCaptionCollator:
         seeds = [item.get("augment_seed") for item in good]
         seeds = seeds if self.augment is not None and all(seed is not None for seed in seeds) else None
         if self.feature_extractor is None:
-            padded = np.zeros((len(waves), max(len(w) for w in waves)), dtype=np.float32)
-            for row, wave in zip(padded, waves):
-                row[: len(wave)] = wave
-            sound = {"waves": torch.from_numpy(padded), "lengths": torch.tensor([len(w) for w in waves], dtype=torch.long), "augment_seeds": seeds}
+            padded, sizes = pad_waves(waves)
+            sound = {"waves": torch.from_numpy(padded), "lengths": torch.tensor(sizes, dtype=torch.long), "augment_seeds": seeds}
         elif seeds is not None:
             sound = self.augment.features(self.feature_extractor, waves, seeds, SAMPLE_RATE)
         else:

@@ -53,6 +53,15 @@ VARIANCE_EPS = 1e-7  # added to the per-bin variance before the square root
 PAD_TO_MULTIPLE_OF = 2  # the library's default for `pad_to_multiple_of`
 
 
+def pad_waves(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """1-D numpy clips → a (B, N) float32 array zero-padded to the longest, and each clip's length."""
+    sizes = [int(w.shape[0]) for w in waves]
+    padded = np.zeros((len(waves), max(sizes)), dtype=np.float32)
+    for row, wave in zip(padded, waves):
+        row[: wave.shape[0]] = wave
+    return padded, sizes
+
+
 def num_frames(num_samples: torch.Tensor) -> torch.Tensor:
     """10 ms frames the library computes for clips of `num_samples` samples (0 where it makes none or raises)."""
     return torch.clamp(1 + torch.div(num_samples - FRAME_LENGTH, HOP_LENGTH, rounding_mode="floor"), min=0)
@@ -151,10 +160,7 @@ class BatchedFeatureExtractor:
         device = torch.device(device)
         sizes = [int(w.shape[0]) for w in waves]
         if all(isinstance(w, np.ndarray) for w in waves):  # fill on the host, one copy to the device
-            host = np.zeros((len(waves), max(sizes)), dtype=np.float32)
-            for row, wave in zip(host, waves):
-                row[: wave.shape[0]] = wave
-            audio = torch.from_numpy(host).to(device)
+            audio = torch.from_numpy(pad_waves(waves)[0]).to(device)
         else:
             audio = torch.zeros((len(waves), max(sizes)), dtype=torch.float32, device=device)
             for row, wave in zip(audio, waves):
