@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
     manifest = json.loads((world / "world.json").read_text())
     test, test_engine, test_unheard = (world / "audio" / part for part in ("test", "test_engine", "test_unheard"))
     rows = read_metadata(test)[: args.limit]
-    engine_rows = read_metadata(test_engine)[: args.limit] if (test_engine / "metadata.jsonl").exists() else []
-    unheard_rows = read_metadata(test_unheard)[: args.limit] if (test_unheard / "metadata.jsonl").exists() else []  # world.build --unheard
+    engine_rows, unheard_rows = (read_metadata(folder)[: args.limit] if (folder / "metadata.jsonl").exists() else []
+                                 for folder in (test_engine, test_unheard))  # test_unheard: world.build --unheard
     pipe = load_world_pipeline(args.models)
     pipe.set_progress_bar_config(disable=True)
     sd = text_pipeline(pipe)
@@ -145,21 +145,18 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"settings": {"steps": args.steps, "guidance": args.guidance, "seed": args.seed, "test_voices": manifest["test_voices"],
                             "held_out_engine": manifest.get("held_out_engine"), "captions": len({r["caption"] for r in rows})}}
 
-    spoken = spoken_images(pipe, [test / r["file_name"] for r in rows], args.steps, args.guidance, args.seed)
-    results["spoken"] = judge(spoken, rows)
-    log(f"spoken → image (held-out voices): {results['spoken']}")
-    every_row, every_image = list(rows), list(spoken)
-    if engine_rows:
-        spoken_engine = spoken_images(pipe, [test_engine / r["file_name"] for r in engine_rows], args.steps, args.guidance, args.seed)
-        results["spoken_engine"] = judge(spoken_engine, engine_rows)
-        log(f"spoken → image (held-out engine): {results['spoken_engine']}")
-        every_row, every_image = every_row + engine_rows, every_image + spoken_engine
+    every_row, every_image, images_of = [], [], {}
+    for key, folder, part_rows, name in (("spoken", test, rows, "held-out voices"), ("spoken_engine", test_engine, engine_rows, "held-out engine"),
+                                         ("spoken_unheard", test_unheard, unheard_rows, "engines no stage uses")):
+        if not part_rows:
+            continue
+        images_of[key] = spoken_images(pipe, [folder / r["file_name"] for r in part_rows], args.steps, args.guidance, args.seed)
+        results[key] = judge(images_of[key], part_rows)
+        log(f"spoken → image ({name}): {results[key]}")
+        every_row, every_image = every_row + part_rows, every_image + images_of[key]
     if unheard_rows:
-        spoken_unheard = spoken_images(pipe, [test_unheard / r["file_name"] for r in unheard_rows], args.steps, args.guidance, args.seed)
-        results["spoken_unheard"] = judge(spoken_unheard, unheard_rows)
         results["settings"]["unheard_engines"] = sorted({r["engine"] for r in unheard_rows})
-        log(f"spoken → image (engines no stage uses): {results['spoken_unheard']}")
-        every_row, every_image = every_row + unheard_rows, every_image + spoken_unheard
+    spoken = images_of["spoken"]
     for key, field in (("per_engine", "engine"), ("per_voice", "voice")):
         names = sorted({r.get(field, "?") for r in every_row})
         results[key] = {n: judge([im for im, r in zip(every_image, every_row) if r.get(field, "?") == n], [r for r in every_row if r.get(field, "?") == n])
