@@ -52,6 +52,9 @@ STAGES = ("build", "clip", "vae", "unet", "speech", "pretrain", "audio", "refine
 PRETRAINING = ("speech", "pretrain")  # run only with --pretrain-speech (see the module doc)
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
+# How the two audio stages align (world.train_audio → align.train): 48 clips a step over two one-thread processes,
+# frequency warping and masks
+ALIGN_RECIPE = ["--batch-size", "48", "--warp-frequencies", "0.12", "--freq-masks", "2", "--processes", "2", "--num-workers", "0"]
 FULL = {
     # measured on 2 cores: build ~16 clips/s spoken + microphone (9 min for 120 a caption); align 25-45 clips/s a process
     "build": ["--images-per-caption", "150", "--clips-per-caption", "120", "--test-clips-per-engine", "1"],
@@ -60,10 +63,9 @@ FULL = {
     "clip": ["--steps", "1200", "--minutes", "4"],
     # hidden 144 + frequency warping and masks: at equal wall time as good as hidden 96 without them, and ahead per step
     # (runs/exp e1/e2, README); two processes use both cores
-    "audio": ["--steps", "2600", "--batch-size", "48", "--hidden", "144", "--warp-frequencies", "0.12", "--freq-masks", "2",
-              "--processes", "2", "--num-workers", "0"],
+    "audio": ["--steps", "2600", "--hidden", "144", *ALIGN_RECIPE],
     # the same recipe again from the audio stage's encoder, ~1.1 s a step on 2 cores (79 min): held-out R@1 0.72 → 0.87
-    "refine": ["--steps", "4400", "--batch-size", "48", "--warp-frequencies", "0.12", "--freq-masks", "2", "--processes", "2", "--num-workers", "0"],
+    "refine": ["--steps", "4400", *ALIGN_RECIPE],
     # 1500 steps (6 min) left its loss near log(72) and its held-out caption at 4 %; 4500 steps (11 min) reach 43 %
     "clap": ["--steps", "4500", "--minutes", "15"],
     "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "12"],
