@@ -211,18 +211,20 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     paths = ["--world", str(tmp_path / "w"), "--runs", str(tmp_path / "r"), "--models", str(tmp_path / "m")]
     rebuild.main(paths)
-    assert ran == ["world.build", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_audio", "world.train_audio",
-                   "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
-    refine = commands[5]  # the second learning-rate cycle starts from the audio stage's finished encoder
-    assert refine[refine.index("--init") + 1] == str(tmp_path / "r" / "audio" / "final") and refine[refine.index("--out") + 1] == str(tmp_path / "r" / "refine")
-    for stage in ("build", "clip", "vae", "unet"):  # the picture side finished: its markers exist
+    assert ran == ["world.build", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_unet", "world.train_audio",
+                   "world.train_audio", "world.train_audio", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+    # each later learning-rate cycle starts from the weights the cycle before it finished
+    for command, init, out in ((commands[4], "unet/unet", "sharpen"), (commands[6], "audio/final", "refine"), (commands[7], "refine/final", "polish")):
+        assert command[command.index("--init") + 1] == str(tmp_path / "r" / init)
+        assert command[command.index("--out") + 1] == str(tmp_path / "r" / out)
+    for stage in ("build", "clip", "vae", "unet", "sharpen"):  # the picture side finished: its markers exist
         marker = rebuild.finished_marker(stage, tmp_path / "w", tmp_path / "r", tmp_path / "m")
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("{}")
     ran.clear()
     rebuild.main([*paths, "--pretrain-speech", "--from", "speech"])  # the sound side again, with pretraining
-    assert ran == ["world.sentences", "world.pretrain_speech", "world.train_audio", "world.train_audio", "world.train_clap", "world.assemble",
-                   "world.evaluate", "world.edit_eval"]
+    assert ran == ["world.sentences", "world.pretrain_speech", "world.train_audio", "world.train_audio", "world.train_audio", "world.train_clap",
+                   "world.assemble", "world.evaluate", "world.edit_eval"]
 
 
 def test_evaluation_table_names_the_held_out_engine_and_each_engine_and_voice():
@@ -253,3 +255,33 @@ def test_train_audio_init_needs_a_finished_encoder_and_excludes_pretrained(tmp_p
         train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="not both"):
         train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path), "--pretrained", str(tmp_path)])
+
+
+def test_train_unet_init_continues_from_the_given_unet(tmp_path):
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from architectures import tiny_models
+    from world import train_unet
+    from world.settings import TEXT_HIDDEN, world_tokenizer
+
+    clip, vae = tmp_path / "clip", tmp_path / "vae"
+    world_tokenizer().save_pretrained(clip / "tokenizer")
+    CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=TEXT_HIDDEN, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 max_position_embeddings=39, bos_token_id=49406, eos_token_id=49407)).save_pretrained(clip / "text_encoder")
+    tiny_models.tiny_vae().save_pretrained(vae / "vae")  # the stage reads only its scaling factor
+    save_file({"mean": torch.randn(4, 4, 8, 8), "std": torch.full((4, 4, 8, 8), 0.1), "caption_ids": torch.arange(4)}, vae / "latents.safetensors")
+    start = train_unet.make_unet(seed=5)
+    start.save_pretrained(tmp_path / "start")
+    common = ["--clip", str(clip), "--vae", str(vae), "--steps", "1", "--batch-size", "2", "--lr", "0"]
+    train_unet.main([*common, "--out", str(tmp_path / "continued"), "--init", str(tmp_path / "start")])
+    train_unet.main([*common, "--out", str(tmp_path / "fresh")])
+
+    def weights(folder):
+        return UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True).state_dict()
+
+    # at learning rate 0 a run saves the weights it started from: the given UNet with --init, a fresh one without
+    continued, fresh, given = weights(tmp_path / "continued"), weights(tmp_path / "fresh"), start.state_dict()
+    assert all(torch.equal(continued[k], given[k]) for k in given)
+    assert not all(torch.equal(fresh[k], given[k]) for k in given)

@@ -15,7 +15,8 @@ engines); at the end `evaluate_folders` measures caption retrieval and the colou
 caption on test/ and test_engine/ (the engine never heard), per engine, into <out>/held_out.json. Resumable:
 a second call continues from the newest checkpoint. With --init, training starts from a whole finished encoder
 (backbone and adapter) with a fresh optimizer and learning-rate cycle: the audio stage ends with its learning rate
-at zero while still improving, so a warm restart continues the climb (world.rebuild's refine stage).
+at zero while still improving, so a warm restart continues the climb (world.rebuild's refine stage, then its
+polish stage at half the peak rate, `--lr 5e-4`).
 """
 
 from __future__ import annotations

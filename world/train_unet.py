@@ -1,13 +1,17 @@
 """Stage: a text-conditioned UNet (diffusers UNet2DConditionModel, SD's class) on the VAE's 8×8×4 latents.
 
     python -m world.train_unet --world data/world --clip runs/world/clip --vae runs/world/vae --out runs/world/unet --steps 6000
+    python -m world.train_unet --clip runs/world/clip --vae runs/world/vae --out runs/world/sharpen \
+        --init runs/world/unet/unet --lr 3e-4 --minutes 15     # a second, gentler cosine cycle from a finished UNet
 
 The condition is the frozen world text encoder's `last_hidden_state` over all 39 positions, as SD 2.1 feeds
 its UNet; 10 % of captions are replaced by "" so classifier-free guidance has an unconditional model.
 v-prediction (SD 2.1's) on a cosine noise schedule: at 8×8 a picture survives much more noise than at SD's
 64×64, and SD's scaled-linear schedule would spend most steps where the scene is already decided. The
 EMA weights (diffusers' `EMAModel`) are the ones saved. Writes `<out>/unet` and `<out>/scheduler`
-(DPM-Solver++ with the training schedule, what the pipeline samples with).
+(DPM-Solver++ with the training schedule, what the pipeline samples with). With --init, training starts from a
+finished UNet (its saved EMA weights) with a fresh optimizer, EMA and learning-rate cycle: world.rebuild's sharpen
+stage, because the first cycle, cut by its time cap, drew some squares with corners round enough to read as circles.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clip", default="runs/world/clip", help="the CLIP stage's output (text_encoder/, tokenizer/)")
     parser.add_argument("--vae", default="runs/world/vae", help="the VAE stage's output (vae/, latents.safetensors)")
     parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--init", default=None, help="start from this finished UNet folder (a run's unet/) instead of a fresh one")
     args, out, log = start_stage(parser, argv)
     captions = [s["caption"] for s in all_scenes()]
     text_encoder = CLIPTextModel.from_pretrained(Path(args.clip) / "text_encoder", use_safetensors=True).eval()
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     scaling = AutoencoderKL.load_config(Path(args.vae) / "vae")["scaling_factor"]
     means, stds, caption_ids = latents["mean"].float(), latents["std"].float(), latents["caption_ids"]
     noise_scheduler = DDPMScheduler(**SCHEDULE)
-    unet = make_unet(args.seed).train()
+    unet = (UNet2DConditionModel.from_pretrained(args.init, use_safetensors=True) if args.init else make_unet(args.seed)).train()
     ema = EMAModel(unet.parameters(), decay=args.ema_decay)  # decay 0 at update 1, then (1 + n) / (10 + n) at update n + 1, capped
     optimizer, budget, generator = optimise(unet.parameters(), args, weight_decay=0.01)
     log(f"UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters on {tuple(means.shape[1:])} latents, "
