@@ -50,10 +50,10 @@ It understands only this world: spoken captions such as "a green triangle on the
 def assemble_pipeline(runs: Path) -> AudioToImagePipeline:
     return AudioToImagePipeline(
         vae=AutoencoderKL.from_pretrained(runs / "vae" / "vae", use_safetensors=True),
-        audio_encoder=load_audio_encoder(runs / "refine" / "final"),  # the audio stage's encoder after its second cycle
-        feature_extractor=SeamlessM4TFeatureExtractor.from_pretrained(runs / "refine" / "final"),
-        unet=UNet2DConditionModel.from_pretrained(runs / "unet" / "unet", use_safetensors=True),
-        scheduler=DPMSolverMultistepScheduler.from_pretrained(runs / "unet" / "scheduler"),
+        audio_encoder=load_audio_encoder(runs / "polish" / "final"),  # the audio stage's encoder after its third cycle
+        feature_extractor=SeamlessM4TFeatureExtractor.from_pretrained(runs / "polish" / "final"),
+        unet=UNet2DConditionModel.from_pretrained(runs / "sharpen" / "unet", use_safetensors=True),  # the UNet after its second cycle
+        scheduler=DPMSolverMultistepScheduler.from_pretrained(runs / "sharpen" / "scheduler"),
         text_encoder=CLIPTextModel.from_pretrained(runs / "clip" / "text_encoder", use_safetensors=True),
         tokenizer=CLIPTokenizer.from_pretrained(runs / "clip" / "tokenizer"),
     )
