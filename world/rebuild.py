@@ -100,27 +100,32 @@ SMOKE = {
 }
 
 
+# Warm restarts: stage → (the stage whose command it repeats, the finished weights it starts from, under <runs>), with a
+# fresh optimizer and learning-rate cycle (`--init`) and its own output folder
+WARM_RESTARTS = {"sharpen": ("unet", "unet/unet"), "refine": ("audio", "audio/final"), "polish": ("audio", "refine/final")}
+
+
 def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list[str]) -> list[str]:
-    module = {"build": "world.build", "sharpen": "world.train_unet", "refine": "world.train_audio", "polish": "world.train_audio",
-              "speech": "world.sentences", "pretrain": "world.pretrain_speech",
-              "assemble": "world.assemble", "evaluate": "world.evaluate", "edit": "world.edit_eval"}.get(stage, f"world.train_{stage}")
+    base, init = WARM_RESTARTS.get(stage, (stage, None))
+    module = {"build": "world.build", "speech": "world.sentences", "pretrain": "world.pretrain_speech",
+              "assemble": "world.assemble", "evaluate": "world.evaluate", "edit": "world.edit_eval"}.get(base, f"world.train_{base}")
+    out = runs / stage
     paths = {
         "build": ["--out", str(world)],
         "speech": ["--out", str(world / "speech")],
-        "pretrain": ["--speech", str(world / "speech"), "--out", str(runs / "pretrain")],
-        "clip": ["--world", str(world), "--out", str(runs / "clip")],
-        "audio": ["--world", str(world), "--clip", str(runs / "clip"), "--out", str(runs / "audio")],
-        "refine": ["--world", str(world), "--clip", str(runs / "clip"), "--out", str(runs / "refine"), "--init", str(runs / "audio" / "final")],
-        "polish": ["--world", str(world), "--clip", str(runs / "clip"), "--out", str(runs / "polish"), "--init", str(runs / "refine" / "final")],
-        "clap": ["--world", str(world), "--out", str(runs / "clap")],
-        "vae": ["--world", str(world), "--out", str(runs / "vae")],
-        "unet": ["--clip", str(runs / "clip"), "--vae", str(runs / "vae"), "--out", str(runs / "unet")],
-        "sharpen": ["--clip", str(runs / "clip"), "--vae", str(runs / "vae"), "--out", str(runs / "sharpen"), "--init", str(runs / "unet" / "unet")],
+        "pretrain": ["--speech", str(world / "speech"), "--out", str(out)],
+        "clip": ["--world", str(world), "--out", str(out)],
+        "audio": ["--world", str(world), "--clip", str(runs / "clip"), "--out", str(out)],
+        "clap": ["--world", str(world), "--out", str(out)],
+        "vae": ["--world", str(world), "--out", str(out)],
+        "unet": ["--clip", str(runs / "clip"), "--vae", str(runs / "vae"), "--out", str(out)],
         "assemble": ["--runs", str(runs), "--out", str(models)],
         "evaluate": ["--models", str(models), "--world", str(world), "--out", str(runs / "eval")],
-        "edit": ["--models", str(models), "--world", str(world), "--out", str(runs / "edit")],
-    }[stage]
-    if stage == "audio":
+        "edit": ["--models", str(models), "--world", str(world), "--out", str(out)],
+    }[base]
+    if init:
+        paths = paths + ["--init", str(runs / init)]
+    elif stage == "audio":
         paths = paths + pretrained_backbone(runs)
     return [sys.executable, "-m", module, *paths, *extra]
 
