@@ -228,7 +228,11 @@ def _decode_with_ffmpeg(data: bytes | Path, name: str, max_seconds: float | None
 
 def _decode(data: bytes | Path, name: str, max_seconds: float | None) -> np.ndarray:
     """A file's bytes or path → mono float32 at 16 kHz, or an AudioError that says what the file is instead."""
-    head = data[:512] if isinstance(data, bytes) else data.open("rb").read(512)
+    if isinstance(data, bytes):
+        head = data[:512]
+    else:
+        with data.open("rb") as file:  # closed at once: a file left open leaks a handle per upload
+            head = file.read(512)
     kind = _sniff(head)
     if kind is not None:
         raise AudioError(f"{name}: this is {kind}, not a sound. Give an audio file (wav, flac, ogg, mp3, ...).")
