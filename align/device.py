@@ -23,7 +23,7 @@ def resolve_device_and_dtype(device: str | torch.device | None = None, dtype: st
     """The device (cuda, then mps, then cpu) and dtype to run on when not given.
 
     fp16 on CUDA and MPS (half the memory, tensor cores); fp32 on CPU, where bf16/fp16 convolutions run
-    ~100x slower without hardware support. `dtype` may be a torch dtype or "fp16", "bf16", "fp32", "auto".
+    ~100x slower without hardware support (`cpu_has_bf16`). `dtype` may be a torch dtype or "fp16", "bf16", "fp32", "auto".
     """
     import torch
 
@@ -49,6 +49,16 @@ def resolve_device_and_dtype(device: str | torch.device | None = None, dtype: st
         dtype = torch.float16 if device.type in ("cuda", "mps") else torch.float32
     if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise ValueError("this GPU does not support bf16: use dtype fp16 (or fp32)")
-    if device.type == "cpu" and dtype != torch.float32:
-        logger.warning("%s on CPU: half-precision convolutions run ~100x slower than fp32 on most CPUs; fp32 is advised", dtype)
+    if device.type == "cpu" and dtype != torch.float32 and not (dtype == torch.bfloat16 and cpu_has_bf16()):
+        logger.warning("%s on CPU: half-precision convolutions run ~100x slower than fp32 on CPUs without bf16 hardware; fp32 is advised", dtype)
     return device, dtype
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (Intel AMX or AVX512-BF16). There, bf16 autocast runs w2v-BERT's
+    training step 1.3x faster than fp32 (bench/cpu_precision.py; its time is in matrix products); elsewhere bf16 is emulated and far slower."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    probes = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(probe() for probe in probes if probe is not None)

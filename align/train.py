@@ -91,6 +91,7 @@ from align.data import (
     features_on_device,
     load_pairs,
 )
+from align.device import cpu_has_bf16
 from align.encoder import (
     DEFAULT_NUM_AUDIO_TOKENS,
     AudioPromptEncoder,
@@ -178,7 +179,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--temperature", type=float, default=0.15, help="contrastive temperature")
     train.add_argument("--mse-weight", type=float, default=1.0, help="weight of the MSE term that keeps vector magnitudes right (the UNet reads raw vectors)")
     train.add_argument("--extra-negatives", type=int, default=0, help="cached caption targets added as extra negatives to each step (audio → text direction)")
-    train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast precision (default: accelerate's config, else no); forced to no on CPU, where bf16 is 100x slower")
+    train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast precision (default: accelerate's config, else no). On CPU only bf16, "
+                       "and only with bf16 hardware (align.device.cpu_has_bf16: 1.3x faster there for the world's encoder); otherwise fp32")
     train.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward: less memory, ~30%% slower")
     train.add_argument("--seed", type=int, default=0, help="seed for data order, crops, negatives and initialisation")
     train.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
@@ -418,9 +420,12 @@ def main(argv: list[str] | None = None) -> dict:
     # 1. accelerator: device, processes, precision ------------------------------------------------------------
     on_gpu = torch.cuda.is_available() and not args.cpu
     precision = args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
-    if precision != "no" and not on_gpu:
-        logger.warning("--mixed-precision %s ignored on CPU: CPUs without bf16/fp16 hardware run it 100-300x slower; training in fp32", precision)
+    if precision != "no" and not on_gpu and not (precision == "bf16" and cpu_has_bf16()):
+        why = ("this CPU has no bf16 hardware (Intel AMX or AVX512-BF16), where bf16 runs 100-300x slower" if precision == "bf16"
+               else "on CPU only bf16 autocast is used")
+        logger.warning("--mixed-precision %s ignored: %s; training in fp32", precision, why)
         precision = "no"
+    args.mixed_precision = precision  # args.json and the model card record the precision that ran
     accelerator = Accelerator(mixed_precision=precision, cpu=args.cpu, gradient_accumulation_steps=args.gradient_accumulation_steps, log_with=None if args.report_to == "none" else args.report_to, project_dir=str(output_dir))
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     set_seed(args.seed, device_specific=True)  # each process its own negatives and dropout; data order is seeded separately

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from transformers import CLIPTextModel
 
 from align import train
@@ -186,6 +187,27 @@ def test_features_computed_on_the_device_train_exactly_as_the_loaders(tmp_path, 
     (losses, weights), (device_losses, device_weights) = runs["loader"], runs["device"]
     assert len(losses) == 3 and losses == device_losses
     assert all(torch.equal(weights[name], device_weights[name]) for name in weights)
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_bf16_on_a_cpu_autocasts_only_where_the_cpu_has_bf16_hardware(tmp_path, synthetic_data, saved_models, monkeypatch, hardware):
+    """On CPU, --mixed-precision bf16 runs the encoder under bf16 autocast where the CPU computes bf16 (AMX, AVX512-BF16),
+    and falls back to fp32 elsewhere; args.json records the precision that ran."""
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: hardware)
+    AcceleratorState._reset_state(reset_partial_state=True)  # accelerate keeps one precision per process: an earlier run's is dropped
+    seen = set()
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: seen.add(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32))
+    try:
+        out = tmp_path / "run"
+        train.main(train_args(synthetic_data, saved_models, out, "--mixed-precision", "bf16", "--max-train-steps", "1",
+                              "--checkpointing-steps", "0", "--logging-steps", "1", "--cpu"))
+    finally:
+        hook.remove()
+        AcceleratorState._reset_state(reset_partial_state=True)  # and this one's, for the runs after
+    assert (torch.bfloat16 in seen) == hardware
+    assert json.loads((out / "args.json").read_text())["mixed_precision"] == ("bf16" if hardware else "no")
+    assert len(read_log(out)) == 1
 
 
 def test_a_batch_left_with_one_caption_is_given_cached_negatives(tmp_path, saved_models, caplog):

@@ -7,6 +7,7 @@ confirms.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -255,6 +256,30 @@ def test_train_audio_init_needs_a_finished_encoder_and_excludes_pretrained(tmp_p
         train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="not both"):
         train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path), "--pretrained", str(tmp_path)])
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_train_audio_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, hardware):
+    from world import train_audio
+
+    monkeypatch.setattr(train_audio, "cpu_has_bf16", lambda: hardware)
+    precision = {choice: train_audio.training_precision(choice) for choice in ("auto", "bf16", "fp32")}
+    assert precision == {"auto": "bf16" if hardware else "no", "bf16": "bf16", "fp32": "no"}
+    args = argparse.Namespace(world="w", steps=4, lr=1e-3, seed=0, num_workers=0, warp_frequencies=0.0, freq_masks=0, precision="auto")
+    line = train_audio.align_arguments(args, Path("init"), Path("out"), Path("clip"), batch_size=8)
+    assert line[line.index("--mixed-precision") + 1] == precision["auto"]
+
+
+def test_results_name_the_precision_each_alignment_stage_ran_in(tmp_path):
+    from world.rebuild import results_markdown
+
+    for stage, precision in (("refine", None), ("polish", "bf16")):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "args.json").write_text(json.dumps({"mixed_precision": precision}))
+        (tmp_path / stage / "metrics.json").write_text(json.dumps({"latest": {"step": 4400, "cosine": 0.89}}))
+    table = results_markdown(tmp_path, {"stages": {"refine": 60.0, "polish": 120.0}, "total_seconds": 180.0}, "python -m world.rebuild")
+    assert "| refine | 1.0 | align.train in fp32, 4400 steps;" in table
+    assert "| polish | 2.0 | align.train in bf16 autocast, 4400 steps;" in table and "| **total** | **3.0** |" in table
 
 
 def test_train_unet_init_continues_from_the_given_unet(tmp_path):

@@ -1,6 +1,6 @@
 """The one command: rebuild the world and retrain everything, then ship it to models/world and measure it.
 
-    python -m world.rebuild                      # everything (about 4.75 h on 2 CPU cores), resuming finished stages
+    python -m world.rebuild                      # everything (about 4.9 h on 2 CPU cores), resuming finished stages
     python -m world.rebuild --from unet          # redo the UNet and everything after it
     python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
@@ -55,8 +55,8 @@ STAGES = ("build", "clip", "vae", "unet", "sharpen", "speech", "pretrain", "audi
 PRETRAINING = ("speech", "pretrain")  # run only with --pretrain-speech (see the module doc)
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
-# How the two audio stages align (world.train_audio → align.train): 48 clips a step over two one-thread processes,
-# frequency warping and masks
+# How the audio stages align (world.train_audio → align.train): 48 clips a step over two one-thread processes,
+# frequency warping and masks; in bf16 where the CPU computes it in hardware (world.train_audio's --precision auto)
 ALIGN_RECIPE = ["--batch-size", "48", "--warp-frequencies", "0.12", "--freq-masks", "2", "--processes", "2", "--num-workers", "0"]
 FULL = {
     # measured on 2 cores: build ~16 clips/s spoken + microphone (9 min for 120 a caption); align 25-45 clips/s a process
@@ -70,7 +70,7 @@ FULL = {
     # the same recipe again from the audio stage's encoder, ~1.1 s a step on 2 cores (79 min): held-out R@1 0.72 → 0.87
     "refine": ["--steps", "4400", *ALIGN_RECIPE],
     # a third cycle, gentler (peak 5e-4 instead of 1e-3): refine's R@1 sat flat through its first 1100 steps at the high rate;
-    # 66 min, held-out R@1 0.867 → 0.883 (held-out engine 0.875 → 0.917)
+    # held-out R@1 0.867 → 0.883 (held-out engine 0.875 → 0.903), in bf16 where the CPU has it: fp32 measured the same (README)
     "polish": ["--steps", "4400", "--lr", "5e-4", *ALIGN_RECIPE],
     # 1500 steps (6 min) left its loss near log(72) and its held-out caption at 4 %; 4500 steps (11 min) reach 43 %
     "clap": ["--steps", "4500", "--minutes", "15"],
@@ -176,7 +176,7 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
         return ", ".join(f"{k} {100 * v:.0f} %" for k, v in scores.items()) or "?"
 
     lines = ["# The world in miniature: results", "",
-             f"Produced by `{command}` on {os.cpu_count()} CPU cores ({platform.machine()}, fp32, no GPU); every figure below is from that run.", "",
+             f"Produced by `{command}` on {os.cpu_count()} CPU cores ({platform.machine()}, no GPU; fp32, except where a stage says bf16); every figure below is from that run.", "",
              "## Time per stage", "", "| stage | minutes | what it did |", "|---|---|---|"]
     done = {"clip": metrics("clip"), "clap": metrics("clap"), "vae": metrics("vae"), "unet": metrics("unet"), "sharpen": metrics("sharpen")}
 
@@ -184,9 +184,11 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
         latest = metrics(stage).get("latest", {})
         path = runs / stage / "held_out.json"
         held_out = json.loads(path.read_text()) if path.exists() else {}
+        args = runs / stage / "args.json"  # align.train records the precision its steps ran in
+        precision = "bf16 autocast" if args.exists() and json.loads(args.read_text()).get("mixed_precision") == "bf16" else "fp32"
         figures = "; ".join(f"{name}: R@1 {r['R@1']:.3f}, top caption right in all three {100 * r['all']:.0f} %"
                             for name, r in (("held-out voices", held_out.get("test")), ("held-out engine", held_out.get("test_engine"))) if r)
-        return f"align.train, {latest.get('step', '?')} steps; over the 72 captions, {figures or 'no held-out figures'}; per-token cosine {latest.get('cosine', float('nan')):.3f}"
+        return f"align.train in {precision}, {latest.get('step', '?')} steps; over the 72 captions, {figures or 'no held-out figures'}; per-token cosine {latest.get('cosine', float('nan')):.3f}"
 
     pretrain = metrics("pretrain")
     cer = pretrain.get("cer", {})

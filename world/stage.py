@@ -16,7 +16,9 @@ from align.files import write_json_atomic as write_json  # noqa: F401  (the stag
 
 
 def use_threads(threads: int | None = None) -> None:
-    """fp32 on the CPU's cores (bf16 convolutions are 100x slower on these CPUs)."""
+    """Use the CPU's cores. These stages train in fp32: bf16 autocast ran the world's UNet 2x slower even on a CPU with
+    bf16 hardware (bench/cpu_precision.py); only the alignment, whose time is in matrix products, gains from it
+    (world.train_audio --precision)."""
     torch.set_num_threads(threads or int(os.environ.get("WORLD_THREADS", os.cpu_count() or 2)))
 
 

@@ -1,0 +1,107 @@
+"""fp32 against bf16 autocast on this CPU: one training step of each world model that trains for long, side by side.
+
+    python bench/cpu_precision.py                 # 1 thread, as each of the rebuild's two alignment processes runs; ~2 min
+    python bench/cpu_precision.py --threads 2 --rounds 5
+
+Why: CPUs with bf16 hardware (Intel AMX, AVX512-BF16: `align.device.cpu_has_bf16`) multiply bf16 matrices several
+times faster than fp32, and elsewhere bf16 is emulated and far slower. Which models gain is measured, not assumed:
+- the audio encoder as `world.train_audio` aligns it (w2v-BERT hidden 144, 3 conformer layers and the adapter; 24
+  clips of 3.04 s a step, one process's share of the rebuild's 48): its time is in matrix products;
+- the world's UNet as `world.train_unet` trains it (64 latents of 8×8×4 a step): its time is in small convolutions.
+
+Each step is forward (under autocast for bf16), `align.loss.AlignmentLoss` or the UNet's MSE, backward and AdamW,
+on fixed random inputs; fp32 and bf16 alternate in rounds so that a busy machine slows both alike. Prints ms per
+step and the speedup; `world.train_audio --precision auto` takes bf16 only where it is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the repo
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import SeamlessM4TFeatureExtractor  # noqa: E402
+
+from align.device import cpu_has_bf16  # noqa: E402
+from align.loss import AlignmentLoss  # noqa: E402
+from world.settings import TEXT_HIDDEN, TEXT_LENGTH  # noqa: E402
+from world.train_audio import make_audio_encoder  # noqa: E402
+from world.train_unet import make_unet  # noqa: E402
+
+
+def audio_step(batch_size: int):
+    """One alignment step of the world's audio encoder (the rebuild's size: hidden 144, 3 layers)."""
+    encoder = make_audio_encoder(torch.zeros(TEXT_LENGTH, TEXT_HIDDEN), hidden=144, layers=3).train()
+    rng = np.random.default_rng(0)
+    waves = [0.1 * rng.standard_normal(encoder.window_samples).astype(np.float32) for _ in range(batch_size)]
+    features = encoder.features(waves, SeamlessM4TFeatureExtractor())
+    targets = torch.randn(batch_size, TEXT_LENGTH, TEXT_HIDDEN)
+    loss, optimizer = AlignmentLoss(), torch.optim.AdamW(encoder.parameters(), lr=1e-4)
+
+    def step(autocast) -> None:
+        with autocast():
+            audio = encoder(**features).last_hidden_state
+        loss(audio.float(), targets)["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def unet_step(batch_size: int):
+    """One denoising step of the world's UNet on 8×8×4 latents, conditioned on caption states."""
+    unet = make_unet().train()
+    latents, states = torch.randn(batch_size, 4, 8, 8), torch.randn(batch_size, TEXT_LENGTH, TEXT_HIDDEN)
+    timesteps = torch.randint(0, 1000, (batch_size,), generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+
+    def step(autocast) -> None:
+        with autocast():
+            prediction = unet(latents, timesteps, encoder_hidden_states=states).sample
+        torch.nn.functional.mse_loss(prediction.float(), latents).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    parser = argparse.ArgumentParser(prog="python bench/cpu_precision.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the rebuild's alignment runs two processes of one)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per precision in each round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (fp32, bf16, fp32, ...)")
+    parser.add_argument("--audio-batch", type=int, default=24, help="clips a step for the audio encoder")
+    parser.add_argument("--unet-batch", type=int, default=64, help="latents a step for the UNet")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    precisions = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
+    models = {"audio encoder (align.train)": audio_step(args.audio_batch), "UNet (world.train_unet)": unet_step(args.unet_batch)}
+    print(f"CPU bf16 hardware (align.device.cpu_has_bf16): {cpu_has_bf16()}; {args.threads} thread(s); "
+          f"{args.steps} steps x {args.rounds} rounds per precision, after 2 warm-up steps")
+    results = {}
+    for name, step in models.items():
+        seconds = dict.fromkeys(precisions, 0.0)
+        for autocast in precisions.values():  # warm-up: allocator, kernels for these shapes
+            for _ in range(2):
+                step(autocast)
+        for _ in range(args.rounds):
+            for precision, autocast in precisions.items():
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    step(autocast)
+                seconds[precision] += time.perf_counter() - start
+        results[name] = {p: 1000 * s / (args.steps * args.rounds) for p, s in seconds.items()}
+    print(f"{'model':<30}{'fp32 ms/step':>14}{'bf16 ms/step':>14}{'bf16 speedup':>14}")
+    for name, ms in results.items():
+        print(f"{name:<30}{ms['fp32']:>14.0f}{ms['bf16']:>14.0f}{ms['fp32'] / ms['bf16']:>13.2f}x")
+    return results
+
+
+if __name__ == "__main__":
+    main()
