@@ -7,9 +7,10 @@ Why: CPUs with bf16 hardware (Intel AMX, AVX512-BF16: `align.device.cpu_has_bf16
 times faster than fp32, and elsewhere bf16 is emulated and far slower. Which models gain is measured, not assumed:
 - the audio encoder as `world.train_audio` aligns it (w2v-BERT hidden 144, 3 conformer layers and the adapter; 24
   clips of 3.04 s a step, one process's share of the rebuild's 48): its time is in matrix products;
-- the world's UNet as `world.train_unet` trains it (64 latents of 8×8×4 a step): its time is in small convolutions.
+- the world's UNet as `world.train_unet` trains it (64 latents of 8×8×4 a step): its time is in small convolutions;
+- the world's CLAP as `world.train_clap` trains it (HTSAT and a small RoBERTa; one clip of each of the 72 captions).
 
-Each step is forward (under autocast for bf16), `align.loss.AlignmentLoss` or the UNet's MSE, backward and AdamW,
+Each step is forward (under autocast for bf16), its loss (`align.loss.AlignmentLoss`, the UNet's MSE, CLAP's own), backward and AdamW,
 on fixed random inputs; fp32 and bf16 alternate in rounds so that a busy machine slows both alike. Prints ms per
 step and the speedup; `world.train_audio --precision auto` takes bf16 only where it is faster.
 """
@@ -71,6 +72,30 @@ def unet_step(batch_size: int):
     return step
 
 
+def clap_step():
+    """One contrastive step of the world's CLAP (HTSAT audio tower + RoBERTa text tower), one clip of each caption."""
+    from world.scenes import all_scenes
+    from world.train_clap import CLAP_RATE, make_clap, world_clap_processor
+
+    captions = [s["caption"] for s in all_scenes()]
+    processor = world_clap_processor([w for c in captions for w in c.split()])
+    model = make_clap(len(processor.tokenizer)).train()
+    rng = np.random.default_rng(0)
+    waves = [0.1 * rng.standard_normal(3 * CLAP_RATE).astype(np.float32) for _ in captions]
+    features = processor.feature_extractor(waves, sampling_rate=CLAP_RATE, return_tensors="pt")["input_features"]
+    tokens = processor(text=captions, padding="max_length", max_length=24, truncation=True, return_tensors="pt")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(autocast) -> None:
+        with autocast():
+            loss = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, input_features=features, return_loss=True).loss
+        loss.float().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(prog="python bench/cpu_precision.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the rebuild's alignment runs two processes of one)")
@@ -81,7 +106,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     precisions = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
-    models = {"audio encoder (align.train)": audio_step(args.audio_batch), "UNet (world.train_unet)": unet_step(args.unet_batch)}
+    models = {"audio encoder (align.train)": audio_step(args.audio_batch), "UNet (world.train_unet)": unet_step(args.unet_batch),
+              "CLAP (world.train_clap)": clap_step()}
     print(f"CPU bf16 hardware (align.device.cpu_has_bf16): {cpu_has_bf16()}; {args.threads} thread(s); "
           f"{args.steps} steps x {args.rounds} rounds per precision, after 2 warm-up steps")
     results = {}
