@@ -55,8 +55,8 @@ def resolve_device_and_dtype(device: str | torch.device | None = None, dtype: st
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (Intel AMX or AVX512-BF16). There, bf16 autocast runs w2v-BERT's
-    training step 1.3x faster than fp32 (bench/cpu_precision.py; its time is in matrix products); elsewhere bf16 is emulated and far slower."""
+    """Whether this CPU computes bf16 in hardware (Intel AMX or AVX512-BF16). There, bf16 autocast speeds up a training
+    step whose time is in matrix products (bench/cpu_precision.py measures it); elsewhere bf16 is emulated and far slower."""
     import torch
 
     cpu = getattr(torch, "cpu", None)

@@ -180,7 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--mse-weight", type=float, default=1.0, help="weight of the MSE term that keeps vector magnitudes right (the UNet reads raw vectors)")
     train.add_argument("--extra-negatives", type=int, default=0, help="cached caption targets added as extra negatives to each step (audio → text direction)")
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast precision (default: accelerate's config, else no). On CPU only bf16, "
-                       "and only with bf16 hardware (align.device.cpu_has_bf16: 1.3x faster there for the world's encoder); otherwise fp32")
+                       "and only with bf16 hardware (align.device.cpu_has_bf16; bench/cpu_precision.py measures the gain); otherwise fp32")
     train.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward: less memory, ~30%% slower")
     train.add_argument("--seed", type=int, default=0, help="seed for data order, crops, negatives and initialisation")
     train.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")

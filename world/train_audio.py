@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "--batch-size is split among them); measured here: 41-45 clips/s for two at hidden 144, 24-27 for one on a shared CPU")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                         help="autocast precision of the training step ('auto': bf16 where the CPU computes it in hardware, "
-                        "align.device.cpu_has_bf16: 1.3x faster there, bench/cpu_precision.py; else fp32). The held-out measurement at the end runs in fp32")
+                        "align.device.cpu_has_bf16; bench/cpu_precision.py measures the gain; else fp32). The held-out measurement at the end runs in fp32")
     parser.add_argument("--legacy-articles", action="store_true", help='the text encoder reads "a orange" (trained before issue 9)')
     args = parser.parse_args(argv)
     use_threads(args.threads)
