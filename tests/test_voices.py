@@ -107,6 +107,31 @@ def test_espeak_has_many_accents_and_variants():
     assert len({v.key for v in available_voices()}) == len(available_voices())  # keys are unique
 
 
+def test_mbrola_has_foreign_accented_english_voices_and_holds_some_accents_out(monkeypatch, tmp_path):
+    # every database installed (made-up files), so the test does not depend on what this machine has
+    for database in V.MBROLA_VOICES.values():
+        (tmp_path / database).mkdir()
+        (tmp_path / database / database).write_bytes(b"")
+    monkeypatch.setattr(V, "MBROLA_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(V.shutil, "which", lambda name: f"/usr/bin/{name}")
+    found = V.mbrola_voices()
+    accented = [v for v in found if v.name.endswith("-en")]
+    assert len(accented) >= 12 and len({v.traits for v in found}) == len(found)  # one speaker each
+    split = split_voices(found, held_out_engine=None)
+    trained, held = ({v.name for v in split[part] if v.name.endswith("-en")} for part in ("train", "test_voices"))
+    assert len(trained) >= 10 and len(held) >= 2
+    languages = lambda names: {re.sub(r"^mb-([a-z]+)\d-en$", r"\1", n) for n in names}
+    assert languages(held) - languages(trained)  # an accent that no training voice has
+
+
+def test_a_foreign_accented_mbrola_voice_speaks_every_word_of_a_caption():
+    voice = next((v for v in voices_of("mbrola") if v.name.endswith("-en")), None)
+    if voice is None:
+        pytest.skip("no accented mbrola database installed (apt-get install mbrola-de1, Debian contrib and non-free)")
+    short, long = voice.synthesize("a red circle"), voice.synthesize("a red circle on the left")
+    assert len(long) > 1.3 * len(short) > 0  # "on the left" is spoken, not mapped to silence
+
+
 def test_unheard_engines_come_only_when_named_and_never_into_a_split():
     from world.voices import UNHEARD_ENGINES
 

@@ -5,7 +5,7 @@ Every engine here runs offline, and each installs from Debian or PyPI (the packa
 | engine      | how it makes sound                                   | voices (English)                                 | package |
 |-------------|------------------------------------------------------|--------------------------------------------------|---------|
 | `espeak-ng` | formant synthesis (and Klatt, in the klatt variants) | 8 accents x ~100 variants                        | apt espeak-ng |
-| `mbrola`    | diphone concatenation, driven by espeak-ng           | mb-us1, mb-us2, mb-en1                           | apt mbrola mbrola-us1 ... (contrib / non-free) |
+| `mbrola`    | diphone concatenation, driven by espeak-ng           | mb-us1, mb-us2, mb-en1; 16 foreign-accented (mb-de1-en, ...) | apt mbrola mbrola-us1 ... (contrib / non-free) |
 | `flite`     | diphone (kal) and clustergen statistical (awb, rms, slt) | kal, kal16, awb, rms, slt                     | apt flite |
 | `festival`  | diphone, HTS statistical, and MBROLA back ends       | kal_diphone, ked_diphone, cmu_us_slt_arctic_hts, us1..3/en1_mbrola | apt festival festvox-* |
 | `pico`      | SVOX Pico                                            | en-US, en-GB                                     | apt libttspico-utils (non-free) |
@@ -86,6 +86,8 @@ HELD_OUT_TRAITS = frozenset({
         "quincy", "steph2", "travis", "victor",
     )),
     "speaker:mbrola-us2",  # mbrola's mb-us2, and festival's us2_mbrola
+    "speaker:mbrola-pl1", "speaker:mbrola-ro1",  # English with accents no training voice has (Polish, Romanian)
+    "speaker:mbrola-de6",  # a German-accented speaker (five other German speakers train)
     "speaker:cmu-rms",  # flite
     "speaker:cmu-ked",  # festival
     "speaker:pico-en-GB",  # pico, when it is not the held-out engine
@@ -95,6 +97,10 @@ ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x
 # espeak-ng voice: mbrola database. Not mb-us3: espeak-ng 1.51 maps phonemes us3 lacks (l=-O2) to silence, so
 # "circle on the left" loses "on"; festival's us3_mbrola speaks it well.
 MBROLA_VOICES = {"mb-us1": "us1", "mb-us2": "us2", "mb-en1": "en1"}
+# English read with another language's diphones, as a speaker of that language says it (espeak-ng's mb-XX-en
+# voices): real speakers' recordings with the accents the English-only voices lack. Debian: mbrola-XX.
+MBROLA_VOICES.update({f"mb-{database}-en": database for database in (
+    "af1", "nl2", "fr1", "fr4", "de1", "de2", "de3", "de4", "de5", "de6", "gr2", "hu1", "pl1", "ro1", "sw1", "sw2")})
 MBROLA_DIRS = ("/usr/share/mbrola", "/usr/local/share/mbrola", "/usr/share/mbrola/voices")
 FLITE_SPEAKERS = {"kal": "cmu-kal", "kal16": "cmu-kal", "awb": "cmu-awb", "rms": "cmu-rms", "slt": "cmu-slt"}
 FLITE_F0 = {"kal": 95.0, "kal16": 95.0, "awb": 123.0, "rms": 100.0, "slt": 168.0}  # measured mean F0 (Hz)
@@ -410,7 +416,8 @@ def _synth_sam(voice: Voice, text: str, prosody: dict) -> np.ndarray:
 # What to install for each engine (a Voice also names its own package, e.g. one festvox voice).
 ENGINE_PACKAGES = {
     "espeak-ng": "apt-get install espeak-ng",
-    "mbrola": "apt-get install espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-en1 (Debian contrib and non-free)",
+    "mbrola": "apt-get install espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-en1, and for the accents mbrola-de1 ... "
+              "(every database in MBROLA_VOICES; Debian contrib and non-free)",
     "flite": "apt-get install flite",
     "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
     "pico": "apt-get install libttspico-utils (Debian non-free)",
