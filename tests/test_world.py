@@ -282,6 +282,27 @@ def test_results_name_the_precision_each_alignment_stage_ran_in(tmp_path):
     assert "| polish | 2.0 | align.train in bf16 autocast, 4400 steps;" in table and "| **total** | **3.0** |" in table
 
 
+def test_results_say_which_stages_ran_on_an_earlier_build_of_the_world(tmp_path):
+    import os
+
+    from world.rebuild import results_markdown
+
+    runs, world = tmp_path / "runs", tmp_path / "world"
+    for stage in ("refine", "polish"):
+        (runs / stage / "final").mkdir(parents=True)
+        (runs / stage / "final" / "model.safetensors").write_bytes(b"")
+    world.mkdir()
+    (world / "world.json").write_text("{}")
+    os.utime(world / "world.json", (2_000, 2_000))
+    os.utime(runs / "refine" / "final" / "model.safetensors", (1_000, 1_000))  # refine finished before the build
+    os.utime(runs / "polish" / "final" / "model.safetensors", (3_000, 3_000))  # polish after it
+    table = results_markdown(runs, {"stages": {"build": 60.0, "refine": 60.0, "polish": 60.0}, "total_seconds": 180.0},
+                             "python -m world.rebuild", world, tmp_path / "models")
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "earlier build" in rows["refine"]
+    assert "earlier build" not in rows["polish"] and "earlier build" not in rows["build"]
+
+
 def test_train_unet_init_continues_from_the_given_unet(tmp_path):
     from diffusers import UNet2DConditionModel
     from safetensors.torch import save_file

@@ -167,7 +167,13 @@ def finished_marker(stage: str, world: Path, runs: Path, models: Path) -> Path:
     }[stage]
 
 
-def results_markdown(runs: Path, timings: dict, command: str) -> str:
+def results_markdown(runs: Path, timings: dict, command: str, world: Path | None = None, models: Path | None = None) -> str:
+    def earlier_build(stage: str) -> bool:  # a stage that finished before the world was last built trained on older data
+        if world is None or stage == "build" or not (world / "world.json").exists():
+            return False
+        marker = finished_marker(stage, world, runs, models or Path("models/world"))
+        return marker.exists() and marker.stat().st_mtime < (world / "world.json").stat().st_mtime
+
     def metrics(stage: str) -> dict:
         path = runs / stage / "metrics.json"
         return json.loads(path.read_text()) if path.exists() else {}
@@ -209,6 +215,7 @@ def results_markdown(runs: Path, timings: dict, command: str) -> str:
         if stage in timings["stages"]:
             seconds = timings["stages"][stage] + interrupted.get(stage, 0)
             note = " (in two parts: stopped once and resumed from its checkpoint)" if stage in interrupted else ""
+            note += " (ran on an earlier build of the world: its data were drawn again since)" if earlier_build(stage) else ""
             lines.append(f"| {stage} | {seconds / 60:.1f} | {notes.get(stage, '')}{note} |")
     total = timings["total_seconds"] + sum(interrupted.values())
     lines += [f"| **total** | **{total / 60:.1f}** | |", "", "## Spoken caption → image, judged without a trained model", ""]
@@ -235,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.report:
         timings = json.loads((args.runs / "timings.json").read_text())
-        RESULTS_FILE.write_text(results_markdown(args.runs, timings, "python -m world.rebuild"))
+        RESULTS_FILE.write_text(results_markdown(args.runs, timings, "python -m world.rebuild", args.world, args.models))
         print(f"wrote {RESULTS_FILE}")
         return timings
     sizes = SMOKE if args.smoke else FULL
@@ -270,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "total_seconds" in timings:
         print(f"total training and evaluation time: {timings['total_seconds'] / 60:.1f} min (per stage: {timings_path})")
     if not args.smoke and (args.runs / "eval" / "results.json").exists():
-        RESULTS_FILE.write_text(results_markdown(args.runs, timings, command))
+        RESULTS_FILE.write_text(results_markdown(args.runs, timings, command, args.world, args.models))
         print(f"wrote {RESULTS_FILE}")
     return timings
 
