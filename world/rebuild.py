@@ -1,6 +1,6 @@
 """The one command: rebuild the world and retrain everything, then ship it to models/world and measure it.
 
-    python -m world.rebuild                      # everything (about 4.9 h on 2 CPU cores), resuming finished stages
+    python -m world.rebuild                      # everything (about 4.7 h on 2 CPU cores), resuming finished stages
     python -m world.rebuild --from unet          # redo the UNet and everything after it
     python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
@@ -72,7 +72,9 @@ FULL = {
     # a third cycle, gentler (peak 5e-4 instead of 1e-3): refine's R@1 sat flat through its first 1100 steps at the high rate;
     # held-out R@1 0.867 → 0.883 (held-out engine 0.875 → 0.903), in bf16 where the CPU has it: fp32 measured the same (README)
     "polish": ["--steps", "4400", "--lr", "5e-4", *ALIGN_RECIPE],
-    # 1500 steps (6 min) left its loss near log(72) and its held-out caption at 4 %; 4500 steps (11 min) reach 43 %
+    # 1500 steps (6 min) left its loss near log(72) and its held-out caption at 4 %; 4500 steps (11 min) reached 43 %.
+    # Unstable from run to run: on the build with accented voices 4500 steps ended at 18 % (colour near chance) and
+    # 6500 at 46 % but colour 58 %, below the shipped scorer's 73 % on the same clips (README)
     "clap": ["--steps", "4500", "--minutes", "15"],
     "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "12"],
     "unet": ["--steps", "12000", "--batch-size", "64", "--minutes", "20"],
