@@ -228,6 +228,62 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
                    "world.assemble", "world.evaluate", "world.edit_eval"]
 
 
+
+def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_resumes_an_old_finished_run(tmp_path, monkeypatch):
+    import subprocess
+
+    from world import rebuild
+
+    world, runs, models = tmp_path / "w", tmp_path / "r", tmp_path / "m"
+    paths = ["--world", str(world), "--runs", str(runs), "--models", str(models)]
+    ran, kill_at = [], []
+
+    def fake_run(cmd, **kwargs):  # a stage "trains": a checkpoint in its folder, then its marker, unless killed first
+        stage = cmd[-1]
+        ran.append(stage)
+        folder = rebuild.run_folder(stage, world, runs, models)
+        if folder is not None:
+            (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (folder / "checkpoints" / f"checkpoint-{len(ran)}").write_text(stage)
+        if stage in kill_at:
+            return subprocess.CompletedProcess(cmd, 1)
+        marker = rebuild.finished_marker(stage, world, runs, models)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("{}")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(rebuild, "stage_command", lambda stage, *a: ["python", "-m", stage])
+    monkeypatch.setattr(rebuild, "RESULTS_FILE", tmp_path / "RESULTS.md")  # a finished evaluation rewrites it
+    monkeypatch.setattr(rebuild.subprocess, "run", fake_run)
+    rebuild.main(paths)
+    everything = [s for s in rebuild.STAGES if s not in rebuild.PRETRAINING]
+    assert ran == everything
+    old_audio = sorted((runs / "audio" / "checkpoints").iterdir())
+
+    ran.clear()
+    kill_at.append("refine")
+    with pytest.raises(SystemExit):
+        rebuild.main([*paths, "--from", "audio"])
+    assert ran == ["audio", "refine"]
+    assert sorted((runs / "audio.previous" / "checkpoints").iterdir())[0].name == old_audio[0].name  # the old run kept aside
+    assert [c.name for c in (runs / "audio" / "checkpoints").iterdir()] == ["checkpoint-1"]  # the new run did not resume it
+    killed = sorted(c.name for c in (runs / "refine" / "checkpoints").iterdir())
+
+    ran.clear()
+    kill_at[:] = ["assemble"]  # killed again, in a stage whose marker (models/) is no run folder's
+    with pytest.raises(SystemExit):
+        rebuild.main(paths)  # the plain command: refine resumes its own checkpoints, and every stage after it is redone
+    assert ran == everything[everything.index("refine"):everything.index("assemble") + 1]
+    assert killed[0] in {c.name for c in (runs / "refine" / "checkpoints").iterdir()}
+    ran.clear()
+    kill_at.clear()
+    rebuild.main(paths)  # the old assemble, evaluate and edit markers still stand, yet all three are redone
+    assert ran == ["assemble", "evaluate", "edit"]
+    assert json.loads((runs / "redo.json").read_text()) == []
+    ran.clear()
+    rebuild.main(paths)
+    assert ran == []
+
 def test_evaluation_table_names_the_held_out_engine_and_each_engine_and_voice():
     from world.evaluate import markdown
 

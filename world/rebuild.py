@@ -6,7 +6,10 @@
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
 
 Stages, in order (each its own module and command; each writes a marker file when finished, so a killed run
-started again skips what is done, and the audio stage resumes from its last checkpoint). The picture side comes
+started again skips what is done, and the alignment stages resume from their last checkpoint). A killed run, even
+one begun with --from, resumes with plain `python -m world.rebuild`: the stages it still has to redo are kept in
+<runs>/redo.json. A stage that runs again after it finished starts afresh: its earlier run is moved to
+<runs>/<stage>.previous (replacing the one before), so its old checkpoints are not resumed. The picture side comes
 first and the sound side after it, so `--from speech` redoes only the ears (the picture side is already 100 %
 from text; the error is in the ears):
 
@@ -44,6 +47,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -169,6 +173,23 @@ def finished_marker(stage: str, world: Path, runs: Path, models: Path) -> Path:
     }[stage]
 
 
+def run_folder(stage: str, world: Path, runs: Path, models: Path) -> Path | None:
+    """The folder under <runs> a stage trains in (its checkpoints, log and marker); None for a stage that writes elsewhere."""
+    marker = finished_marker(stage, world, runs, models)
+    return runs / marker.relative_to(runs).parts[0] if marker.is_relative_to(runs) else None
+
+
+def set_aside(folder: Path | None) -> None:
+    """Move a finished run out of the way of a fresh one, to <folder>.previous (replacing the one before)."""
+    if folder is None or not folder.exists():
+        return
+    previous = folder.with_name(folder.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    folder.rename(previous)
+    print(f"== {folder.name}: its earlier run moved to {previous}", flush=True)
+
+
 def results_markdown(runs: Path, timings: dict, command: str, world: Path | None = None, models: Path | None = None) -> str:
     def earlier_build(stage: str) -> bool:  # a stage that finished before the world was last built trained on older data
         if world is None or stage == "build" or not (world / "world.json").exists():
@@ -252,26 +273,34 @@ def main(argv: list[str] | None = None) -> dict:
     timings_path = args.runs / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {"stages": {}}
     command = "python -m world.rebuild" + (" --smoke" if args.smoke else "")
+    runs_it = lambda stage: stage not in PRETRAINING or args.pretrain_speech or args.smoke or args.only == stage  # noqa: E731
+    redo_path = args.runs / "redo.json"  # what a --from run still has to redo, so that a killed one resumes as it began
+    redo = json.loads(redo_path.read_text()) if redo_path.exists() else []
+    if args.start:
+        redo = [stage for stage in STAGES[STAGES.index(args.start):] if runs_it(stage)]
+        write_json(redo_path, redo)
     stale = False
     for stage in STAGES:
         if args.only and stage != args.only:
             continue
-        if stage in PRETRAINING and not (args.pretrain_speech or args.smoke or args.only == stage):
+        if not runs_it(stage):
             print(f"== {stage}: not run (pretraining is off; --pretrain-speech turns it on)", flush=True)
             continue
         marker = finished_marker(stage, args.world, args.runs, args.models)
-        if args.start == stage:
-            stale = True
-            marker.unlink(missing_ok=True)
-        if marker.exists() and not stale and not args.only:
+        if marker.exists() and not (stale or stage in redo or args.only):
             print(f"== {stage}: done before ({marker}), skipped", flush=True)
             continue
+        if marker.exists():  # a finished run being redone; without a marker the folder holds this stage's killed run
+            set_aside(run_folder(stage, args.world, args.runs, args.models))
         stale = True
         cmd = stage_command(stage, args.world, args.runs, args.models, sizes[stage])
         print(f"== {stage}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
         if subprocess.run(cmd).returncode != 0:
             raise SystemExit(f"stage {stage} failed (its log is above and under {args.runs}); fix it and run the same command again to resume")
+        if stage in redo:
+            redo.remove(stage)
+            write_json(redo_path, redo)
         timings["stages"][stage] = round(time.perf_counter() - start, 1)
         timings["total_seconds"] = round(sum(timings["stages"].values()), 1)
         write_json(timings_path, timings)
