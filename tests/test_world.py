@@ -228,7 +228,6 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
                    "world.assemble", "world.evaluate", "world.edit_eval"]
 
 
-
 def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_resumes_an_old_finished_run(tmp_path, monkeypatch):
     import subprocess
 
@@ -283,6 +282,7 @@ def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_
     ran.clear()
     rebuild.main(paths)
     assert ran == []
+
 
 def test_evaluation_table_names_the_held_out_engine_and_each_engine_and_voice():
     from world.evaluate import markdown
