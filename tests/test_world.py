@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,7 @@ def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_
     def fake_run(cmd, **kwargs):  # a stage "trains": a checkpoint in its folder, then its marker, unless killed first
         stage = cmd[-1]
         ran.append(stage)
+        time.sleep(0.05)  # several heartbeats
         folder = rebuild.run_folder(stage, world, runs, models)
         if folder is not None:
             (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -252,6 +254,7 @@ def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(rebuild, "stage_command", lambda stage, *a: ["python", "-m", stage])
+    monkeypatch.setattr(rebuild, "HEARTBEAT_SECONDS", 0.01)
     monkeypatch.setattr(rebuild, "RESULTS_FILE", tmp_path / "RESULTS.md")  # a finished evaluation rewrites it
     monkeypatch.setattr(rebuild.subprocess, "run", fake_run)
     rebuild.main(paths)
@@ -267,6 +270,9 @@ def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_
     assert sorted((runs / "audio.previous" / "checkpoints").iterdir())[0].name == old_audio[0].name  # the old run kept aside
     assert [c.name for c in (runs / "audio" / "checkpoints").iterdir()] == ["checkpoint-1"]  # the new run did not resume it
     killed = sorted(c.name for c in (runs / "refine" / "checkpoints").iterdir())
+    timings = json.loads((runs / "timings.json").read_text())
+    killed_seconds = timings["stopped"]["refine"]  # the killed attempt's time was saved while it ran
+    assert killed_seconds >= 0.04 and "refine" not in timings.get("interrupted", {})
 
     ran.clear()
     kill_at[:] = ["assemble"]  # killed again, in a stage whose marker (models/) is no run folder's
@@ -274,6 +280,9 @@ def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_
         rebuild.main(paths)  # the plain command: refine resumes its own checkpoints, and every stage after it is redone
     assert ran == everything[everything.index("refine"):everything.index("assemble") + 1]
     assert killed[0] in {c.name for c in (runs / "refine" / "checkpoints").iterdir()}
+    timings = json.loads((runs / "timings.json").read_text())  # refine's time is both attempts'
+    assert timings["interrupted"]["refine"] == killed_seconds and "refine" not in timings["stopped"]
+    assert rebuild.stage_seconds(timings, "refine") == pytest.approx(killed_seconds + timings["stages"]["refine"])
     ran.clear()
     kill_at.clear()
     rebuild.main(paths)  # the old assemble, evaluate and edit markers still stand, yet all three are redone
@@ -282,6 +291,19 @@ def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_
     ran.clear()
     rebuild.main(paths)
     assert ran == []
+    ran.clear()
+    rebuild.main([*paths, "--from", "refine"])  # refine redone from scratch: the old run's stopped attempt is not its time
+    assert "refine" not in json.loads((runs / "timings.json").read_text()).get("interrupted", {})
+
+    ran.clear()  # a plain run that finds a stage unfinished redoes every stage after it, even after being killed itself
+    rebuild.finished_marker("audio", world, runs, models).unlink()
+    kill_at[:] = ["refine"]
+    with pytest.raises(SystemExit):
+        rebuild.main(paths)
+    ran.clear()
+    kill_at.clear()
+    rebuild.main(paths)
+    assert ran == everything[everything.index("refine"):]
 
 
 def test_evaluation_table_names_the_held_out_engine_and_each_engine_and_voice():
@@ -333,7 +355,7 @@ def test_results_name_the_precision_each_alignment_stage_ran_in(tmp_path):
         (tmp_path / stage).mkdir()
         (tmp_path / stage / "args.json").write_text(json.dumps({"mixed_precision": precision}))
         (tmp_path / stage / "metrics.json").write_text(json.dumps({"latest": {"step": 4400, "cosine": 0.89}}))
-    table = results_markdown(tmp_path, {"stages": {"refine": 60.0, "polish": 120.0}, "total_seconds": 180.0}, "python -m world.rebuild")
+    table = results_markdown(tmp_path, {"stages": {"refine": 60.0, "polish": 120.0}}, "python -m world.rebuild")
     assert "| refine | 1.0 | align.train in fp32, 4400 steps;" in table
     assert "| polish | 2.0 | align.train in bf16 autocast, 4400 steps;" in table and "| **total** | **3.0** |" in table
 
@@ -352,7 +374,7 @@ def test_results_say_which_stages_ran_on_an_earlier_build_of_the_world(tmp_path)
     os.utime(world / "world.json", (2_000, 2_000))
     os.utime(runs / "refine" / "final" / "model.safetensors", (1_000, 1_000))  # refine finished before the build
     os.utime(runs / "polish" / "final" / "model.safetensors", (3_000, 3_000))  # polish after it
-    table = results_markdown(runs, {"stages": {"build": 60.0, "refine": 60.0, "polish": 60.0}, "total_seconds": 180.0},
+    table = results_markdown(runs, {"stages": {"build": 60.0, "refine": 60.0, "polish": 60.0}},
                              "python -m world.rebuild", world, tmp_path / "models")
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "earlier build" in rows["refine"]

@@ -36,9 +36,10 @@ The two pretraining stages run only with --pretrain-speech (and in --smoke): mea
 scored below alignment from scratch in the same time; README, "The world in miniature"), so a full rebuild
 gives those minutes to alignment instead.
 
-Once a stage runs, every later stage runs too (their inputs changed). Wall times go to <runs>/timings.json
-and, with the results, to world/RESULTS.md (full runs only). Stages with a time cap (`--minutes`) stop early
-on a busy machine rather than overrun the session; the steps they did are in each stage's metrics.json.
+Once a stage runs, every later stage runs too (their inputs changed). Wall times go to <runs>/timings.json (a killed
+attempt's too: saved as it runs, and counted with its stage when that resumes) and, with the results, to
+world/RESULTS.md (full runs only). Stages with a time cap (`--minutes`) stop early on a busy machine rather than
+overrun the session; the steps they did are in each stage's metrics.json.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -190,6 +192,62 @@ def set_aside(folder: Path | None) -> None:
     print(f"== {folder.name}: its earlier run moved to {previous}", flush=True)
 
 
+HEARTBEAT_SECONDS = 30.0  # how often a running stage's time so far is saved: a killed attempt loses at most this much
+
+
+def run_timed(cmd: list[str], stage: str, timings: dict, timings_path: Path) -> int:
+    """Run a stage's command and time it into <runs>/timings.json.
+
+    While it runs, its time so far (with any earlier attempts' that were killed) is saved every HEARTBEAT_SECONDS under
+    "stopped": a killed attempt's time is counted when the stage resumes, under "interrupted", next to the finishing
+    attempt's own under "stages"."""
+    earlier = timings.setdefault("stopped", {}).get(stage, 0.0)
+    start = time.perf_counter()
+    finished = threading.Event()
+
+    def save(so_far: float) -> None:
+        timings["stopped"][stage] = round(earlier + so_far, 1)
+        write_json(timings_path, timings)
+
+    def heartbeat() -> None:
+        while not finished.wait(HEARTBEAT_SECONDS):
+            save(time.perf_counter() - start)
+
+    save(0.0)
+    clock = threading.Thread(target=heartbeat, daemon=True)
+    clock.start()
+    try:
+        returncode = subprocess.run(cmd).returncode
+    finally:
+        finished.set()
+        clock.join()
+    if returncode != 0:
+        save(time.perf_counter() - start)
+        return returncode
+    del timings["stopped"][stage]
+    timings.setdefault("interrupted", {}).pop(stage, None)
+    if earlier:
+        timings["interrupted"][stage] = earlier
+    timings["stages"][stage] = round(time.perf_counter() - start, 1)
+    write_json(timings_path, timings)
+    return 0
+
+
+def forget_stopped_attempts(timings: dict, stage: str) -> None:
+    """A stage redone from scratch: the killed attempts of its earlier run are not part of the new one's time."""
+    for key in ("stopped", "interrupted"):
+        timings.get(key, {}).pop(stage, None)
+
+
+def stage_seconds(timings: dict, stage: str) -> float:
+    """A finished stage's time: its finishing attempt's, plus that of attempts killed before it (resumed from their checkpoints)."""
+    return timings["stages"][stage] + timings.get("interrupted", {}).get(stage, 0.0)
+
+
+def total_seconds(timings: dict) -> float:
+    return sum(stage_seconds(timings, stage) for stage in timings["stages"])
+
+
 def results_markdown(runs: Path, timings: dict, command: str, world: Path | None = None, models: Path | None = None) -> str:
     def earlier_build(stage: str) -> bool:  # a stage that finished before the world was last built trained on older data
         if world is None or stage == "build" or not (world / "world.json").exists():
@@ -233,14 +291,13 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         "unet": f"{done['unet'].get('steps', '?')} steps of 64 latents",
         "sharpen": f"{done['sharpen'].get('steps', '?')} more steps of 64 latents from the unet stage's weights (the shipped UNet)",
     }
-    interrupted = timings.get("interrupted", {})  # time spent by attempts that were stopped and then resumed
     for stage in STAGES:
         if stage in timings["stages"]:
-            seconds = timings["stages"][stage] + interrupted.get(stage, 0)
-            note = " (in two parts: stopped once and resumed from its checkpoint)" if stage in interrupted else ""
+            seconds = stage_seconds(timings, stage)
+            note = " (stopped and resumed from its checkpoint; the time includes the stopped attempts)" if stage in timings.get("interrupted", {}) else ""
             note += " (ran on an earlier build of the world: its data were drawn again since)" if earlier_build(stage) else ""
             lines.append(f"| {stage} | {seconds / 60:.1f} | {notes.get(stage, '')}{note} |")
-    total = timings["total_seconds"] + sum(interrupted.values())
+    total = total_seconds(timings)
     lines += [f"| **total** | **{total / 60:.1f}** | |", "", "## Spoken caption → image, judged without a trained model", ""]
     results = runs / "eval" / "results.md"
     lines.append(results.read_text() if results.exists() else "(the evaluation did not run)")
@@ -273,13 +330,17 @@ def main(argv: list[str] | None = None) -> dict:
     timings_path = args.runs / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {"stages": {}}
     command = "python -m world.rebuild" + (" --smoke" if args.smoke else "")
-    runs_it = lambda stage: stage not in PRETRAINING or args.pretrain_speech or args.smoke or args.only == stage  # noqa: E731
-    redo_path = args.runs / "redo.json"  # what a --from run still has to redo, so that a killed one resumes as it began
+
+    def runs_it(stage: str) -> bool:
+        return stage not in PRETRAINING or args.pretrain_speech or args.smoke or args.only == stage
+
+    # The stages still to redo, kept on disk so that a killed run resumes as it began: a --from run's, and every stage
+    # after one that ran (their inputs changed), even where an older run's marker still stands.
+    redo_path = args.runs / "redo.json"
     redo = json.loads(redo_path.read_text()) if redo_path.exists() else []
     if args.start:
         redo = [stage for stage in STAGES[STAGES.index(args.start):] if runs_it(stage)]
         write_json(redo_path, redo)
-    stale = False
     for stage in STAGES:
         if args.only and stage != args.only:
             continue
@@ -287,26 +348,25 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"== {stage}: not run (pretraining is off; --pretrain-speech turns it on)", flush=True)
             continue
         marker = finished_marker(stage, args.world, args.runs, args.models)
-        if marker.exists() and not (stale or stage in redo or args.only):
+        if marker.exists() and not (stage in redo or args.only):
             print(f"== {stage}: done before ({marker}), skipped", flush=True)
             continue
         if marker.exists():  # a finished run being redone; without a marker the folder holds this stage's killed run
             set_aside(run_folder(stage, args.world, args.runs, args.models))
-        stale = True
+            forget_stopped_attempts(timings, stage)
+        if not args.only:
+            redo = list(dict.fromkeys([*redo, *(later for later in STAGES[STAGES.index(stage) + 1:] if runs_it(later))]))
+            write_json(redo_path, redo)
         cmd = stage_command(stage, args.world, args.runs, args.models, sizes[stage])
         print(f"== {stage}: {' '.join(cmd[1:])}", flush=True)
-        start = time.perf_counter()
-        if subprocess.run(cmd).returncode != 0:
+        if run_timed(cmd, stage, timings, timings_path) != 0:
             raise SystemExit(f"stage {stage} failed (its log is above and under {args.runs}); fix it and run the same command again to resume")
         if stage in redo:
             redo.remove(stage)
             write_json(redo_path, redo)
-        timings["stages"][stage] = round(time.perf_counter() - start, 1)
-        timings["total_seconds"] = round(sum(timings["stages"].values()), 1)
-        write_json(timings_path, timings)
-        print(f"== {stage}: {timings['stages'][stage] / 60:.1f} min", flush=True)
-    if "total_seconds" in timings:
-        print(f"total training and evaluation time: {timings['total_seconds'] / 60:.1f} min (per stage: {timings_path})")
+        print(f"== {stage}: {stage_seconds(timings, stage) / 60:.1f} min", flush=True)
+    if timings["stages"]:
+        print(f"total training and evaluation time: {total_seconds(timings) / 60:.1f} min (per stage: {timings_path})")
     if not args.smoke and (args.runs / "eval" / "results.json").exists():
         RESULTS_FILE.write_text(results_markdown(args.runs, timings, command, args.world, args.models))
         print(f"wrote {RESULTS_FILE}")
