@@ -236,12 +236,14 @@ def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_
 
     world, runs, models = tmp_path / "w", tmp_path / "r", tmp_path / "m"
     paths = ["--world", str(world), "--runs", str(runs), "--models", str(models)]
-    ran, kill_at = [], []
+    ran, kill_at, seen_while_running = [], [], []
 
     def fake_run(cmd, **kwargs):  # a stage "trains": a checkpoint in its folder, then its marker, unless killed first
         stage = cmd[-1]
         ran.append(stage)
-        time.sleep(0.05)  # several heartbeats
+        time.sleep(0.2 if stage in kill_at else 0.05)  # several heartbeats (times are saved to 0.1 s)
+        if stage in kill_at:  # what a hard kill (no exit code) would leave behind: the time the heartbeat saved so far
+            seen_while_running.append(json.loads((runs / "timings.json").read_text())["stopped"][stage])
         folder = rebuild.run_folder(stage, world, runs, models)
         if folder is not None:
             (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -273,6 +275,7 @@ def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_
     timings = json.loads((runs / "timings.json").read_text())
     killed_seconds = timings["stopped"]["refine"]  # the killed attempt's time was saved while it ran
     assert killed_seconds >= 0.04 and "refine" not in timings.get("interrupted", {})
+    assert seen_while_running[0] > 0  # saved while the stage still ran, not only when it exited
 
     ran.clear()
     kill_at[:] = ["assemble"]  # killed again, in a stage whose marker (models/) is no run folder's
