@@ -384,6 +384,28 @@ def test_results_say_which_stages_ran_on_an_earlier_build_of_the_world(tmp_path)
     assert "earlier build" not in rows["polish"] and "earlier build" not in rows["build"]
 
 
+def test_results_say_when_the_clap_started_again_from_another_seed(tmp_path):
+    from world.rebuild import results_markdown
+
+    rows = {}
+    for seeds in ([0], [0, 1]):
+        (tmp_path / "runs" / "clap").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "runs" / "clap" / "metrics.json").write_text(json.dumps({"steps": 4500, "seeds": seeds, "held_out_retrieval": {"caption": 0.5}}))
+        table = results_markdown(tmp_path / "runs", {"stages": {"clap": 600.0}}, "python -m world.rebuild", None, tmp_path / "models")
+        rows[len(seeds)] = next(line for line in table.splitlines() if line.startswith("| clap |"))
+    assert "seed" not in rows[1] and "from seed 1 (seed 0 stalled" in rows[2]
+
+
+@pytest.mark.parametrize("stall_loss, seeds", [(float("inf"), [0]), (-1.0, [0, 1, 2])])
+def test_a_stalled_clap_run_starts_again_with_the_next_seed(small_world, tmp_path, monkeypatch, stall_loss, seeds):
+    import world.train_clap as train_clap
+
+    monkeypatch.setattr(train_clap, "STALL_LOSS", stall_loss)  # inf: never stalled; -1: always stalled
+    metrics = train_clap.main(["--world", str(small_world), "--out", str(tmp_path / "clap"), "--steps", "4", "--restarts", "2"])
+    assert metrics["seeds"] == seeds and metrics["steps"] == 4  # the last try always runs its whole budget
+    assert (tmp_path / "clap" / "clap" / "model.safetensors").exists()
+
+
 def test_train_unet_init_continues_from_the_given_unet(tmp_path):
     from diffusers import UNet2DConditionModel
     from safetensors.torch import save_file

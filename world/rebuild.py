@@ -80,7 +80,8 @@ FULL = {
     "polish": ["--steps", "4400", "--lr", "5e-4", *ALIGN_RECIPE],
     # 1500 steps (6 min) left its loss near log(72) and its held-out caption at 4 %; 4500 steps (11 min) reached 43 %.
     # Unstable from run to run: on the build with accented voices 4500 steps ended at 18 % (colour near chance) and
-    # 6500 at 46 % but colour 58 %, below the shipped scorer's 73 % on the same clips (README)
+    # 6500 at 46 % but colour 58 %, below the shipped scorer's 73 % on the same clips (README); seed 1 reached 53 %. A stalled
+    # run (training loss above log 6 at 55 % of its steps) now starts again with the next seed (world.train_clap)
     "clap": ["--steps", "4500", "--minutes", "15"],
     "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "12"],
     "unet": ["--steps", "12000", "--batch-size", "64", "--minutes", "20"],
@@ -277,6 +278,9 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
                             for name, r in (("held-out voices", held_out.get("test")), ("held-out engine", held_out.get("test_engine"))) if r)
         return f"align.train in {precision}, {latest.get('step', '?')} steps; over the 72 captions, {figures or 'no held-out figures'}; per-token cosine {latest.get('cosine', float('nan')):.3f}"
 
+    def restarted(seeds: list[int]) -> str:  # world.train_clap starts again with the next seed when a run stalls
+        return f" from seed {seeds[-1]} (seed {', '.join(map(str, seeds[:-1]))} stalled above log 6 and was dropped)" if len(seeds) > 1 else ""
+
     pretrain = metrics("pretrain")
     cer = pretrain.get("cer", {})
     notes = {
@@ -286,7 +290,8 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         "polish": heard("polish") + " (the shipped ears)",
         "pretrain": f"{pretrain.get('steps', '?')} steps, {pretrain.get('samples_per_second', '?')} clips/s; character error rate: "
                     f"held-out voices {cer.get('test', float('nan')):.3f}, held-out engine {cer.get('test_engine', float('nan')):.3f}",
-        "clap": f"{done['clap'].get('steps', '?')} steps; held-out voices, clip → caption: {pct(done['clap'].get('held_out_retrieval', {}))}",
+        "clap": f"{done['clap'].get('steps', '?')} steps{restarted(done['clap'].get('seeds', []))}; held-out voices, clip → caption: "
+                f"{pct(done['clap'].get('held_out_retrieval', {}))}",
         "vae": f"{done['vae'].get('steps', '?')} steps; checker on reconstructions: {pct(done['vae'].get('reconstruction_checker', {}))}",
         "unet": f"{done['unet'].get('steps', '?')} steps of 64 latents",
         "sharpen": f"{done['sharpen'].get('steps', '?')} more steps of 64 latents from the unet stage's weights (the shipped UNet)",
