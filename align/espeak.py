@@ -1,4 +1,5 @@
-"""The one place that runs the espeak-ng binary: a text in, its sound read back as mono float32 at 16 kHz.
+"""The one place that runs the espeak-ng binary: a text in, its sound read back as mono float32 at 16 kHz
+(`espeak`), or its phonemes in espeak-ng's own notation (`espeak_phonemes`).
 
 Its callers choose the voice and the prosody: `align.synthetic_data.speak` (spoken captions) and
 `world.voices` (the espeak-ng and mbrola engines, whose errors it names with the voice and the package).
@@ -46,3 +47,13 @@ def espeak(text: str, voice: str, words_per_minute: int | None = None, pitch: in
         except Exception as error:  # exited 0 but wrote nothing usable
             raise EspeakNoSound(f"espeak-ng wrote no readable sound ({error})") from error
     return to_mono_16k(wave, rate)
+
+
+def espeak_phonemes(text: str, voice: str, timeout: float | None = None) -> str:
+    """`text` as the phonemes `voice` would speak (`-q -x`: espeak-ng's notation, e.g. "a# r'Ed s'3:k@L"), its clauses
+    joined by spaces. Text in `[[...]]` is read as phonemes already, so this also shows what a voice's phoneme table
+    keeps of them. Raises as `espeak` does."""
+    binary = shutil.which("espeak-ng") or "espeak-ng"
+    run = subprocess.run([binary, "-v", str(voice), "-q", "-x", "--stdin"], input=text, capture_output=True, text=True,
+                         timeout=timeout, check=True)  # stdin: a text may start with "-"
+    return " ".join(run.stdout.split())

@@ -79,7 +79,7 @@ def test_rate_changes_the_duration(engine):
         assert len(slow) > 1.4 * len(fast), (voice.key, len(slow), len(fast))
 
 
-@pytest.mark.parametrize("engine", ["espeak-ng", "mbrola", "flite", "festival", "pico", "rhvoice", "sam"])
+@pytest.mark.parametrize("engine", ["espeak-ng", "espeak-ng-l2", "mbrola", "flite", "festival", "pico", "rhvoice", "sam"])
 def test_pitch_changes_the_pitch(engine):
     voice = next((v for v in voices_of(engine) if v.option("kind") != "hts"), None)
     if voice is None:
@@ -132,6 +132,34 @@ def test_a_foreign_accented_mbrola_voice_speaks_every_word_of_a_caption():
     assert len(long) > 1.3 * len(short) > 0  # "on the left" is spoken, not mapped to silence
 
 
+# Six captions that hold every word of the world (each colour, shape and position at least once).
+EVERY_WORD = [f"a{'n' * (c == 'orange')} {c} {s} {p}" for c, s, p in zip(
+    ("red", "orange", "yellow", "green", "blue", "purple"), ("circle", "square", "triangle", "cross") * 2,
+    ("on the left", "in the middle", "on the right") * 2)]
+
+
+def test_english_through_every_other_phoneme_table_keeps_every_word():
+    tables = sorted({v.option("table", v.name.partition("+")[0]) for v in voices_of("espeak-ng-l2")})
+    assert len(tables) >= 0.9 * len(V.L2_TABLES)
+    english = [len(Voice("espeak-ng", "en-us").synthesize(text)) for text in EVERY_WORD]
+    for table in tables:
+        ratios = [len(Voice("espeak-ng-l2", table).synthesize(text)) / n for text, n in zip(EVERY_WORD, english)]
+        assert min(ratios) >= 0.85, (table, [round(r, 2) for r in ratios])  # a dropped word shortens a caption by a fifth or more
+
+
+def test_a_phoneme_a_table_lacks_gets_a_stand_in_instead_of_cutting_the_word():
+    from align.espeak import espeak
+
+    voices_of("espeak-ng-l2")
+    text = "an orange triangle in the middle"
+    english = len(espeak(text, "en-us"))
+    raw = "[[" + "".join(V.en_us_phonemes(text)) + "]]"  # en-us's phonemes, unmapped
+    cut = [t for t in ("fr-fr", "de", "ru", "it", "ja") if len(espeak(raw, t)) < 0.85 * english]
+    assert cut  # without stand-ins some tables drop phonemes and the rest of their words ("circle" → "s")
+    for table in cut:
+        assert len(Voice("espeak-ng-l2", table).synthesize(text)) >= 0.85 * english, table
+
+
 def test_unheard_engines_come_only_when_named_and_never_into_a_split():
     from world.voices import UNHEARD_ENGINES
 
@@ -175,7 +203,7 @@ def test_a_machine_with_only_espeak_still_works(monkeypatch):
         if real_which("espeak-ng") is None:
             assert found == []
             return
-        assert {v.engine for v in found} == {"espeak-ng"}
+        assert {v.engine for v in found} == {"espeak-ng", "espeak-ng-l2"}
         split = split_voices(found)
         assert split["test_engine"] == [] and split["train"] and split["test_voices"]
     finally:
@@ -197,7 +225,8 @@ def fake_registry() -> list[Voice]:
         Voice("pico", "en-US", ("speaker:pico-en-US",)), Voice("pico", "en-GB", ("speaker:pico-en-GB",)),
         Voice("piper", "joe", ("speaker:piper-joe",)),
     ]
-    return espeak + others
+    l2 = [Voice("espeak-ng-l2", f"{t}+{v}", (f"espeak-ng/table:{t}", f"espeak-ng/variant:{v}")) for t in ("de", "pl") for v in ("m1", "f4")]
+    return espeak + others + l2
 
 
 def check_split(split: dict, voices: list[Voice], engine: str | None) -> None:
@@ -217,7 +246,9 @@ def test_split_holds_out_piper_and_voices_of_every_trained_engine():
     split = split_voices(voices)
     check_split(split, voices, "piper")
     assert [v.key for v in split["test_engine"]] == ["piper/joe"]
-    assert {v.engine for v in split["test_voices"]} == {"espeak-ng", "mbrola", "flite", "festival", "pico"}
+    assert {v.engine for v in split["test_voices"]} == {"espeak-ng", "espeak-ng-l2", "mbrola", "flite", "festival", "pico"}
+    assert {v.name for v in split["test_voices"] if v.engine == "espeak-ng-l2"} == {"pl+f4"}  # held-out table and variant
+    assert {v.name for v in split["train"] if v.engine == "espeak-ng-l2"} == {"de+m1"}
     espeak_test = {v.name for v in split["test_voices"] if v.engine == "espeak-ng"}
     assert espeak_test == {f"{a}+{v}" for a in ("en-029", "en-gb-x-gbcwmd") for v in ("f4", "m5", "klatt3")}
     assert "espeak-ng/en-us+m1" in {v.key for v in split["train"]}

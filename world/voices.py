@@ -6,6 +6,7 @@ Every engine here runs offline, and each installs from Debian or PyPI (the packa
 |-------------|------------------------------------------------------|--------------------------------------------------|---------|
 | `espeak-ng` | formant synthesis (and Klatt, in the klatt variants) | 8 accents x ~100 variants                        | apt espeak-ng |
 | `mbrola`    | diphone concatenation, driven by espeak-ng           | mb-us1, mb-us2, mb-en1; 16 foreign-accented (mb-de1-en, ...) | apt mbrola mbrola-us1 ... (contrib / non-free) |
+| `espeak-ng-l2` | espeak-ng reading English phonemes with another language's phoneme table | 71 tables x ~100 variants | apt espeak-ng |
 | `flite`     | diphone (kal) and clustergen statistical (awb, rms, slt) | kal, kal16, awb, rms, slt                     | apt flite |
 | `festival`  | diphone, HTS statistical, and MBROLA back ends       | kal_diphone, ked_diphone, cmu_us_slt_arctic_hts, us1..3/en1_mbrola | apt festival festvox-* |
 | `pico`      | SVOX Pico                                            | en-US, en-GB                                     | apt libttspico-utils (non-free) |
@@ -15,6 +16,11 @@ Every engine here runs offline, and each installs from Debian or PyPI (the packa
 
 The last two (`UNHEARD_ENGINES`) are sources issue 9 did not name: no stage of the world ever uses them, and
 `available_voices()` leaves them out unless asked by name. They are for testing only (`world.build --unheard`).
+
+`espeak-ng-l2` is English as a second-language speaker says it: the en-us phonemes of the text, read with the
+phoneme table of another language (German, Japanese, Arabic, ...): accents no English voice of any engine here has.
+A phoneme that table lacks would cut the rest of its word off ("circle" would be "s" in French), so each one is
+replaced by the first stand-in the table has (`L2_STAND_INS`; `english_through`).
 
 A `Voice` is data: its engine, its name in that engine, and its `traits` (the recorded speaker behind it,
 shared across engines where two engines use one speaker's recordings, or an engine's accent and variant).
@@ -51,7 +57,7 @@ import numpy as np
 import soundfile as sf
 
 from align.audio import to_mono_16k
-from align.espeak import EspeakNoSound, espeak
+from align.espeak import EspeakNoSound, espeak, espeak_phonemes
 
 # Prosody drawn for every clip: a speaking rate and a mean pitch, as factors of the voice's own (log-uniform).
 RATE_RANGE = (0.7, 1.45)
@@ -85,6 +91,9 @@ HELD_OUT_TRAITS = frozenset({
         "f4", "m5", "klatt3", "Andy", "Annie", "belinda", "edward2", "iven3", "linda", "max", "michel",
         "quincy", "steph2", "travis", "victor",
     )),
+    # espeak-ng-l2: Polish (mbrola's pl1 accent stays unheard), Korean, and two families no training table has:
+    # Dravidian (Kannada, Tamil, Telugu) and Bantu (Swahili, Setswana)
+    *(f"espeak-ng/table:{t}" for t in ("pl", "ko", "kn", "ta", "te", "sw", "tn")),
     "speaker:mbrola-us2",  # mbrola's mb-us2, and festival's us2_mbrola
     "speaker:mbrola-pl1", "speaker:mbrola-ro1",  # English with accents no training voice has (Polish, Romanian)
     "speaker:mbrola-de6",  # a German-accented speaker (five other German speakers train)
@@ -101,6 +110,34 @@ MBROLA_VOICES = {"mb-us1": "us1", "mb-us2": "us2", "mb-en1": "en1"}
 # voices): real speakers' recordings with the accents the English-only voices lack. Debian: mbrola-XX.
 MBROLA_VOICES.update({f"mb-{database}-en": database for database in (
     "af1", "nl2", "fr1", "fr4", "de1", "de2", "de3", "de4", "de5", "de6", "gr2", "hu1", "pl1", "ro1", "sw1", "sw2")})
+# espeak-ng's phoneme tables through which every caption keeps every word: each caption lasts at least 0.85x (median
+# 0.93-1.19x) as long as in en-us (tests/test_voices.py checks it). Left out: the tonal tables (zh, vi, ...) and
+# those that cut a word whatever the stand-ins.
+L2_TABLES = (
+    "af", "am", "ar", "az", "be", "bg", "bs", "cv", "cy", "da", "de", "et", "fa", "fa-latn", "fi", "fr-be", "fr-ch", "fr-fr",
+    "ga", "gd", "hak", "haw", "he", "hr", "ht", "hu", "is", "it", "ja", "ka", "kk", "kn", "ko", "ku", "ky", "lt", "ltg", "lv",
+    "mk", "mt", "my", "nb", "nl", "nog", "om", "pl", "pt", "pt-br", "qu", "quc", "qya", "ru", "ru-lv", "shn", "si", "sjn",
+    "sl", "smj", "sq", "sr", "sv", "sw", "ta", "te", "th", "tk", "tn", "tr", "ug", "uk", "uz",
+)
+# en-us's phonemes in espeak-ng's notation (`espeak-ng -v en-us -x`), longest first so that "aI" is never "a" + "I";
+# with stress marks, word and syllable breaks, which every table reads.
+EN_US_PHONEMES = tuple(sorted((
+    "dZ", "tS", "3:", "@L", "O2", "oU", "eI", "e@", "aI", "aU", "OI", "i:", "u:", "@2", "I2", "a#", "O:", "A:", "i@", "U@", "aI@",
+    "aU@", "i@3", "I#", "a2", "0#", "n-", "l-", "m-", "@-", "r-", "3", "a", "n", "r", "E", "d", "I", "j", "l", "g", "b", "p", "s",
+    "k", "w", "t", "N", "D", "T", "f", "m", "@", "v", "z", "S", "Z", "h", "V", "U", "i", "0", "A", "O", "e", "o", "u", "x",
+), key=len, reverse=True))
+L2_BREAKS = frozenset("',- _|:!")  # stress, syllable and word marks, pauses: never replaced
+# For each en-us phoneme, what stands in for it where a table lacks it, nearest first (the phoneme itself comes first).
+L2_STAND_INS = {
+    "3:": ("3", "@r", "@:", "e:", "@", "E"), "3": ("3:", "@r", "@", "E"), "@L": ("@l", "l"), "O2": ("O", "o", "A", "a"),
+    "dZ": ("dz", "Z", "j", "g"), "tS": ("ts", "S"), "oU": ("o:", "o", "O"), "eI": ("e:", "e", "E"), "e@": ("E@", "E:", "E", "e"),
+    "aI": ("ai", "a;I", "AI", "a"), "aU": ("au", "a"), "OI": ("oi", "o"), "aI@": ("aI", "ai", "a"), "aU@": ("aU", "au", "a"),
+    "i@3": ("i@", "i"), "I": ("i", "e"), "I#": ("I", "i"), "I2": ("I", "i"), "i:": ("i",), "u:": ("u",), "r": ("R", "r/", "*"),
+    "r-": ("r", "R"), "N": ("n",), "D": ("d", "z"), "T": ("t", "s"), "@2": ("@", "e", "a"), "@": ("e", "a"), "@-": ("@", "e"),
+    "E": ("e",), "a": ("A", "a#"), "a#": ("a", "@"), "a2": ("a", "@"), "0#": ("0", "O", "o"), "w": ("u", "v"), "j": ("i",),
+    "V": ("a", "@"), "U": ("u",), "0": ("O", "o"), "h": ("x", ""), "z": ("s",), "Z": ("S", "z"), "v": ("f", "w"), "S": ("s",),
+    "O:": ("O", "o"), "A:": ("a:", "a"), "i@": ("i",), "U@": ("u",), "n-": ("n",), "l-": ("l",), "m-": ("m",), "x": ("h", "k"),
+}
 MBROLA_DIRS = ("/usr/share/mbrola", "/usr/local/share/mbrola", "/usr/share/mbrola/voices")
 FLITE_SPEAKERS = {"kal": "cmu-kal", "kal16": "cmu-kal", "awb": "cmu-awb", "rms": "cmu-rms", "slt": "cmu-slt"}
 FLITE_F0 = {"kal": 95.0, "kal16": 95.0, "awb": 123.0, "rms": 100.0, "slt": 168.0}  # measured mean F0 (Hz)
@@ -262,6 +299,57 @@ def _synth_espeak(voice: Voice, text: str, prosody: dict) -> np.ndarray:
         raise _engine_error(voice, "espeak-ng", error.__cause__) from error
 
 
+@functools.lru_cache(maxsize=4096)  # a world speaks each caption many times
+def en_us_phonemes(text: str) -> tuple[str, ...]:
+    """`text` as en-us phonemes, one string per phoneme, stress mark or break (see EN_US_PHONEMES)."""
+    try:
+        spoken = espeak_phonemes(text, "en-us", timeout=TIMEOUT_S)
+    except (FileNotFoundError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as error:
+        raise RuntimeError(f"espeak-ng cannot transcribe {text!r} ({error}). Install it with: apt-get install espeak-ng") from error
+    tokens, i = [], 0
+    while i < len(spoken):
+        token = next((p for p in EN_US_PHONEMES if spoken.startswith(p, i)), spoken[i])
+        tokens.append(token)
+        i += len(token)
+    return tuple(tokens)
+
+
+@functools.lru_cache(maxsize=None)
+def _table_reads(table: str) -> frozenset[str]:
+    """The phonemes of EN_US_PHONEMES and their stand-ins that espeak-ng's `table` reads. A phoneme a table lacks cuts the
+    rest of its word off, so "m'a<p>at" loses its tail; all are tried in one run, one word each."""
+    candidates = sorted({p for p in (*EN_US_PHONEMES, *(q for qs in L2_STAND_INS.values() for q in qs)) if p and p not in L2_BREAKS})
+    words = espeak_phonemes("[[" + " ".join(["m'aat"] + [f"m'a{p}at" for p in candidates]) + "]]", table, timeout=TIMEOUT_S).split()
+    if len(words) != len(candidates) + 1:  # a candidate split or merged words: ask one at a time
+        words = [espeak_phonemes(f"[[{w}]]", table, timeout=TIMEOUT_S) for w in ["m'aat"] + [f"m'a{p}at" for p in candidates]]
+    return frozenset(p for p, kept in zip(candidates, words[1:]) if kept.endswith("t") and len(kept) > len(words[0]))
+
+
+@functools.lru_cache(maxsize=None)
+def _stand_in(table: str, phoneme: str) -> str | None:
+    """`phoneme`, or the first of its stand-ins `table` reads (None: none of them)."""
+    return next((p for p in (phoneme, *L2_STAND_INS.get(phoneme, ())) if not p or p in _table_reads(table)), None)
+
+
+def english_through(table: str, text: str) -> str:
+    """`text`'s en-us phonemes, each replaced where `table` lacks it, as espeak-ng phoneme input ("[[...]]")."""
+    phonemes = []
+    for phoneme in en_us_phonemes(text):
+        kept = phoneme if phoneme in L2_BREAKS else _stand_in(table, phoneme)
+        if kept is None:
+            raise RuntimeError(f"espeak-ng's {table} phoneme table has nothing to say en-us's {phoneme!r} in {text!r} with")
+        phonemes.append(kept)
+    return f"[[{''.join(phonemes)}]]"
+
+
+def _synth_l2(voice: Voice, text: str, prosody: dict) -> np.ndarray:
+    try:
+        spoken = english_through(voice.option("table", voice.name.partition("+")[0]), text)
+    except (FileNotFoundError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as error:
+        raise _engine_error(voice, "espeak-ng", error) from error
+    return _synth_espeak(voice, spoken, prosody)
+
+
 def _draw_flite(voice: Voice, rng: np.random.Generator) -> dict:
     return _rate_pitch(rng)
 
@@ -416,6 +504,7 @@ def _synth_sam(voice: Voice, text: str, prosody: dict) -> np.ndarray:
 # What to install for each engine (a Voice also names its own package, e.g. one festvox voice).
 ENGINE_PACKAGES = {
     "espeak-ng": "apt-get install espeak-ng",
+    "espeak-ng-l2": "apt-get install espeak-ng",
     "mbrola": "apt-get install espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-en1, and for the accents mbrola-de1 ... "
               "(every database in MBROLA_VOICES; Debian contrib and non-free)",
     "flite": "apt-get install flite",
@@ -426,9 +515,9 @@ ENGINE_PACKAGES = {
     "sam": "pip install samtts",
 }
 
-_DRAW = {"espeak-ng": _draw_espeak, "mbrola": _draw_espeak, "flite": _draw_flite, "festival": _draw_festival,
+_DRAW = {"espeak-ng": _draw_espeak, "espeak-ng-l2": _draw_espeak, "mbrola": _draw_espeak, "flite": _draw_flite, "festival": _draw_festival,
          "pico": _draw_pico, "piper": _draw_piper, "rhvoice": _draw_pico, "sam": _draw_pico}  # the last three: rate and pitch
-_SYNTH = {"espeak-ng": _synth_espeak, "mbrola": _synth_espeak, "flite": _synth_flite, "festival": _synth_festival,
+_SYNTH = {"espeak-ng": _synth_espeak, "espeak-ng-l2": _synth_l2, "mbrola": _synth_espeak, "flite": _synth_flite, "festival": _synth_festival,
           "pico": _synth_pico, "piper": _synth_piper, "rhvoice": _synth_rhvoice, "sam": _synth_sam}
 _BATCH = {"festival": _batch_festival}  # engines that make many clips faster in one process
 ENGINES = tuple(_SYNTH)
@@ -455,6 +544,17 @@ def espeak_voices() -> list[Voice]:
     return [Voice("espeak-ng", f"{accent}+{variant}" if variant else accent,
                   (f"espeak-ng/accent:{accent}", f"espeak-ng/variant:{variant or 'none'}"), package)
             for accent in accents for variant in ["", *variants]]
+
+
+def l2_voices() -> list[Voice]:
+    """English through each of L2_TABLES that espeak-ng has here, with every voice variant, plus the plain table."""
+    if shutil.which("espeak-ng") is None:
+        return []
+    listed = {line.split()[1] for line in _lines(["espeak-ng", "--voices"])[1:] if len(line.split()) > 1}
+    variants = sorted(_espeak_variants())
+    return [Voice("espeak-ng-l2", f"{table}+{variant}" if variant else table,
+                  (f"espeak-ng/table:{table}", f"espeak-ng/variant:{variant or 'none'}"), ENGINE_PACKAGES["espeak-ng-l2"])
+            for table in L2_TABLES if table in listed for variant in ["", *variants]]
 
 
 def mbrola_voices() -> list[Voice]:
@@ -565,7 +665,7 @@ def sam_voices() -> list[Voice]:
 
 @functools.lru_cache(maxsize=1)
 def _available() -> tuple[Voice, ...]:
-    return tuple(espeak_voices() + mbrola_voices() + flite_voices() + festival_voices() + pico_voices()
+    return tuple(espeak_voices() + l2_voices() + mbrola_voices() + flite_voices() + festival_voices() + pico_voices()
                  + piper_voices() + rhvoice_voices() + sam_voices())
 
 
