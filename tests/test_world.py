@@ -388,12 +388,13 @@ def test_results_say_when_the_clap_started_again_from_another_seed(tmp_path):
     from world.rebuild import results_markdown
 
     rows = {}
-    for seeds in ([0], [0, 1]):
+    for seeds in ([0], [0, 1], [0, 1, 2]):
         (tmp_path / "runs" / "clap").mkdir(parents=True, exist_ok=True)
         (tmp_path / "runs" / "clap" / "metrics.json").write_text(json.dumps({"steps": 4500, "seeds": seeds, "held_out_retrieval": {"caption": 0.5}}))
         table = results_markdown(tmp_path / "runs", {"stages": {"clap": 600.0}}, "python -m world.rebuild", None, tmp_path / "models")
         rows[len(seeds)] = next(line for line in table.splitlines() if line.startswith("| clap |"))
-    assert "seed" not in rows[1] and "from seed 1 (seed 0 stalled" in rows[2]
+    assert "seed" not in rows[1] and "from seed 1 (seed 0 stalled above log 6 and was dropped)" in rows[2]
+    assert "from seed 2 (seeds 0, 1 stalled above log 6 and were dropped)" in rows[3]
 
 
 @pytest.mark.parametrize("stall_loss, seeds", [(float("inf"), [0]), (-1.0, [0, 1, 2])])

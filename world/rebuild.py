@@ -280,7 +280,11 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         return f"align.train in {precision}, {latest.get('step', '?')} steps; over the 72 captions, {figures or 'no held-out figures'}; per-token cosine {latest.get('cosine', float('nan')):.3f}"
 
     def restarted(seeds: list[int]) -> str:  # world.train_clap starts again with the next seed when a run stalls
-        return f" from seed {seeds[-1]} (seed {', '.join(map(str, seeds[:-1]))} stalled above log 6 and was dropped)" if len(seeds) > 1 else ""
+        if len(seeds) < 2:
+            return ""
+        dropped = f"seed {seeds[0]} stalled above log 6 and was" if len(seeds) == 2 else \
+            f"seeds {', '.join(map(str, seeds[:-1]))} stalled above log 6 and were"
+        return f" from seed {seeds[-1]} ({dropped} dropped)"
 
     pretrain = metrics("pretrain")
     cer = pretrain.get("cer", {})

@@ -344,7 +344,7 @@ def english_through(table: str, text: str) -> str:
 
 def _synth_l2(voice: Voice, text: str, prosody: dict) -> np.ndarray:
     try:
-        spoken = english_through(voice.option("table", voice.name.partition("+")[0]), text)
+        spoken = english_through(voice.name.partition("+")[0], text)  # "<table>+<variant>"
     except (FileNotFoundError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as error:
         raise _engine_error(voice, "espeak-ng", error) from error
     return _synth_espeak(voice, spoken, prosody)
