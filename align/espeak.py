@@ -2,7 +2,7 @@
 (`espeak`), or its phonemes in espeak-ng's own notation (`espeak_phonemes`).
 
 Its callers choose the voice and the prosody: `align.synthetic_data.speak` (spoken captions) and
-`world.voices` (the espeak-ng and mbrola engines, whose errors it names with the voice and the package).
+`world.voices` (the espeak-ng, espeak-ng-l2 and mbrola engines, whose errors it names with the voice and the package).
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import soundfile as sf
 from align.audio import to_mono_16k
 
 
+def _binary() -> str:
+    return shutil.which("espeak-ng") or "espeak-ng"  # the bare name: a missing binary raises FileNotFoundError when run
+
+
 class EspeakNoSound(RuntimeError):
     """espeak-ng exited 0 but wrote no readable sound; the reader's error is the `__cause__`."""
 
@@ -31,7 +35,7 @@ def espeak(text: str, voice: str, words_per_minute: int | None = None, pitch: in
     Raises FileNotFoundError if espeak-ng is not installed, subprocess.TimeoutExpired after `timeout` seconds,
     subprocess.CalledProcessError (its stderr kept) if espeak-ng fails, and EspeakNoSound if it wrote nothing.
     """
-    binary = shutil.which("espeak-ng") or "espeak-ng"
+    binary = _binary()
     with tempfile.TemporaryDirectory(prefix="espeak-") as tmp:
         (Path(tmp) / "text.txt").write_text(text)
         cmd = [binary, "-v", str(voice), "-w", f"{tmp}/out.wav", "-f", f"{tmp}/text.txt"]
@@ -53,7 +57,7 @@ def espeak_phonemes(text: str, voice: str, timeout: float | None = None) -> str:
     """`text` as the phonemes `voice` would speak (`-q -x`: espeak-ng's notation, e.g. "a# r'Ed s'3:k@L"), its clauses
     joined by spaces. Text in `[[...]]` is read as phonemes already, so this also shows what a voice's phoneme table
     keeps of them. Raises as `espeak` does."""
-    binary = shutil.which("espeak-ng") or "espeak-ng"
+    binary = _binary()
     run = subprocess.run([binary, "-v", str(voice), "-q", "-x", "--stdin"], input=text, capture_output=True, text=True,
                          timeout=timeout, check=True)  # stdin: a text may start with "-"
     return " ".join(run.stdout.split())

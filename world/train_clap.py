@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def fit(args, seed: int, train_features: torch.Tensor, by_caption: list[torch.Te
     model = make_clap(vocab_size, seed).train()
     optimizer, budget, generator = optimise(model.parameters(), argparse.Namespace(**{**vars(args), "seed": seed}), weight_decay=0.05)
     log(f"CLAP (seed {seed}): {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    recent: list[float] = []
+    recent: deque[float] = deque(maxlen=100)  # the last 100 steps' losses
     checked = last_try
     for step in budget.each_step(optimizer, args.lr):
         pick = torch.stack([ids[torch.randint(len(ids), (1,), generator=generator)][0] for ids in by_caption])
@@ -101,7 +102,7 @@ def fit(args, seed: int, train_features: torch.Tensor, by_caption: list[torch.Te
         mask = torch.where(use_prompt, prompted.attention_mask, plain.attention_mask)
         loss = model(input_ids=ids, attention_mask=mask, input_features=train_features[pick], return_loss=True).loss
         update(optimizer, loss)
-        recent = (recent + [loss.item()])[-100:]
+        recent.append(loss.item())
         if step % 100 == 0:
             log(f"step {step}/{args.steps} loss {loss.item():.4f}")
         if not checked and step >= STALL_CHECK * args.steps:  # by steps, not time: a busy machine must not move the check

@@ -127,7 +127,7 @@ EN_US_PHONEMES = tuple(sorted((
     "k", "w", "t", "N", "D", "T", "f", "m", "@", "v", "z", "S", "Z", "h", "V", "U", "i", "0", "A", "O", "e", "o", "u", "x",
 ), key=len, reverse=True))
 L2_BREAKS = frozenset("',- _|:!")  # stress, syllable and word marks, pauses: never replaced
-# For each en-us phoneme, what stands in for it where a table lacks it, nearest first (the phoneme itself comes first).
+# For each en-us phoneme, what stands in for it where a table lacks it, nearest first (tried after the phoneme itself).
 L2_STAND_INS = {
     "3:": ("3", "@r", "@:", "e:", "@", "E"), "3": ("3:", "@r", "@", "E"), "@L": ("@l", "l"), "O2": ("O", "o", "A", "a"),
     "dZ": ("dz", "Z", "j", "g"), "tS": ("ts", "S"), "oU": ("o:", "o", "O"), "eI": ("e:", "e", "E"), "e@": ("E@", "E:", "E", "e"),
