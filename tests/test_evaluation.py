@@ -55,6 +55,18 @@ def count_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
     return calls
 
 
+def assert_same_images(folder: Path, reference: Path, clips: int, slack: int) -> None:
+    """The two images of each of the first `clips` clips match the reference run's to within `slack` levels; and the
+    two seeds of a clip differ by far more, so that the slack cannot hide a clip drawn with the wrong seed."""
+    def pixels(where: Path, clip: int, k: int) -> np.ndarray:
+        return np.asarray(Image.open(where / "images" / f"clip_{clip:05d}_{k}.png"), dtype=np.int16)
+
+    for clip in range(clips):
+        for k in range(2):
+            assert np.abs(pixels(folder, clip, k) - pixels(reference, clip, k)).max() <= slack, (clip, k)
+    assert np.abs(pixels(folder, 0, 0) - pixels(reference, 0, 1)).max() > 4 * max(slack, 1), "two seeds drew one picture"
+
+
 @pytest.fixture(scope="module")
 def full_run(models, synthetic_data, tmp_path_factory):
     """--limit 3, then the full test split (8 clips) in the same folder: the second run must do only the other 5."""
@@ -129,17 +141,8 @@ def test_interrupted_run_resumes_with_the_same_images(full_run, models, syntheti
     calls = count_calls(monkeypatch)
     assert evaluate.main(argv(models, synthetic_data, out, "--num-images", "2", "--limit", "4")) == 0
     assert calls == [2, 3]
-    # Per-clip seeds: the same pixels as the run that went 0-2 then 3-7.
-    # The same seeds give the same image up to float rounding: the subprocesses run on one thread each and this process
-    # on all cores, so a sum may be added in another order and tip a pixel by one level. Another seed or clip moves
-    # the picture by far more (checked below), so a level or two of slack cannot hide a wrong split.
-    pixels = lambda folder, name: np.asarray(Image.open(folder / name), dtype=np.int16)  # noqa: E731
-    for i in range(4):
-        for k in range(2):
-            name = f"images/clip_{i:05d}_{k}.png"
-            assert np.abs(pixels(out, name) - pixels(full_run[0], name)).max() <= 2, name
-    other_seed = np.abs(pixels(out, "images/clip_00000_0.png") - pixels(full_run[0], "images/clip_00000_1.png"))
-    assert other_seed.max() > 2 * 4, "the two seeds of a clip drew the same picture: the comparison above tells nothing"
+    # Per-clip seeds: the same pixels as the run that went 0-2 then 3-7 (the same process, so the same threads).
+    assert_same_images(out, full_run[0], clips=4, slack=0)
     assert json.loads((out / "metrics.json").read_text())["num_clips"] == 4
 
 
@@ -224,16 +227,8 @@ def test_two_processes_split_the_clips_and_match_one(full_run, models, synthetic
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 to do on 2 process(es)" in done.stderr
     assert done.stdout.count("AIC accuracy") == 1  # only the main process summarizes
-    # The same seeds give the same image up to float rounding: the subprocesses run on one thread each and this process
-    # on all cores, so a sum may be added in another order and tip a pixel by one level. Another seed or clip moves
-    # the picture by far more (checked below), so a level or two of slack cannot hide a wrong split.
-    pixels = lambda folder, name: np.asarray(Image.open(folder / name), dtype=np.int16)  # noqa: E731
-    for i in range(4):
-        for k in range(2):
-            name = f"images/clip_{i:05d}_{k}.png"
-            assert np.abs(pixels(out, name) - pixels(full_run[0], name)).max() <= 2, name
-    other_seed = np.abs(pixels(out, "images/clip_00000_0.png") - pixels(full_run[0], "images/clip_00000_1.png"))
-    assert other_seed.max() > 2 * 4, "the two seeds of a clip drew the same picture: the comparison above tells nothing"
+    # One thread in each subprocess against all cores here: a sum may be added in another order and tip a pixel by a level.
+    assert_same_images(out, full_run[0], clips=4, slack=2)
     assert json.loads((out / "metrics.json").read_text())["num_clips"] == 4
 
 
