@@ -346,21 +346,22 @@ def test_train_audio_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, hard
     monkeypatch.setattr(train_audio, "cpu_has_bf16", lambda: hardware)
     precision = {choice: train_audio.training_precision(choice) for choice in ("auto", "bf16", "fp32")}
     assert precision == {"auto": "bf16" if hardware else "no", "bf16": "bf16", "fp32": "no"}
-    args = argparse.Namespace(world="w", steps=4, lr=1e-3, seed=0, num_workers=0, warp_frequencies=0.0, freq_masks=0, precision="auto")
+    args = argparse.Namespace(world="w", steps=4, lr=1e-3, seed=0, num_workers=0, warp_frequencies=0.0, freq_masks=0, extra_negatives=72, precision="auto")
     line = train_audio.align_arguments(args, Path("init"), Path("out"), Path("clip"), batch_size=8)
     assert line[line.index("--mixed-precision") + 1] == precision["auto"]
+    assert line[line.index("--extra-negatives") + 1] == "72"
 
 
-def test_results_name_the_precision_each_alignment_stage_ran_in(tmp_path):
+def test_results_name_the_precision_and_extra_negatives_of_each_alignment_stage(tmp_path):
     from world.rebuild import results_markdown
 
-    for stage, precision in (("refine", None), ("polish", "bf16")):
+    for stage, precision, negatives in (("refine", None, 0), ("polish", "bf16", 72)):
         (tmp_path / stage).mkdir()
-        (tmp_path / stage / "args.json").write_text(json.dumps({"mixed_precision": precision}))
+        (tmp_path / stage / "args.json").write_text(json.dumps({"mixed_precision": precision, "extra_negatives": negatives}))
         (tmp_path / stage / "metrics.json").write_text(json.dumps({"latest": {"step": 4400, "cosine": 0.89}}))
     table = results_markdown(tmp_path, {"stages": {"refine": 60.0, "polish": 120.0}}, "python -m world.rebuild")
     assert "| refine | 1.0 | align.train in fp32, 4400 steps;" in table
-    assert "| polish | 2.0 | align.train in bf16 autocast, 4400 steps;" in table and "| **total** | **3.0** |" in table
+    assert "| polish | 2.0 | align.train in bf16 autocast, 72 cached captions added as negatives a step, 4400 steps;" in table and "| **total** | **3.0** |" in table
 
 
 def test_results_say_which_stages_ran_on_an_earlier_build_of_the_world(tmp_path):
@@ -435,3 +436,52 @@ def test_train_unet_init_continues_from_the_given_unet(tmp_path):
     continued, fresh, given = weights(tmp_path / "continued"), weights(tmp_path / "fresh"), start.state_dict()
     assert all(torch.equal(continued[k], given[k]) for k in given)
     assert not all(torch.equal(fresh[k], given[k]) for k in given)
+
+
+def test_assemble_ships_the_polish_stage_ears_or_the_encoder_it_is_given(tmp_path):
+    from diffusers import DPMSolverMultistepScheduler
+
+    from align.encoder import load_audio_encoder
+    from architectures import tiny_models
+    from world import assemble
+
+    runs = tmp_path / "runs"
+    tiny_models.tiny_vae().save_pretrained(runs / "vae" / "vae")
+    tiny_models.tiny_unet().save_pretrained(runs / "sharpen" / "unet")
+    DPMSolverMultistepScheduler().save_pretrained(runs / "sharpen" / "scheduler")
+    tiny_models.tiny_text_encoder().save_pretrained(runs / "clip" / "text_encoder")
+    tiny_models.tiny_tokenizer().save_pretrained(runs / "clip" / "tokenizer")
+    for name, (model, processor) in (("clip", tiny_models.tiny_clip()), ("clap", tiny_models.tiny_clap())):
+        model.save_pretrained(runs / name / name)
+        processor.save_pretrained(runs / name / name)
+    for shift, folder in ((0.0, runs / "polish" / "final"), (0.25, tmp_path / "trial" / "final")):
+        encoder = tiny_models.tiny_audio_encoder()  # built the same each time: the trial's weights are moved
+        with torch.no_grad():
+            for weight in encoder.parameters():
+                weight.add_(shift)
+        encoder.save_pretrained(folder)
+        tiny_models.feature_extractor().save_pretrained(folder)
+
+    def shipped_ears_match(out, source):
+        shipped, given = load_audio_encoder(out / "pipeline" / "audio_encoder").state_dict(), load_audio_encoder(source).state_dict()
+        return all(torch.equal(shipped[k], given[k].half().float()) for k in given)
+
+    assemble.main(["--runs", str(runs), "--out", str(tmp_path / "default")])
+    assemble.main(["--runs", str(runs), "--out", str(tmp_path / "tried"), "--audio-encoder", str(tmp_path / "trial" / "final")])
+    assert shipped_ears_match(tmp_path / "default", runs / "polish" / "final")
+    assert shipped_ears_match(tmp_path / "tried", tmp_path / "trial" / "final")
+    assert not shipped_ears_match(tmp_path / "tried", runs / "polish" / "final")
+    assert (tmp_path / "tried" / "scorer" / "vocabulary.txt").read_text().count("\n") == 1 + len(all_scenes())
+    with pytest.raises(SystemExit):
+        assemble.main(["--runs", str(runs), "--out", str(tmp_path / "none"), "--audio-encoder", str(tmp_path / "missing")])
+
+
+def test_misheard_counts_which_word_the_top_caption_put_for_which_commonest_first():
+    from world.train_audio import misheard
+
+    said = [{"colour": "blue", "shape": "circle", "position": "left"}] * 3 + [{"colour": "red", "shape": "cross", "position": "right"}]
+    heard = [{"colour": "green", "shape": "circle", "position": "right"}, {"colour": "blue", "shape": "circle", "position": "right"},
+             {"colour": "blue", "shape": "circle", "position": "left"}, {"colour": "red", "shape": "square", "position": "right"}]
+    assert misheard(heard, said) == {"left → right": 2, "blue → green": 1, "cross → square": 1}
+    assert list(misheard(heard, said))[0] == "left → right"
+    assert misheard(said, said) == {}

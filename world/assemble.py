@@ -1,6 +1,7 @@
 """Stage: put the trained parts together as the app's offline default, in the repository.
 
     python -m world.assemble --runs runs/world --out models/world
+    python -m world.assemble --audio-encoder runs/world/polish_trial/final --out /tmp/trial   # try other ears, same pictures
 
 Writes, with each model's own `save_pretrained` (safetensors, stored in float16 to keep the repository
 small; load them in float32 on a CPU, as the app and the CLI do):
@@ -47,11 +48,14 @@ It understands only this world: spoken captions such as "a green triangle on the
 """
 
 
-def assemble_pipeline(runs: Path) -> AudioToImagePipeline:
+def assemble_pipeline(runs: Path, audio_encoder: Path | None = None) -> AudioToImagePipeline:
+    """The stages' outputs under `runs` as one pipeline; `audio_encoder` (default: the polish stage's, the audio
+    stage's encoder after its third cycle) lets a trial encoder be measured with the same picture side."""
+    audio_encoder = audio_encoder or runs / "polish" / "final"
     return AudioToImagePipeline(
         vae=AutoencoderKL.from_pretrained(runs / "vae" / "vae", use_safetensors=True),
-        audio_encoder=load_audio_encoder(runs / "polish" / "final"),  # the audio stage's encoder after its third cycle
-        feature_extractor=SeamlessM4TFeatureExtractor.from_pretrained(runs / "polish" / "final"),
+        audio_encoder=load_audio_encoder(audio_encoder),
+        feature_extractor=SeamlessM4TFeatureExtractor.from_pretrained(audio_encoder),
         unet=UNet2DConditionModel.from_pretrained(runs / "sharpen" / "unet", use_safetensors=True),  # the UNet after its second cycle
         scheduler=DPMSolverMultistepScheduler.from_pretrained(runs / "sharpen" / "scheduler"),
         text_encoder=CLIPTextModel.from_pretrained(runs / "clip" / "text_encoder", use_safetensors=True),
@@ -63,11 +67,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/world", help="the training stages' outputs")
     parser.add_argument("--out", default="models/world")
+    parser.add_argument("--audio-encoder", type=Path, default=None, help="ship this encoder (a training run's final/ folder) "
+                        "instead of <runs>/polish/final")
     args = parser.parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
+    if args.audio_encoder is not None and not (args.audio_encoder / "model.safetensors").exists():
+        parser.error(f"--audio-encoder {args.audio_encoder}: no model.safetensors there; give a finished run's final/ folder")
     for part in ("pipeline", "scorer"):
         shutil.rmtree(out / part, ignore_errors=True)
-    pipeline = assemble_pipeline(runs)
+    pipeline = assemble_pipeline(runs, args.audio_encoder)
     pipeline.to(dtype=STORAGE_DTYPE)
     pipeline.save_pretrained(out / "pipeline", safe_serialization=True)
     clip = CLIPModel.from_pretrained(runs / "clip" / "clip", use_safetensors=True, dtype=STORAGE_DTYPE)

@@ -11,8 +11,9 @@ user aligns facebook/w2v-bert-2.0. Without it, a small `AudioPromptEncoder` (bac
 layers, and the 2-layer adapter) is created from a config. Either way the window is 38 tokens (3.04 s → 39
 positions) and `align.train.main` trains it: the same loop, loss, target cache, data loading and checkpoints as
 the real system, only smaller. align.train evaluates on `<world>/audio/test` (held-out voices of the trained
-engines); at the end `evaluate_folders` measures caption retrieval and the colour / shape / position of the top
-caption on test/ and test_engine/ (the engine never heard), per engine, into <out>/held_out.json. Resumable:
+engines); at the end `evaluate_folders` measures caption retrieval, the colour / shape / position of the top
+caption and which words it put for which (`misheard`) on test/ and test_engine/ (the engine never heard), per
+engine, into <out>/held_out.json. Resumable:
 a second call continues from the newest checkpoint. With --init, training starts from a whole finished encoder
 (backbone and adapter) with a fresh optimizer and learning-rate cycle: the audio stage ends with its learning rate
 at zero while still improving, so a warm restart continues the climb (world.rebuild's refine stage, then its
@@ -27,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ from align import train as align_train
 from align.device import cpu_has_bf16
 from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from align.targets import encode_captions
+from world.checker import ATTRIBUTES
 from world.settings import NUM_AUDIO_TOKENS, TEXT_HIDDEN
 from world.stage import use_threads, stage_parser
 
@@ -60,12 +63,20 @@ def make_audio_encoder(empty_embedding: torch.Tensor, seed: int = 0, hidden: int
     return encoder
 
 
+def misheard(heard: list[dict], said: list[dict]) -> dict[str, int]:
+    """What the ears mistook for what, commonest first: "left → right": 10 when the top caption of ten clips that said
+    "left" said "right" (each value belongs to one attribute only, so the words name it)."""
+    counts = Counter(f"{s[a]} → {h[a]}" for h, s in zip(heard, said) for a in ATTRIBUTES if h[a] != s[a])
+    return dict(counts.most_common())
+
+
 @torch.no_grad()
 def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encoder_dir: str | Path, tokenizer_dir: str | Path,
                      parts: tuple[str, ...] = ("test", "test_engine", "test_unheard"), legacy_articles: bool = False, batch_size: int = 64) -> dict:
     """Caption retrieval over the 72 captions on each held-out folder, overall and per engine: R@1, R@5, how
-    often the top caption has the right colour, shape and position (and all three), and the per-token cosine
-    of each clip's states to its own caption's (align.metrics.sequence_cosine, BOS left out).
+    often the top caption has the right colour, shape and position (and all three), which words it heard for which
+    (`misheard`), and the per-token cosine of each clip's states to its own caption's (align.metrics.sequence_cosine,
+    BOS left out).
 
     The candidates are the captions as the text encoder reads them (`legacy_articles`: "a orange", for text
     encoders trained before issue 9); a clip's own caption is looked up the same way."""
@@ -106,10 +117,11 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
             keep = np.asarray(keep)
             got = [scenes[t] for t in top[keep]]
             want = [rows[i] for i in keep]
-            hits = {a: float(np.mean([g[a] == w[a] for g, w in zip(got, want)])) for a in ("colour", "shape", "position")}
-            hits["all"] = float(np.mean([all(g[a] == w[a] for a in ("colour", "shape", "position")) for g, w in zip(got, want)]))
+            hits = {a: float(np.mean([g[a] == w[a] for g, w in zip(got, want)])) for a in ATTRIBUTES}
+            hits["all"] = float(np.mean([all(g[a] == w[a] for a in ATTRIBUTES) for g, w in zip(got, want)]))
             return {"clips": int(len(keep)), "R@1": float(np.mean(ranks[keep] < 1)), "R@5": float(np.mean(ranks[keep] < 5)),
-                    **{k: round(v, 4) for k, v in hits.items()}, "cosine": round(float(np.mean(cosines[keep])), 4)}
+                    **{k: round(v, 4) for k, v in hits.items()}, "cosine": round(float(np.mean(cosines[keep])), 4),
+                    "misheard": misheard(got, want)}
 
         results[part] = summary(range(len(rows)))
         for engine in sorted({r.get("engine", "?") for r in rows}):
@@ -133,6 +145,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                         help="autocast precision of the training step ('auto': bf16 where the CPU computes it in hardware, "
                         "align.device.cpu_has_bf16; bench/cpu_precision.py measures the gain; else fp32). The held-out measurement at the end runs in fp32")
+    parser.add_argument("--extra-negatives", type=int, default=0,
+                        help="align.train's cached captions added as negatives each step; 72 or more: every caption of the world is a "
+                        "negative at every step, so each clip always meets the captions one word away from its own")
     parser.add_argument("--legacy-articles", action="store_true", help='the text encoder reads "a orange" (trained before issue 9)')
     args = parser.parse_args(argv)
     use_threads(args.threads)
@@ -180,7 +195,7 @@ def align_arguments(args, start_from: Path, out: Path, clip: Path, batch_size: i
         "--checkpointing-steps", str(max(args.steps // 6, 1)), "--checkpoints-total-limit", "1",
         "--resume-from-checkpoint", "latest", "--logging-steps", "50", "--max-eval-items", "0", "--cpu",
         "--warp-frequencies", str(args.warp_frequencies), "--freq-masks", str(args.freq_masks),
-        "--mixed-precision", training_precision(args.precision),
+        "--extra-negatives", str(args.extra_negatives), "--mixed-precision", training_precision(args.precision),
     ]
 
 
