@@ -9,6 +9,7 @@ DistributedDataParallel (what accelerate wraps the model in) and writes the loss
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -97,12 +98,34 @@ def free_port() -> str:
 
 
 def env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # PYTHONFAULTHANDLER: a process sent SIGABRT prints every thread's stack (see run_processes)
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONFAULTHANDLER": "1"}
+
+
+def run_processes(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a launcher and its processes; if they are still running after `timeout` seconds, fail the test with the
+    stack of every process. A rank that never exits (seen once here after a finished run) then says where it waits,
+    instead of leaving only a timeout and an orphan process."""
+    import psutil  # accelerate's own dependency
+
+    launcher = subprocess.Popen(command, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = launcher.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(command, launcher.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        family = psutil.Process(launcher.pid).children(recursive=True)
+        for process in family:
+            process.send_signal(signal.SIGABRT)  # faulthandler writes its stacks to the stderr we read
+        _, alive = psutil.wait_procs(family, timeout=10)
+        for process in [*alive, launcher]:
+            process.kill()
+        out, err = launcher.communicate()
+        pytest.fail(f"still running after {timeout:.0f} s; the stacks of its processes:\n{err[-6000:]}")
 
 
 def test_two_processes_give_the_loss_and_gradients_of_one_process_on_the_whole_batch(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
-                          __file__, str(tmp_path)], check=False, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    run = run_processes([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
+                         __file__, str(tmp_path)])
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     features, targets, ids = fixed_batch()
     reference_losses, reference = loss_and_gradients(deterministic_encoder(), features, targets, ids, 1)
@@ -127,7 +150,7 @@ def launch_train(args, processes):
     one interpreter start); note that `accelerate launch --cpu --num_processes 2` would start only ONE process."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", free_port(),
                "-m", "align.train", *args]
-    return subprocess.run(command, check=False, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    return run_processes(command)
 
 
 def read_log(out: Path) -> list[dict]:
@@ -203,6 +226,15 @@ def test_a_streaming_run_on_two_processes_sees_every_good_sample_once_and_resume
     for before, after in zip(first_log, again):
         assert after["loss"] == pytest.approx(before["loss"], rel=1e-4)
     assert [(out / f"samples-rank{r}.jsonl").read_text() for r in (0, 1)] == first_samples  # the same samples after the checkpoint
+
+
+def test_a_launch_that_never_ends_fails_with_the_stack_of_each_of_its_processes():
+    # the launched process starts one that sleeps: that one is stopped with SIGABRT and its stack comes back
+    command = [sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time; time.sleep(120)'])"]
+    with pytest.raises(pytest.fail.Exception) as failed:
+        run_processes(command, timeout=3)
+    assert "still running after 3 s" in str(failed.value)
+    assert "Fatal Python error: Aborted" in str(failed.value) and 'File "<string>", line 1 in <module>' in str(failed.value)
 
 
 if __name__ == "__main__":
