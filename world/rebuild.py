@@ -25,7 +25,8 @@ from text; the error is in the ears):
     audio     world.train_audio  the pretrained backbone + a fresh adapter, aligned by align.train to the text tower
     refine    world.train_audio  a second learning-rate cycle from the audio stage's encoder (--init): the first cycle
                                  ends at learning rate zero while held-out retrieval still climbs
-    polish    world.train_audio  a third cycle from refine's encoder at half the peak learning rate; the shipped ears
+    polish    world.train_audio  a third cycle from refine's encoder at half the peak learning rate, with every caption
+                                 a negative at every step (--extra-negatives 72); the shipped ears
     clap      world.train_clap   CLAP on the spoken captions (the scorer's ears)
     assemble  world.assemble     AudioToImagePipeline + scorer, saved to models/world (float16 safetensors)
     evaluate  world.evaluate     held-out voices → pictures → model-free checker; text, cascade and random baselines; CLAP-scored
