@@ -214,16 +214,13 @@ def test_help_explains_the_flags(capsys):
 def test_two_processes_split_the_clips_and_match_one(full_run, models, synthetic_data, tmp_path):
     # torchrun with 2 CPU processes (as accelerate launch does with GPUs): each takes a share of the clips, the main
     # process writes one report, and the images are those of the single-process run.
-    import os
-    import subprocess
     import sys
-    from pathlib import Path
+
+    from tests.test_multiprocess import run_processes  # one thread a process; a hang fails with every process's stack
 
     out = tmp_path / "distributed"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "evaluation",
-               *argv(models, synthetic_data, out, "--num-images", "2", "--limit", "4")]
-    done = subprocess.run(command, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = run_processes([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "evaluation",
+                          *argv(models, synthetic_data, out, "--num-images", "2", "--limit", "4")])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 to do on 2 process(es)" in done.stderr
     assert done.stdout.count("AIC accuracy") == 1  # only the main process summarizes
