@@ -63,6 +63,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -725,5 +726,21 @@ def main(argv: list[str] | None = None) -> dict:
     return {"final_dir": str(final_dir), "global_step": global_step, "metrics": last_eval, "skipped_items": skipped_items, "target_cache": str(cache.dir)}
 
 
+def end_process() -> None:
+    """End a process of a multi-process run here, without Python's teardown.
+
+    At interpreter exit the last reference to the DDP reducer frees Gloo's process group, whose destructor holds the GIL
+    while it waits for its worker thread; a worker still freeing a finished all-reduce needs the GIL to drop that
+    reduce's tensors, so the rank hangs for ever after its work is done (seen in this project's multi-process tests:
+    `~ProcessGroupGloo` in the main thread, `~AsyncAllreduceWork` waiting for the GIL in the worker; pytorch/pytorch#75097).
+    By then the run has written and closed everything, so the process ends at once. A single process returns as usual."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
+
+
 if __name__ == "__main__":
     main()
+    end_process()

@@ -208,3 +208,4 @@ def training_precision(choice: str) -> str:
 
 if __name__ == "__main__":
     main()
+    align_train.end_process()  # a process of a multi-process run ends without the teardown that can hang it
