@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -56,8 +58,11 @@ def test_bytes_arrays_and_gradio_tuples(tmp_path):
         (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(40)), "not a readable audio file|cannot decode"),
         (lambda p: sf.write(p, np.zeros(16_000, dtype=np.float32), 16_000), "silent"),
         (lambda p: sf.write(p, np.zeros((0,), dtype=np.float32), 16_000), "empty|no samples|not a readable"),
+        (lambda p: p.mkdir(), "a folder, not a sound file"),
+        (lambda p: os.symlink(p, p), "a symbolic link that points back to itself"),
+        (lambda p: os.symlink(p.parent / "gone.wav", p), "a symbolic link to a file that does not exist"),
     ],
-    ids=["missing", "empty", "text", "corrupt-header", "silent", "zero-samples"],
+    ids=["missing", "empty", "text", "corrupt-header", "silent", "zero-samples", "folder", "symlink-loop", "dangling-symlink"],
 )
 def test_bad_files_raise_a_clear_audio_error(tmp_path, make, message):
     path = tmp_path / "bad.wav"

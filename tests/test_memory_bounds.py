@@ -8,7 +8,6 @@ at least 614 MB more; block-wise decoding costs the 16 kHz mono result (100 s: 6
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

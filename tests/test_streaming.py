@@ -2,10 +2,8 @@
 DataLoader workers without overlap, resumed exactly, and a real streaming run of align.train killed and resumed."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from align.streaming import (
     write_shards,
 )
 from tests import test_train
-from tests.test_train import read_log, subprocess_env
+from tests.test_train import kill_after_checkpoint, read_log, subprocess_env
 
 saved_models = test_train.saved_models  # the tiny models saved as folders (a module-scoped fixture)
 
@@ -158,15 +156,7 @@ def test_a_killed_streaming_run_resumes_after_its_last_checkpoint(tmp_path, shar
     eval_paths = paths[:1]  # 4 pairs (held-out data in a real run)
     command = launch(stream_args(out, saved_models, paths, "--max-train-steps", "9", "--checkpointing-steps", "2", "--eval-shards", *eval_paths,
                                  "--max-eval-items", "4"))
-    with open(tmp_path / "first.txt", "w") as first_output:
-        first = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=first_output, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 240
-        while not ((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists() and max((r["step"] for r in read_log(out)), default=0) > 4):
-            assert first.poll() is None, "the first run ended before it could be killed:\n" + (tmp_path / "first.txt").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint-4 within 4 minutes"
-            time.sleep(0.02)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+    kill_after_checkpoint(command, out, 4, tmp_path / "first.txt")
     killed = {r["step"]: r for r in read_log(out)}
     last_checkpoint = max(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").exists())
     assert 4 <= last_checkpoint < max(killed)

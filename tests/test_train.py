@@ -51,6 +51,20 @@ def read_log(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines() if line.endswith("}")]  # not a line cut by a kill
 
 
+def kill_after_checkpoint(command: list[str], out: Path, step: int, output: Path) -> int:
+    """Start a training run, SIGKILL it once checkpoint-<step> is saved and a later step is logged; its return code.
+    Its output goes to `output`, shown if it ends before it can be killed."""
+    with open(output, "w") as first_output:
+        first = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=first_output, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while not ((out / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").exists() and max((r["step"] for r in read_log(out)), default=0) > step):
+            assert first.poll() is None, "the first run ended before it could be killed:\n" + output.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no checkpoint-{step} within 4 minutes"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        return first.wait()
+
+
 def test_two_steps_with_accelerate_launch_give_a_loadable_encoder(tmp_path, synthetic_data, saved_models, feature_extractor, tokenizer):
     out = tmp_path / "run"
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1", "--cpu",
@@ -85,17 +99,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, synthetic_data,
     args = train_args(synthetic_data, saved_models, out, "--max-train-steps", "24", "--checkpointing-steps", "4",
                       "--checkpoints-total-limit", "2", "--logging-steps", "1", "--eval-steps", "0")
     command = [sys.executable, "-m", "align.train", *args]
-    with open(tmp_path / "first.txt", "w") as first_output:
-        first = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=first_output, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 240
-        # kill once checkpoint-8 is written and a step after it is logged, so both runs have steps to compare
-        while not ((out / "checkpoints" / "checkpoint-8" / "trainer_state.json").exists() and max((r["step"] for r in read_log(out)), default=0) > 8):
-            assert first.poll() is None, "the first run ended before it could be killed:\n" + (tmp_path / "first.txt").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint-8 within 4 minutes"
-            time.sleep(0.02)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    assert first.returncode == -signal.SIGKILL
+    # killed once checkpoint-8 is written and a step after it is logged, so both runs have steps to compare
+    assert kill_after_checkpoint(command, out, 8, tmp_path / "first.txt") == -signal.SIGKILL
     killed_log = {r["step"]: r for r in read_log(out)}
     last_checkpoint = max(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").exists())
     assert 8 <= last_checkpoint < max(killed_log)
