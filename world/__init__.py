@@ -1,4 +1,4 @@
-"""world: a world in miniature, small enough to build and train from scratch on 2 CPU cores (about 4.2 hours, resumable).
+"""world: a world in miniature, small enough to build and train from scratch on 2 CPU cores (4.2-4.6 hours, resumable).
 
 Simple scenes (a coloured shape at a position) with captions, spoken by many voices of many speech engines through a
 simulated microphone, and small models trained

@@ -1,6 +1,6 @@
 """The one command: rebuild the world and retrain everything, then ship it to models/world and measure it.
 
-    python -m world.rebuild                      # everything (about 4.2 h on 2 CPU cores), resuming finished stages
+    python -m world.rebuild                      # everything (4.2 h on 2 cores with bf16 hardware, ~4.6 h in fp32), resuming
     python -m world.rebuild --from unet          # redo the UNet and everything after it
     python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
