@@ -723,17 +723,24 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator.wait_for_everyone()
     skipped_items = int(accelerator.reduce(torch.tensor(skipped_items, device=device), "sum").item())
     accelerator.end_training()
+    if accelerator.num_processes > 1:
+        KEPT_UNTIL_EXIT.extend([accelerator, model])  # never freed: see end_process
     return {"final_dir": str(final_dir), "global_step": global_step, "metrics": last_eval, "skipped_items": skipped_items, "target_cache": str(cache.dir)}
+
+
+KEPT_UNTIL_EXIT: list = []  # a multi-process run's DDP model and accelerator, which only end_process may end
 
 
 def end_process() -> None:
     """End a process of a multi-process run here, without Python's teardown.
 
-    At interpreter exit the last reference to the DDP reducer frees Gloo's process group, whose destructor holds the GIL
-    while it waits for its worker thread; a worker still freeing a finished all-reduce needs the GIL to drop that
-    reduce's tensors, so the rank hangs for ever after its work is done (seen in this project's multi-process tests:
-    `~ProcessGroupGloo` in the main thread, `~AsyncAllreduceWork` waiting for the GIL in the worker; pytorch/pytorch#75097).
-    By then the run has written and closed everything, so the process ends at once. A single process returns as usual."""
+    Freeing the DDP model frees its reducer and, with the last reference, Gloo's process group, whose destructor holds
+    the GIL while it waits for its worker thread; a worker still freeing a finished all-reduce needs the GIL to drop
+    that reduce's tensors, so the rank hangs for ever after its work is done (seen in this project's multi-process tests,
+    both when `main` returned and at interpreter exit: `~Reducer → ~ProcessGroupGloo` in the main thread,
+    `~AsyncAllreduceWork` waiting for the GIL in the worker; pytorch/pytorch#75097). So `main` keeps that model alive
+    (KEPT_UNTIL_EXIT) and the entry points end the process here: by then the run has written and closed everything. A
+    single process returns as usual."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
