@@ -98,6 +98,26 @@ def test_build_keeps_held_out_voices_and_engine_out_of_training(tmp_path):
     assert all(r["seconds"] <= 3.04 and (tmp_path / "train" / r["file_name"]).exists() for r in rows["train"])
 
 
+def test_a_build_speaks_the_unheard_engines_where_installed_and_keeps_no_clips_of_an_earlier_build(tmp_path, monkeypatch, capsys):
+    import world.build as build
+
+    stale = tmp_path / "audio" / "test_unheard"  # an earlier build's clips
+    stale.mkdir(parents=True)
+    (stale / "metadata.jsonl").write_text("{}\n")
+    monkeypatch.setattr(build, "build_speech", lambda *args, **kwargs: {"clips": {"train": 0, "test": 0}, "voices": {"train": []}})
+    calls, installed = [], []
+    monkeypatch.setattr(build, "build_unheard", lambda out, clips, strength, seed: calls.append((str(out), clips, strength, seed)) or 432)
+    monkeypatch.setattr(build, "available_voices", lambda engines=None: installed if engines == list(build.UNHEARD_ENGINES) else [])
+
+    manifest = build.build_world_many(tmp_path, images=False)  # RHVoice and SAM not installed: a line says so
+    assert manifest["clips"]["test_unheard"] == 0 and not stale.exists() and calls == []
+    assert "none of rhvoice, sam is installed" in capsys.readouterr().out
+    installed.append("a voice")
+    manifest = build.build_world_many(tmp_path, images=False, strength=0.5, seed=3)
+    assert manifest["clips"]["test_unheard"] == 432 and calls == [(str(tmp_path), build.UNHEARD_CLIPS_PER_ENGINE, 0.5, 3)]
+    assert build.build_world_many(tmp_path, images=False, unheard_clips_per_engine=0)["clips"]["test_unheard"] == 0 and len(calls) == 1
+
+
 # --- pretraining -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
     python -m world.build --out data/world                  # full size: many engines and voices (see world.voices)
     python -m world.build --out /tmp/w --images-per-caption 2 --clips-per-caption 2 --test-clips-per-engine 1
     python -m world.build --out data/world --espeak-only    # the first build's ten espeak-ng voices (legacy)
-    python -m world.build --out data/world --unheard        # add test_unheard/: engines no stage uses (RHVoice, SAM)
+    python -m world.build --out data/world --unheard        # only (re)write test_unheard/: engines no stage uses (RHVoice, SAM)
 
 Layout written (both halves are the folders `datasets`' imagefolder / audiofolder and `align.data` read):
 
@@ -11,7 +11,7 @@ Layout written (both halves are the folders `datasets`' imagefolder / audiofolde
     <out>/audio/train/metadata.jsonl     file_name, caption, engine, voice, prosody, microphone; wav files (16 kHz)
     <out>/audio/test/...                 held-out voices of the trained engines (never heard in train/)
     <out>/audio/test_engine/...          the held-out engine (piper by default): never heard in training at all
-    <out>/audio/test_unheard/...         with --unheard: engines outside the world's list (RHVoice, SAM), used by no stage
+    <out>/audio/test_unheard/...         engines outside the world's list (RHVoice, SAM), used by no stage, where installed
     <out>/world.json                     what was built, with which voices and seed
 
 Voices come from `world.voices.split_voices`. Every training clip picks an engine first (uniformly) and then one
@@ -287,7 +287,10 @@ def held_out_part(out: Path, pool: list[Voice], rng: np.random.Generator, clips_
     return len(speak_clips(texts, pool, out, rng, strength=strength, extra=extra, picks=picks))
 
 
-def build_unheard(out: str | Path, clips_per_engine: int = 2, strength: float = 1.0, seed: int = 0) -> int:
+UNHEARD_CLIPS_PER_ENGINE = 3  # each caption 3 times per engine no stage uses: 432 clips of RHVoice and SAM
+
+
+def build_unheard(out: str | Path, clips_per_engine: int = UNHEARD_CLIPS_PER_ENGINE, strength: float = 1.0, seed: int = 0) -> int:
     """<out>/audio/test_unheard: the captions spoken by the UNHEARD_ENGINES (sources issue 9 did not name, used by
     no stage), through the same microphone as the other held-out sets; an existing world is left as it is."""
     pool = available_voices(list(UNHEARD_ENGINES))
@@ -300,8 +303,11 @@ def build_unheard(out: str | Path, clips_per_engine: int = 2, strength: float = 
 
 def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_caption: int = 40,
                      test_clips_per_engine: int = 2, held_out_engine: str | None = "auto", strength: float = 1.0,
-                     seed: int = 0, legacy_articles: bool = False, images: bool = True) -> dict:
-    """Write the world (pictures + speech of many engines) to `out` and return its manifest."""
+                     seed: int = 0, legacy_articles: bool = False, images: bool = True,
+                     unheard_clips_per_engine: int = UNHEARD_CLIPS_PER_ENGINE) -> dict:
+    """Write the world (pictures + speech of many engines) to `out` and return its manifest. With the engines no stage
+    uses installed, their clips go to test_unheard/ as well, so every build measures them; without, a line says so and
+    no clips of an earlier build are left there."""
     out = Path(out)
     start = time.perf_counter()
     manifest = {"seed": seed, "captions": [s["caption"] for s in all_scenes()]}
@@ -310,6 +316,14 @@ def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_c
         manifest["images"] = write_images(out / "images", images_per_caption, np.random.default_rng([seed, 0]))
     manifest.update(build_speech(out / "audio", clips_per_caption, test_clips_per_engine, held_out_engine, strength, seed,
                                  legacy_articles))
+    if unheard_clips_per_engine and available_voices(list(UNHEARD_ENGINES)):
+        manifest["clips"]["test_unheard"] = build_unheard(out, unheard_clips_per_engine, strength, seed)
+    else:
+        shutil.rmtree(out / "audio" / "test_unheard", ignore_errors=True)
+        manifest["clips"]["test_unheard"] = 0
+        if unheard_clips_per_engine:
+            print(f"no clips of engines no stage uses (test_unheard/): none of {', '.join(UNHEARD_ENGINES)} is installed ("
+                  + "; ".join(ENGINE_PACKAGES[e] for e in UNHEARD_ENGINES) + ")", flush=True)
     manifest["train_clips"], manifest["test_clips"] = manifest["clips"]["train"], manifest["clips"]["test"]
     for part, key in (("test", "test_voices"), ("test_engine", "test_engine_voices")):  # the voices that speak there
         rows = out / "audio" / part / "metadata.jsonl"
@@ -334,12 +348,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clips-per-voice", type=int, default=3, help="--espeak-only: training clips per caption and voice")
     parser.add_argument("--test-clips-per-voice", type=int, default=2, help="--espeak-only: test clips per caption and held-out voice")
     parser.add_argument("--train-voices", type=int, default=len(TRAIN_VOICES), help="--espeak-only: use the first N training voices")
-    parser.add_argument("--unheard", action="store_true", help="only add audio/test_unheard to the world at --out: the captions spoken by "
-                        "engines no stage uses (RHVoice, SAM), --test-clips-per-engine times each")
+    parser.add_argument("--unheard-clips-per-engine", type=int, default=UNHEARD_CLIPS_PER_ENGINE,
+                        help="audio/test_unheard: each caption this many times per engine no stage uses (RHVoice, SAM), where "
+                             "installed; a build writes them too (0: none)")
+    parser.add_argument("--unheard", action="store_true", help="only add audio/test_unheard to the world at --out (see --unheard-clips-per-engine)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.unheard:
-        clips = build_unheard(args.out, args.test_clips_per_engine, args.strength, args.seed)
+        clips = build_unheard(args.out, args.unheard_clips_per_engine, args.strength, args.seed)
         print(f"wrote {clips} clips of engines no stage uses to {args.out}/audio/test_unheard")
         return {"test_unheard": clips}
     if args.espeak_only:
@@ -348,9 +364,11 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         manifest = build_world_many(args.out, args.images_per_caption, args.clips_per_caption, args.test_clips_per_engine,
                                     None if args.held_out_engine == "none" else args.held_out_engine, args.strength,
-                                    args.seed, args.legacy_articles, images=not args.no_images)
+                                    args.seed, args.legacy_articles, images=not args.no_images,
+                                    unheard_clips_per_engine=args.unheard_clips_per_engine)
     print(f"wrote {manifest.get('images', 0)} images, {manifest['train_clips']} training and {manifest['test_clips']} "
-          f"held-out clips ({manifest.get('clips', {}).get('test_engine', 0)} of the held-out engine) to {args.out} "
+          f"held-out clips ({manifest.get('clips', {}).get('test_engine', 0)} of the held-out engine, "
+          f"{manifest.get('clips', {}).get('test_unheard', 0)} of engines no stage uses) to {args.out} "
           f"in {manifest['seconds']} s")
     return manifest
 

@@ -3,8 +3,8 @@
     python -m world.evaluate --models models/world --world data/world --out runs/world/eval
 
 On the held-out voices (data/world/audio/test: voices never heard in training, of the engines trained on) and
-on the held-out engine (data/world/audio/test_engine: an engine never heard at all), and, when
-`world.build --unheard` wrote it, on engines outside the world's list that no stage uses
+on the held-out engine (data/world/audio/test_engine: an engine never heard at all), and, where
+`world.build` wrote it, on engines outside the world's list that no stage uses
 (data/world/audio/test_unheard: RHVoice, SAM), every clip goes through
 the shipped pipeline (sound → audio encoder → UNet → VAE) and the model-free checker (world.checker) names
 the colour, shape and position of the picture, reported overall, per engine and per voice. Next to it, with
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     test, test_engine, test_unheard = (world / "audio" / part for part in ("test", "test_engine", "test_unheard"))
     rows = read_metadata(test)[: args.limit]
     engine_rows, unheard_rows = (read_metadata(folder)[: args.limit] if (folder / "metadata.jsonl").exists() else []
-                                 for folder in (test_engine, test_unheard))  # test_unheard: world.build --unheard
+                                 for folder in (test_engine, test_unheard))  # test_unheard: where its engines were installed
     pipe = load_world_pipeline(args.models)
     pipe.set_progress_bar_config(disable=True)
     sd = text_pipeline(pipe)

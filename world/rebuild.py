@@ -96,7 +96,7 @@ FULL = {
     "edit": ["--steps", "25", "--guidance", "3.0", "--limit", "144"],
 }
 SMOKE = {
-    "build": ["--images-per-caption", "3", "--clips-per-caption", "1", "--test-clips-per-engine", "1"],
+    "build": ["--images-per-caption", "3", "--clips-per-caption", "1", "--test-clips-per-engine", "1", "--unheard-clips-per-engine", "1"],
     "speech": ["--clips", "24", "--test-clips", "4"],
     "pretrain": ["--steps", "2", "--batch-size", "4"],
     "clip": ["--steps", "5"],
