@@ -243,7 +243,7 @@ def test_a_process_of_a_multi_process_run_ends_without_the_teardown_that_can_han
     # multi-process run must end right there, its output flushed and exit code 0; a lone process goes on as usual
     script = ("import atexit, logging; from align.train import end_process; atexit.register(print, 'teardown ran'); "
               "logging.basicConfig(); logging.getLogger('run').warning('logged'); print('written', end=''); end_process(); print(' and on')")
-    run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
                          timeout=120, env={**env(), "WORLD_SIZE": world_size})
     assert run.returncode == 0, run.stderr[-2000:]
     assert "WARNING:run:logged" in run.stderr
