@@ -21,7 +21,7 @@ from PIL import Image
 
 from world.build import TEST_VOICES, TRAIN_VOICES, build_world, espeak, trim_silence
 from world.checker import accuracy, check_image
-from world.scenes import COLOURS, POSITIONS, SHAPES, all_scenes, render
+from world.scenes import COLOURS, POSITIONS, SHAPES, SOUND_CLASSES, all_scenes, render, world_scenes
 from world.stage import Budget
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "world"
@@ -213,20 +213,48 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     paths = ["--world", str(tmp_path / "w"), "--runs", str(tmp_path / "r"), "--models", str(tmp_path / "m")]
     rebuild.main(paths)
-    assert ran == ["world.build", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_unet", "world.train_audio",
+    assert ran == ["world.build", "world.sounds", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_unet",
+                   "world.train_words", "world.train_vae", "world.train_unet", "world.train_audio", "world.train_audio",
                    "world.train_audio", "world.train_audio", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
-    # each later learning-rate cycle starts from the weights the cycle before it finished
-    for command, init, out in ((commands[4], "unet/unet", "sharpen"), (commands[6], "audio/final", "refine"), (commands[7], "refine/final", "polish")):
-        assert command[command.index("--init") + 1] == str(tmp_path / "r" / init)
-        assert command[command.index("--out") + 1] == str(tmp_path / "r" / out)
-    for stage in ("build", "clip", "vae", "unet", "sharpen"):  # the picture side finished: its markers exist
-        marker = rebuild.finished_marker(stage, tmp_path / "w", tmp_path / "r", tmp_path / "m")
+    runs = tmp_path / "r"
+    by_out = {Path(c[c.index("--out") + 1]).name: c for c in commands if "--out" in c}
+    # each later learning-rate cycle starts from the weights the cycle before it finished; a sound stage from the committed
+    # speech world where this machine has no run of the stage before it (here none ran: subprocess.run is a stand-in)
+    for out, init in (("sharpen", runs / "unet/unet"), ("refine", runs / "audio/final"), ("polish", runs / "refine/final"),
+                      ("sound_vae", rebuild.STAGE_INPUTS / "vae/vae"), ("sound_unet", rebuild.STAGE_INPUTS / "sharpen/unet"),
+                      ("sound_ears", rebuild.STAGE_INPUTS / "polish/final")):
+        assert by_out[out][by_out[out].index("--init") + 1] == str(init), out
+    assert by_out["words"][by_out["words"].index("--clip") + 1] == str(rebuild.STAGE_INPUTS / "clip")
+    for out in ("sound_unet", "audio", "refine", "polish", "sound_ears"):  # the text tower that knows the sounds' words
+        assert by_out[out][by_out[out].index("--clip") + 1] == str(runs / "words"), out
+    assert by_out["sound_unet"][by_out["sound_unet"].index("--vae") + 1] == str(runs / "sound_vae")
+    assert by_out["unet"][by_out["unet"].index("--clip") + 1] == str(runs / "clip")
+    for stage in ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet"):  # the picture side finished
+        marker = rebuild.finished_marker(stage, tmp_path / "w", runs, tmp_path / "m")
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("{}")
+    (runs / "vae" / "vae").mkdir(parents=True)  # a run of this machine's own is preferred to the committed copy
+    assert rebuild.stage_input(runs, "vae/vae") == runs / "vae/vae"
     ran.clear()
     rebuild.main([*paths, "--pretrain-speech", "--from", "speech"])  # the sound side again, with pretraining
-    assert ran == ["world.sentences", "world.pretrain_speech", "world.train_audio", "world.train_audio", "world.train_audio", "world.train_clap",
-                   "world.assemble", "world.evaluate", "world.edit_eval"]
+    assert ran == ["world.sentences", "world.pretrain_speech", "world.train_audio", "world.train_audio", "world.train_audio", "world.train_audio",
+                   "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+
+
+def test_a_rebuild_from_the_committed_speech_world_runs_only_the_data_and_the_sound_stages(tmp_path, monkeypatch):
+    import subprocess
+
+    from world import rebuild
+
+    ran, commands = [], []
+    monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    rebuild.main(["--world", str(tmp_path / "w"), "--runs", str(tmp_path / "r"), "--models", str(tmp_path / "m"), "--from-committed"])
+    assert ran == ["world.build", "world.sounds", "world.train_words", "world.train_vae", "world.train_unet", "world.train_audio",
+                   "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+    build = commands[0]
+    assert build[build.index("--clips-per-caption") + 1] == "48"
+    for part in ("clip", "vae/vae", "sharpen/unet", "polish/final/model.safetensors"):  # what the sound stages go on from is committed
+        assert (rebuild.STAGE_INPUTS / part).exists(), part
 
 
 def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_resumes_an_old_finished_run(tmp_path, monkeypatch):
@@ -438,7 +466,7 @@ def test_train_unet_init_continues_from_the_given_unet(tmp_path):
     assert not all(torch.equal(fresh[k], given[k]) for k in given)
 
 
-def test_assemble_ships_the_polish_stage_ears_or_the_encoder_it_is_given(tmp_path):
+def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path):
     from diffusers import DPMSolverMultistepScheduler
 
     from align.encoder import load_audio_encoder
@@ -446,15 +474,15 @@ def test_assemble_ships_the_polish_stage_ears_or_the_encoder_it_is_given(tmp_pat
     from world import assemble
 
     runs = tmp_path / "runs"
-    tiny_models.tiny_vae().save_pretrained(runs / "vae" / "vae")
-    tiny_models.tiny_unet().save_pretrained(runs / "sharpen" / "unet")
-    DPMSolverMultistepScheduler().save_pretrained(runs / "sharpen" / "scheduler")
-    tiny_models.tiny_text_encoder().save_pretrained(runs / "clip" / "text_encoder")
-    tiny_models.tiny_tokenizer().save_pretrained(runs / "clip" / "tokenizer")
-    for name, (model, processor) in (("clip", tiny_models.tiny_clip()), ("clap", tiny_models.tiny_clap())):
-        model.save_pretrained(runs / name / name)
-        processor.save_pretrained(runs / name / name)
-    for shift, folder in ((0.0, runs / "polish" / "final"), (0.25, tmp_path / "trial" / "final")):
+    tiny_models.tiny_vae().save_pretrained(runs / "sound_vae" / "vae")
+    tiny_models.tiny_unet().save_pretrained(runs / "sound_unet" / "unet")
+    DPMSolverMultistepScheduler().save_pretrained(runs / "sound_unet" / "scheduler")
+    tiny_models.tiny_text_encoder().save_pretrained(runs / "words" / "text_encoder")
+    tiny_models.tiny_tokenizer().save_pretrained(runs / "words" / "tokenizer")
+    for stage, name, (model, processor) in (("words", "clip", tiny_models.tiny_clip()), ("clap", "clap", tiny_models.tiny_clap())):
+        model.save_pretrained(runs / stage / name)
+        processor.save_pretrained(runs / stage / name)
+    for shift, folder in ((0.0, runs / "sound_ears" / "final"), (0.25, tmp_path / "trial" / "final")):
         encoder = tiny_models.tiny_audio_encoder()  # built the same each time: the trial's weights are moved
         with torch.no_grad():
             for weight in encoder.parameters():
@@ -467,11 +495,12 @@ def test_assemble_ships_the_polish_stage_ears_or_the_encoder_it_is_given(tmp_pat
         return all(torch.equal(shipped[k], given[k].half().float()) for k in given)
 
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "default")])
+    assert "24 everyday sounds" in (tmp_path / "default" / "README.md").read_text() or str(len(SOUND_CLASSES)) in (tmp_path / "default" / "README.md").read_text()
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "tried"), "--audio-encoder", str(tmp_path / "trial" / "final")])
-    assert shipped_ears_match(tmp_path / "default", runs / "polish" / "final")
+    assert shipped_ears_match(tmp_path / "default", runs / "sound_ears" / "final")
     assert shipped_ears_match(tmp_path / "tried", tmp_path / "trial" / "final")
-    assert not shipped_ears_match(tmp_path / "tried", runs / "polish" / "final")
-    assert (tmp_path / "tried" / "scorer" / "vocabulary.txt").read_text().count("\n") == 1 + len(all_scenes())
+    assert not shipped_ears_match(tmp_path / "tried", runs / "sound_ears" / "final")
+    assert (tmp_path / "tried" / "scorer" / "vocabulary.txt").read_text().count("\n") == 1 + len(world_scenes())
     with pytest.raises(SystemExit):
         assemble.main(["--runs", str(runs), "--out", str(tmp_path / "none"), "--audio-encoder", str(tmp_path / "missing")])
 

@@ -108,14 +108,51 @@ def test_a_build_speaks_the_unheard_engines_where_installed_and_keeps_no_clips_o
     calls, installed = [], []
     monkeypatch.setattr(build, "build_unheard", lambda out, clips, strength, seed: calls.append((str(out), clips, strength, seed)) or 432)
     monkeypatch.setattr(build, "available_voices", lambda engines=None: installed if engines == list(build.UNHEARD_ENGINES) else [])
+    monkeypatch.setattr(build, "build_hard", lambda *args, **kwargs: {"train": 6, "test": 3})
 
     manifest = build.build_world_many(tmp_path, images=False)  # RHVoice and SAM not installed: a line says so
+    assert manifest["clips"]["hard_train"] == 6
     assert manifest["clips"]["test_unheard"] == 0 and not stale.exists() and calls == []
     assert "none of rhvoice, sam is installed" in capsys.readouterr().out
     installed.append("a voice")
     manifest = build.build_world_many(tmp_path, images=False, strength=0.5, seed=3)
     assert manifest["clips"]["test_unheard"] == 432 and calls == [(str(tmp_path), build.UNHEARD_CLIPS_PER_ENGINE, 0.5, 3)]
     assert build.build_world_many(tmp_path, images=False, unheard_clips_per_engine=0)["clips"]["test_unheard"] == 0 and len(calls) == 1
+
+
+@needs_espeak
+def test_the_hard_clips_keep_the_bare_caption_and_go_to_one_held_out_folder_per_way(tmp_path):
+    from world.build import HARD_FOLDERS, build_hard
+
+    voices = [v for v in available_voices(["espeak-ng"]) if v.name in ("en-us+m1", "en-029+f4")]
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "000.wav", "caption": "a red circle on the left"}) + "\n")
+    scenes = all_scenes()[::12]  # six captions, each said once per way by a held-out voice
+    counts = build_hard(tmp_path, clips_per_caption=3, test_clips_per_caption=1, held_out_engine=None, voices=voices, scenes=scenes)
+    train = [json.loads(line) for line in (tmp_path / "train" / "metadata.jsonl").read_text().splitlines()]
+    assert train[0]["file_name"] == "000.wav" and counts["train"] == len(train) - 1 == 18  # the speech build's rows kept
+    hard = train[1:]
+    assert {r["hard"]["condition"] for r in hard} == {"carrier", "music_room", "pitch"}
+    assert all(r["caption"] in {s["caption"] for s in all_scenes()} for r in hard)  # the target is the bare caption
+    carried = [r for r in hard if r["hard"]["condition"] == "carrier"]
+    assert all(r["said"] != r["caption"] for r in carried) and all(r["said"] == r["caption"] for r in hard if r not in carried)
+    assert all(3.0 <= abs(r["hard"]["semitones"]) <= 7.0 for r in hard if r["hard"]["condition"] == "pitch")
+    for condition, folder in HARD_FOLDERS.items():
+        rows = [json.loads(line) for line in (tmp_path / folder / "metadata.jsonl").read_text().splitlines()]
+        assert len(rows) == 6 and {r["hard"]["condition"] for r in rows} == {condition}
+        assert {r["voice"] for r in rows} <= {"espeak-ng/en-029+f4"}  # held-out voices only
+    build_hard(tmp_path, clips_per_caption=1, test_clips_per_caption=1, held_out_engine=None, voices=voices, scenes=scenes)  # again: replaced
+    assert len((tmp_path / "train" / "metadata.jsonl").read_text().splitlines()) == 1 + 6
+
+
+def test_music_is_a_bounded_tone_signal_that_changes_with_the_seed():
+    from world.microphone import music
+
+    a, b = music(32_000, np.random.default_rng(0)), music(32_000, np.random.default_rng(1))
+    assert a.shape == (32_000,) and np.abs(a).max() <= 1.0 and np.all(np.isfinite(a)) and a.std() > 0.05
+    assert not np.allclose(a, b)
+    spectrum = np.abs(np.fft.rfft(a))
+    assert spectrum.max() > 20 * np.median(spectrum)  # tones, not noise
 
 
 # --- pretraining -----------------------------------------------------------------------------------------------

@@ -9,7 +9,10 @@ small; load them in float32 on a CPU, as the app and the CLI do):
     <out>/pipeline/   an AudioToImagePipeline: vae, audio_encoder, feature_extractor, unet, scheduler,
                       text_encoder and tokenizer (for words mixed in, and for text → image)
     <out>/scorer/clap/, <out>/scorer/clip/   the scorer's CLAP and CLIP (model + processor)
-    <out>/scorer/vocabulary.txt              the 72 captions the scorer compares over
+    <out>/scorer/vocabulary.txt              the world's 96 captions (72 spoken scenes, 24 sounds) the scorer compares over
+
+The parts come from the last stage that trained each: the text tower and the scorer's CLIP from `words`, the VAE from
+`sound_vae`, the UNet and its sampler from `sound_unet`, the ears from `sound_ears`, the CLAP from `clap`.
 """
 
 from __future__ import annotations
@@ -24,16 +27,17 @@ from transformers import ClapModel, ClapProcessor, CLIPModel, CLIPProcessor, CLI
 
 from align.encoder import load_audio_encoder
 from generate.pipeline import AudioToImagePipeline
-from world.scenes import all_scenes
+from world.scenes import SOUND_CLASSES, world_scenes
 
 STORAGE_DTYPE = torch.float16
 MODEL_CARD = """# models/world: the offline default (the world in miniature)
 
-Small models trained from scratch by `python -m world.rebuild` on the world of `world/` (a red circle on the
-left, a blue square in the middle, ...: 4 shapes x 6 colours x 3 positions, 32x32 pictures, captions spoken by
-many voices of several speech engines through a simulated microphone; one whole engine and some voices of every
-other engine were kept out of training, to measure it). Nothing here comes from a model hub; the figures are in
-world/RESULTS.md.
+Small models trained from scratch by `python -m world.rebuild` on the world of `world/`: spoken scenes (a red circle
+on the left, a blue square in the middle, ...: 4 shapes x 6 colours x 3 positions, captions spoken by many voices of
+several speech engines through a simulated microphone; one whole engine and some voices of every other engine were
+kept out of training, to measure it) and {sounds} everyday sounds recorded for real (a dog barking, rain falling, a
+helicopter, ...; from free games and programs in Debian packages, one whole source package a class held out), each
+drawn as its emoji; 32x32 pictures. Nothing here comes from a model hub; the figures are in world/RESULTS.md.
 
 - `pipeline/`: an `AudioToImagePipeline` (generate.pipeline). `audio_encoder`: AudioPromptEncoder (Wav2Vec2BertModel,
   hidden {hidden}, {layers} layers + adapter; 38 tokens = 3.04 s -> 39 positions), trained by `align.train`; `text_encoder` /
@@ -41,25 +45,26 @@ world/RESULTS.md.
   contrastively against a CLIP image tower; `vae`: AutoencoderKL 32x32x3 -> 8x8x4; `unet`: UNet2DConditionModel
   (64/128/128 channels) on those latents, v-prediction; `scheduler`: DPM-Solver++.
 - `scorer/clap`, `scorer/clip`: the scorer's CLAP (HTSAT + RoBERTa, byte-level BPE) and CLIP (the same run as the
-  text tower); `scorer/vocabulary.txt`: the 72 captions it compares over.
+  text tower); `scorer/vocabulary.txt`: the captions it compares over.
 
 Stored as float16 safetensors; load in float32 on a CPU (`AudioToImagePipeline.from_pretrained(path, dtype=torch.float32)`).
-It understands only this world: spoken captions such as "a green triangle on the right".
+It understands only this world: spoken captions such as "a green triangle on the right", and the sounds of its
+{sounds} classes ({classes}).
 """
 
 
 def assemble_pipeline(runs: Path, audio_encoder: Path | None = None) -> AudioToImagePipeline:
-    """The stages' outputs under `runs` as one pipeline; `audio_encoder` (default: the polish stage's, the audio
-    stage's encoder after its third cycle) lets a trial encoder be measured with the same picture side."""
-    audio_encoder = audio_encoder or runs / "polish" / "final"
+    """The stages' outputs under `runs` as one pipeline; `audio_encoder` (default: the sound_ears stage's, the ears
+    after their cycle on speech and sounds) lets a trial encoder be measured with the same picture side."""
+    audio_encoder = audio_encoder or runs / "sound_ears" / "final"
     return AudioToImagePipeline(
-        vae=AutoencoderKL.from_pretrained(runs / "vae" / "vae", use_safetensors=True),
-        audio_encoder=load_audio_encoder(audio_encoder),
+        vae=AutoencoderKL.from_pretrained(runs / "sound_vae" / "vae", use_safetensors=True, dtype=torch.float32),
+        audio_encoder=load_audio_encoder(audio_encoder, dtype=torch.float32),
         feature_extractor=SeamlessM4TFeatureExtractor.from_pretrained(audio_encoder),
-        unet=UNet2DConditionModel.from_pretrained(runs / "sharpen" / "unet", use_safetensors=True),  # the UNet after its second cycle
-        scheduler=DPMSolverMultistepScheduler.from_pretrained(runs / "sharpen" / "scheduler"),
-        text_encoder=CLIPTextModel.from_pretrained(runs / "clip" / "text_encoder", use_safetensors=True),
-        tokenizer=CLIPTokenizer.from_pretrained(runs / "clip" / "tokenizer"),
+        unet=UNet2DConditionModel.from_pretrained(runs / "sound_unet" / "unet", use_safetensors=True, dtype=torch.float32),
+        scheduler=DPMSolverMultistepScheduler.from_pretrained(runs / "sound_unet" / "scheduler"),
+        text_encoder=CLIPTextModel.from_pretrained(runs / "words" / "text_encoder", use_safetensors=True, dtype=torch.float32),
+        tokenizer=CLIPTokenizer.from_pretrained(runs / "words" / "tokenizer"),
     )
 
 
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--runs", default="runs/world", help="the training stages' outputs")
     parser.add_argument("--out", default="models/world")
     parser.add_argument("--audio-encoder", type=Path, default=None, help="ship this encoder (a training run's final/ folder) "
-                        "instead of <runs>/polish/final")
+                        "instead of <runs>/sound_ears/final")
     args = parser.parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
     if args.audio_encoder is not None and not (args.audio_encoder / "model.safetensors").exists():
@@ -78,16 +83,17 @@ def main(argv: list[str] | None = None) -> Path:
     pipeline = assemble_pipeline(runs, args.audio_encoder)
     pipeline.to(dtype=STORAGE_DTYPE)
     pipeline.save_pretrained(out / "pipeline", safe_serialization=True)
-    clip = CLIPModel.from_pretrained(runs / "clip" / "clip", use_safetensors=True, dtype=STORAGE_DTYPE)
+    clip = CLIPModel.from_pretrained(runs / "words" / "clip", use_safetensors=True, dtype=STORAGE_DTYPE)
     clip.save_pretrained(out / "scorer" / "clip")
-    CLIPProcessor.from_pretrained(runs / "clip" / "clip").save_pretrained(out / "scorer" / "clip")
+    CLIPProcessor.from_pretrained(runs / "words" / "clip").save_pretrained(out / "scorer" / "clip")
     clap = ClapModel.from_pretrained(runs / "clap" / "clap", use_safetensors=True, dtype=STORAGE_DTYPE)
     clap.save_pretrained(out / "scorer" / "clap")
     ClapProcessor.from_pretrained(runs / "clap" / "clap").save_pretrained(out / "scorer" / "clap")
     (out / "scorer" / "vocabulary.txt").write_text("# the world's captions: what the scorer compares sound and picture over\n"
-                                                   + "".join(s["caption"] + "\n" for s in all_scenes()))
+                                                   + "".join(s["caption"] + "\n" for s in world_scenes()))
     audio = pipeline.audio_encoder.config.audio_config
-    (out / "README.md").write_text(MODEL_CARD.format(hidden=audio.hidden_size, layers=audio.num_hidden_layers))
+    (out / "README.md").write_text(MODEL_CARD.format(hidden=audio.hidden_size, layers=audio.num_hidden_layers, sounds=len(SOUND_CLASSES),
+                                                     classes=", ".join(c.caption for c in SOUND_CLASSES)))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
     print(f"wrote {out}/pipeline and {out}/scorer ({size:.1f} MB)")
     return out

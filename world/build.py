@@ -12,6 +12,9 @@ Layout written (both halves are the folders `datasets`' imagefolder / audiofolde
     <out>/audio/test/...                 held-out voices of the trained engines (never heard in train/)
     <out>/audio/test_engine/...          the held-out engine (piper by default): never heard in training at all
     <out>/audio/test_unheard/...         engines outside the world's list (RHVoice, SAM), used by no stage, where installed
+    <out>/audio/test_carrier/, test_music_room/, test_pitch/   held-out voices saying the captions the hard ways (build_hard):
+                                         inside a longer request, over music in a reverberant room, pitched 3-7 semitones;
+                                         train/ holds such clips of the training voices too (hard_*.wav)
     <out>/world.json                     what was built, with which voices and seed
 
 Voices come from `world.voices.split_voices`. Every training clip picks an engine first (uniformly) and then one
@@ -36,7 +39,8 @@ import soundfile as sf
 
 from align.audio import SAMPLE_RATE
 from align.espeak import espeak as run_espeak
-from world.microphone import microphone_with_info
+from world.microphone import add_noise, microphone_with_info, music, pitch_shift
+from world.microphone import room as mic_room
 from world.microphone import trim_silence as _trim_silence
 from world.scenes import all_scenes, legacy_caption, render
 from world.voices import ENGINE_PACKAGES, UNHEARD_ENGINES, Voice, available_voices, split_voices
@@ -304,7 +308,7 @@ def build_unheard(out: str | Path, clips_per_engine: int = UNHEARD_CLIPS_PER_ENG
 def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_caption: int = 40,
                      test_clips_per_engine: int = 2, held_out_engine: str | None = "auto", strength: float = 1.0,
                      seed: int = 0, legacy_articles: bool = False, images: bool = True,
-                     unheard_clips_per_engine: int = UNHEARD_CLIPS_PER_ENGINE) -> dict:
+                     unheard_clips_per_engine: int = UNHEARD_CLIPS_PER_ENGINE, hard_clips_per_caption: int = 6) -> dict:
     """Write the world (pictures + speech of many engines) to `out` and return its manifest. With the engines no stage
     uses installed, their clips go to test_unheard/ as well, so every build measures them; without, a line says so and
     no clips of an earlier build are left there."""
@@ -324,6 +328,9 @@ def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_c
         if unheard_clips_per_engine:
             print(f"no clips of engines no stage uses (test_unheard/): none of {', '.join(UNHEARD_ENGINES)} is installed ("
                   + "; ".join(ENGINE_PACKAGES[e] for e in UNHEARD_ENGINES) + ")", flush=True)
+    if hard_clips_per_caption:
+        hard = build_hard(out / "audio", hard_clips_per_caption, seed=seed, held_out_engine=held_out_engine)
+        manifest["clips"]["hard_train"], manifest["clips"]["hard_test"] = hard["train"], hard["test"]
     manifest["train_clips"], manifest["test_clips"] = manifest["clips"]["train"], manifest["clips"]["test"]
     for part, key in (("test", "test_voices"), ("test_engine", "test_engine_voices")):  # the voices that speak there
         rows = out / "audio" / part / "metadata.jsonl"
@@ -332,6 +339,80 @@ def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_c
     manifest["seconds"] = round(time.perf_counter() - start, 1)
     (out / "world.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+# --- the captions said the hard ways ------------------------------------------------------------------------------
+
+# Words people put around what they ask for; each keeps the bare caption's target (the picture is the same)
+CARRIERS = ("please draw {}", "um, {}", "draw {}", "show me {}", "{} please", "okay, {}", "can you draw {}", "now {}",
+            "i would like {}", "{}, thanks")
+HARD_CONDITIONS = ("carrier", "music_room", "pitch")
+HARD_FOLDERS = {"carrier": "test_carrier", "music_room": "test_music_room", "pitch": "test_pitch"}  # held-out voices, per condition
+
+
+def carrier_text(scene: dict, rng: np.random.Generator) -> str:
+    """The caption inside a longer request ("please draw a blue square in the middle"), or said in two breaths
+    ("red circle, on the left")."""
+    if rng.random() < 0.25:
+        where = "in the middle" if scene["position"] == "middle" else f"on the {scene['position']}"
+        return f"{scene['colour']} {scene['shape']}, {where}"
+    return CARRIERS[int(rng.integers(len(CARRIERS)))].format(scene["caption"])
+
+
+def harden(wave: np.ndarray, condition: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """A recorded clip made harder: music playing in a reverberant room, or the voice pitched 3-7 semitones up or
+    down (a carrier phrase is hard already and is left as it is)."""
+    info: dict = {"condition": condition}
+    if condition == "music_room":
+        info["rt60_s"], info["wet"] = round(float(rng.uniform(0.6, 1.8)), 2), round(float(rng.uniform(0.4, 0.85)), 2)
+        wave = mic_room(wave, info["rt60_s"], info["wet"], rng)
+        info["music_snr_db"] = round(float(rng.uniform(0.0, 15.0)), 1)
+        wave = add_noise(wave, music(len(wave), rng), info["music_snr_db"])
+    elif condition == "pitch":
+        info["semitones"] = round(float(rng.choice([-1, 1]) * rng.uniform(3.0, 7.0)), 2)
+        wave = pitch_shift(wave, info["semitones"])
+    peak = np.abs(wave).max() + 1e-9
+    return (wave / peak * min(peak, 0.99) if peak > 0.99 else wave).astype(np.float32), info
+
+
+def build_hard(audio: str | Path, clips_per_caption: int = 6, test_clips_per_caption: int = 1, seed: int = 0,
+               held_out_engine: str | None = "auto", voices: list[Voice] | None = None, scenes: list[dict] | None = None) -> dict:
+    """The captions said the hard ways (HARD_CONDITIONS, in turn) by the training voices into <audio>/train (added,
+    as hard_*.wav, replacing an earlier build's), and by the held-out voices into one folder per condition
+    (HARD_FOLDERS). Every clip's caption is the bare caption: what to draw does not change."""
+    audio = Path(audio)
+    split = split_voices(voices if voices is not None else available_voices(), held_out_engine)
+    counts = {}
+    for part, pool, repeats, rng in (("train", split["train"], clips_per_caption, np.random.default_rng([seed, 40])),
+                                     ("test", split["test_voices"], test_clips_per_caption, np.random.default_rng([seed, 41]))):
+        said = [s for s in (scenes or all_scenes()) for _ in range(repeats * (1 if part == "train" else len(HARD_CONDITIONS)))]
+        conditions = [HARD_CONDITIONS[k % len(HARD_CONDITIONS)] for k in range(len(said))]
+        texts = [carrier_text(s, rng) if c == "carrier" else s["caption"] for s, c in zip(said, conditions)]
+        staging = audio / f"hard_{part}"
+        shutil.rmtree(staging, ignore_errors=True)
+        rows = speak_clips(texts, pool, staging, rng, extra=[{**s, "said": x} for s, x in zip(said, texts)], max_seconds=None)
+        for folder in HARD_FOLDERS.values() if part == "test" else ():
+            shutil.rmtree(audio / folder, ignore_errors=True)
+        if part == "train":
+            for old in (audio / "train").glob("hard_*.wav"):
+                old.unlink()
+        written: dict[str, list[dict]] = {}
+        for row in rows:
+            condition = conditions[int(row["file_name"].split(".")[0])]
+            wave, info = harden(sf.read(staging / row["file_name"], dtype="float32")[0], condition, rng)
+            folder = audio / ("train" if part == "train" else HARD_FOLDERS[condition])
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"hard_{row['file_name']}" if part == "train" else row["file_name"]
+            sf.write(folder / name, wave, SAMPLE_RATE, subtype="PCM_16")
+            written.setdefault(str(folder), []).append({**row, "file_name": name, "hard": info})
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder, new_rows in written.items():
+            metadata = Path(folder) / "metadata.jsonl"
+            kept = [line for line in (metadata.read_text().splitlines() if metadata.exists() else [])
+                    if line.strip() and not json.loads(line)["file_name"].startswith("hard_")] if part == "train" else []
+            metadata.write_text("".join(line + "\n" for line in kept) + "".join(json.dumps(r) + "\n" for r in new_rows))
+        counts[part] = len(rows)
+    return counts
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -352,8 +433,17 @@ def main(argv: list[str] | None = None) -> dict:
                         help="audio/test_unheard: each caption this many times per engine no stage uses (RHVoice, SAM), where "
                              "installed; a build writes them too (0: none)")
     parser.add_argument("--unheard", action="store_true", help="only add audio/test_unheard to the world at --out (see --unheard-clips-per-engine)")
+    parser.add_argument("--hard-clips-per-caption", type=int, default=6,
+                        help="training clips per caption said the hard ways (inside a sentence, over music in a big room, pitched "
+                             "3-7 semitones); the held-out voices say each caption once per way (test_carrier/, test_music_room/, test_pitch/)")
+    parser.add_argument("--hard", action="store_true", help="only (re)write the hard clips of the world at --out (see --hard-clips-per-caption)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.hard:
+        counts = build_hard(Path(args.out) / "audio", args.hard_clips_per_caption, seed=args.seed,
+                            held_out_engine=None if args.held_out_engine == "none" else args.held_out_engine)
+        print(f"wrote {counts['train']} hard training clips and {counts['test']} held-out ones to {args.out}/audio")
+        return counts
     if args.unheard:
         clips = build_unheard(args.out, args.unheard_clips_per_engine, args.strength, args.seed)
         print(f"wrote {clips} clips of engines no stage uses to {args.out}/audio/test_unheard")
@@ -365,7 +455,8 @@ def main(argv: list[str] | None = None) -> dict:
         manifest = build_world_many(args.out, args.images_per_caption, args.clips_per_caption, args.test_clips_per_engine,
                                     None if args.held_out_engine == "none" else args.held_out_engine, args.strength,
                                     args.seed, args.legacy_articles, images=not args.no_images,
-                                    unheard_clips_per_engine=args.unheard_clips_per_engine)
+                                    unheard_clips_per_engine=args.unheard_clips_per_engine,
+                                    hard_clips_per_caption=args.hard_clips_per_caption)
     print(f"wrote {manifest.get('images', 0)} images, {manifest['train_clips']} training and {manifest['test_clips']} "
           f"held-out clips ({manifest.get('clips', {}).get('test_engine', 0)} of the held-out engine, "
           f"{manifest.get('clips', {}).get('test_unheard', 0)} of engines no stage uses) to {args.out} "

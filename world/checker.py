@@ -5,6 +5,10 @@ pixels that differ from the background (the median of the border); its colour is
 of its core pixels; its position is the nearest reference centre to its centroid; its shape is the template
 (each shape drawn into the blob's bounding box) that overlaps the blob best. Fill ratio alone would confuse
 the triangle and the cross, which cover about the same area of their box; overlap does not.
+
+A sound's picture is judged by template matching: every class's emoji sprite, at three sizes of the range the
+renders use and at every shift of their jitter, is laid on the picture's background, and the class whose best
+placement leaves the smallest squared difference is what the picture shows.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections import deque
 import numpy as np
 from PIL import Image
 
-from world.scenes import COLOURS, POSITIONS, SHAPES, SUPERSAMPLE, shape_mask
+from world.scenes import COLOURS, IMAGE_SIZE, POSITIONS, SHAPES, SOUND_CENTRE_JITTER, SOUND_CLASSES, SOUND_SIZE_RANGE, SUPERSAMPLE, shape_mask, sprite
 
 ATTRIBUTES = ("colour", "shape", "position")  # what a picture is judged on, in this order
 MIN_CONTRAST = 0.15  # an object must differ from the background by this much (0..1) somewhere
@@ -108,13 +112,71 @@ def _grow(mask: np.ndarray) -> np.ndarray:
     return grown.astype(np.float32)
 
 
+_TEMPLATES: tuple | None = None
+
+
+def _sound_templates(size: int = IMAGE_SIZE) -> tuple:
+    """Every class's sprite at three sizes and every shift, flattened: alpha and alpha × colour (T, H·W·3), the class of
+    each template, and the products check_sound needs of them, computed once."""
+    global _TEMPLATES
+    if _TEMPLATES is None:
+        alphas, colours, names = [], [], []
+        shift = int(np.ceil(SOUND_CENTRE_JITTER * size)) + 1
+        for c in SOUND_CLASSES:
+            art = sprite(c.name)
+            for fraction in np.linspace(*SOUND_SIZE_RANGE, 3):
+                side = int(round(fraction * size))
+                small = np.asarray(art.resize((side, side), Image.Resampling.BOX), dtype=np.float32) / 255.0
+                for dy in range(-shift, shift + 1):
+                    for dx in range(-shift, shift + 1):
+                        canvas = np.zeros((size, size, 4), np.float32)
+                        y0, x0 = (size - side) // 2 + dy, (size - side) // 2 + dx
+                        ys, xs = slice(max(y0, 0), min(y0 + side, size)), slice(max(x0, 0), min(x0 + side, size))
+                        canvas[ys, xs] = small[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+                        alphas.append(canvas[..., 3])
+                        colours.append(canvas[..., :3] * canvas[..., 3:])
+                        names.append(c.name)
+        alphas = np.repeat(np.stack(alphas)[..., None], 3, axis=-1).reshape(len(names), -1)  # per colour channel
+        colours = np.stack(colours).reshape(len(names), -1)
+        _TEMPLATES = (alphas, colours, names, (colours**2).sum(1), colours * alphas, alphas**2)
+    return _TEMPLATES
+
+
+def check_sound(image) -> str:
+    """The sound class whose emoji, laid on the picture's background at its best size and place, fits it best.
+
+    With I the picture, b its background (the median of its border), A_t and C_t template t's alpha and alpha × colour,
+    the error |C_t + (1 - A_t) b - I|² = |C_t - A_t b|² - 2 (C_t - A_t b)·D + |D|² with D = I - b, so every template is
+    scored with a few matrix-vector products (|D|² is the same for all and is left out)."""
+    rgb = _to_array(image).astype(np.float32)
+    alphas, colours, names, colour_energy, colour_alpha, alpha_energy = _sound_templates(rgb.shape[0])
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    b = np.broadcast_to(np.median(border, axis=0), rgb.shape).reshape(-1)
+    d = rgb.reshape(-1) - b
+    own = colour_energy - 2 * colour_alpha @ b + alpha_energy @ (b * b)
+    cross = colours @ d - alphas @ (b * d)
+    return names[int(np.argmin(own - 2 * cross))]
+
+
+def judge_scene(image, scene: dict) -> dict[str, bool]:
+    """What the picture gets right of the scene: a shape scene's colour, shape, position and all three; a sound
+    scene's class (as "sound" and "all")."""
+    if "sound" in scene:
+        right = check_sound(image) == scene["sound"]
+        return {"sound": right, "all": right}
+    verdict = check_image(image)
+    ok = {key: verdict[key] == scene[key] for key in ATTRIBUTES}
+    return ok | {"all": all(ok.values())}
+
+
 def accuracy(images, scenes: list[dict]) -> dict[str, float]:
-    """Fraction of `images` whose colour, shape and position (and all three) match their `scenes`."""
-    hits = dict.fromkeys((*ATTRIBUTES, "all"), 0)
+    """Fraction of `images` that match their `scenes`: per attribute of the shape scenes (colour, shape, position),
+    "sound" for the sound scenes, and "all" over every image. Keys of a kind absent from `scenes` are left out."""
+    hits, counts = {}, {}
     for image, scene in zip(images, scenes, strict=True):
-        verdict = check_image(image)
-        ok = [verdict[key] == scene[key] for key in ATTRIBUTES]
-        for key, good in zip(ATTRIBUTES, ok):
-            hits[key] += good
-        hits["all"] += all(ok)
-    return {key: count / max(len(scenes), 1) for key, count in hits.items()}
+        for key, good in judge_scene(image, scene).items():
+            hits[key] = hits.get(key, 0) + good
+            counts[key] = counts.get(key, 0) + 1
+    if not scenes:
+        return {key: 0.0 for key in (*ATTRIBUTES, "all")}
+    return {key: hits[key] / counts[key] for key in (*ATTRIBUTES, "sound", "all") if key in counts}

@@ -15,7 +15,13 @@ the same UNet, VAE and sampler (on the held-out voices' captions and seeds):
 - the cascade baseline (`mode="cascade"`): the shipped scorer's CLAP names the nearest of the 72 captions and
   the text path draws it, so it is as good as CLAP's hearing.
 Then the CLAP-scored evaluation of the project (`python -m evaluation`) runs on the same clips with the shipped
-scorer. Writes `<out>/results.json` and `<out>/results.md` (the table for the README).
+scorer.
+
+Everyday sounds (world.sounds): the held-out recordings of trained sources (audio/test_sound_recordings) and the
+recordings of held-out source packages (audio/test_sound_sources) go through the same pipeline, and the checker
+names the sound class the picture shows; per class and overall, next to text → image for the same captions, the
+cascade (the scorer's CLAP names the nearest caption, text → image draws it) and random conditions.
+Writes `<out>/results.json` and `<out>/results.md` (the table for the README).
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ from diffusers import StableDiffusionPipeline
 from align.targets import encode_captions
 from generate.pipeline import AudioToImagePipeline
 from world.checker import ATTRIBUTES, accuracy
-from world.scenes import COLOURS, POSITIONS, SHAPES, all_scenes
+from world.scenes import COLOURS, POSITIONS, SHAPES, SOUND_CLASSES, all_scenes, world_scenes
 from align.data import read_metadata
 from world.stage import Log, use_threads, write_json
 
 CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "position": 1 / len(POSITIONS)}
+SOUND_PARTS = {"sound_recordings": ("test_sound_recordings", "held-out recordings of trained sources"),
+               "sound_sources": ("test_sound_sources", "recordings of held-out sources (packages no stage used)")}
 
 
 def judge(images, scenes: list[dict]) -> dict:
@@ -117,6 +125,63 @@ def markdown(results: dict) -> str:
     return text
 
 
+def random_conditions(pipe, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` Gaussian conditions with the per-position mean and spread of every caption's states (BOS kept), and the
+    empty caption's states: the floor every condition is measured against."""
+    captions = encode_captions([s["caption"] for s in world_scenes()], pipe.text_encoder, pipe.tokenizer)
+    empty = encode_captions([""], pipe.text_encoder, pipe.tokenizer)
+    noise = torch.randn((count, *captions.shape[1:]), generator=torch.Generator().manual_seed(seed))
+    random = captions.mean(0) + captions.std(0) * noise
+    random[:, 0] = empty[0, 0]  # BOS is the same for every caption: keep it
+    return random, empty
+
+
+def evaluate_sounds(pipe, sd, scorer, world: Path, args, log) -> dict:
+    """Sound → picture on the held-out recordings (SOUND_PARTS), per class and overall, with text → image, the cascade
+    and random conditions on the same captions and seeds."""
+    results = {}
+    for key, (folder_name, name) in SOUND_PARTS.items():
+        folder = world / "audio" / folder_name
+        if not (folder / "metadata.jsonl").exists():
+            continue
+        rows = read_metadata(folder)[: args.limit]
+        images = spoken_images(pipe, [folder / r["file_name"] for r in rows], args.steps, args.guidance, args.seed)
+        states = encode_captions([r["caption"] for r in rows], pipe.text_encoder, pipe.tokenizer)
+        random, empty = random_conditions(pipe, len(rows), args.seed)
+        part = {"direct": judge(images, rows),
+                "text": judge(condition_images(sd, states, empty, args.steps, args.guidance, args.seed), rows),
+                "random": judge(condition_images(sd, random, empty, args.steps, args.guidance, args.seed), rows)}
+        if scorer is not None:
+            cascade = spoken_images(pipe, [folder / r["file_name"] for r in rows], args.steps, args.guidance, args.seed,
+                                    mode="cascade", scorer=scorer)
+            part["cascade"] = judge(cascade, rows)
+        part["per_class"] = {c.name: judge([im for im, r in zip(images, rows) if r["sound"] == c.name], [r for r in rows if r["sound"] == c.name])
+                             for c in SOUND_CLASSES if any(r["sound"] == c.name for r in rows)}
+        part["sources"] = sorted({r["package"] for r in rows})
+        results[key] = part
+        log(f"sound → image ({name}): direct {part['direct']['all']:.3f}, text {part['text']['all']:.3f}, "
+            f"random {part['random']['all']:.3f}" + (f", cascade {part['cascade']['all']:.3f}" if "cascade" in part else ""))
+    return results
+
+
+def sound_markdown(results: dict) -> str:
+    parts = [(SOUND_PARTS[key][1], results[key]) for key in SOUND_PARTS if key in results]
+    if not parts:
+        return ""
+    lines = ["| condition | " + " | ".join(name for name, _ in parts) + " |", "|---|" + "---|" * len(parts)]
+    for label, key in (("sound → image (direct)", "direct"), ("cascade baseline: CLAP's nearest caption → text → image", "cascade"),
+                       ("text → image, same UNet (upper bound)", "text"), ("random condition, same UNet (floor)", "random")):
+        if all(key in part for _, part in parts):
+            lines.append(f"| {label} | " + " | ".join(f"{100 * part[key]['all']:.1f} % ({part[key]['images']} clips)" for _, part in parts) + " |")
+    lines.append("| chance | " + " | ".join(f"{100 / len(SOUND_CLASSES):.1f} %" for _ in parts) + " |")
+    text = "\n".join(lines) + "\n\nSound → image per class (right picture, clips):\n\n| class | " + " | ".join(name for name, _ in parts) + " |\n|---|" + "---|" * len(parts) + "\n"
+    for c in SOUND_CLASSES:
+        cells = [f"{100 * part['per_class'][c.name]['all']:.0f} % ({part['per_class'][c.name]['images']})" if c.name in part["per_class"] else "–"
+                 for _, part in parts]
+        text += f"| {c.caption} | " + " | ".join(cells) + " |\n"
+    return text
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="models/world", help="the shipped pipeline/ and scorer/")
@@ -167,12 +232,10 @@ def main(argv: list[str] | None = None) -> dict:
     empty = encode_captions([""], pipe.text_encoder, pipe.tokenizer)
     results["text"] = judge(condition_images(sd, states, empty, args.steps, args.guidance, args.seed), rows)
     log(f"text → image: {results['text']}")
-    captions = encode_captions([s["caption"] for s in all_scenes()], pipe.text_encoder, pipe.tokenizer)
-    noise = torch.randn(states.shape, generator=torch.Generator().manual_seed(args.seed))
-    random = captions.mean(0) + captions.std(0) * noise
-    random[:, 0] = empty[0, 0]  # BOS is the same for every caption: keep it
+    random, _ = random_conditions(pipe, len(rows), args.seed)
     results["random"] = judge(condition_images(sd, random, empty, args.steps, args.guidance, args.seed), rows)
     log(f"random condition → image: {results['random']}")
+    scorer = None
     if args.cascade:
         from scoring.scorer import AudioImageScorer
 
@@ -186,6 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
                                     mode="cascade", scorer=scorer)
             results["cascade_engine"] = judge(cascade, engine_rows)
             log(f"cascade, held-out engine: {results['cascade_engine']}")
+
+    results["sounds"] = evaluate_sounds(pipe, sd, scorer, world, args, log)
 
     grid = np.concatenate([np.concatenate([np.asarray(im) for im in images[:24]], axis=1) for images in (spoken, condition_images(sd, states[:24], empty, args.steps, args.guidance, args.seed))])
     out.mkdir(parents=True, exist_ok=True)
@@ -213,8 +278,10 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"CLAP-scored: {results['clap_scored']}")
     results["seconds"] = round(log.elapsed, 1)
     write_json(out / "results.json", results)
-    (out / "results.md").write_text(markdown(results))
-    print(markdown(results))
+    report = markdown(results) + ("\n## Everyday sounds → image, judged without a trained model\n\n" + sound_markdown(results["sounds"])
+                                  if results["sounds"] else "")
+    (out / "results.md").write_text(report)
+    print(report)
     return results
 
 

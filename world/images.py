@@ -32,6 +32,16 @@ class WorldImages:
         """Indices of one random picture of every caption: a batch in which no two items share a caption."""
         return torch.stack([ids[torch.randint(len(ids), (1,), generator=generator)][0] for ids in self.by_caption])
 
+    def kind_weights(self, scenes: list[dict]) -> torch.Tensor:
+        """A sampling weight per picture so that shape pictures and sound pictures are drawn half and half (each kind
+        uniformly within; all one kind when the other has no pictures)."""
+        is_sound = torch.tensor(["sound" in scenes[i] for i in self.caption_ids.tolist()])
+        weights = torch.ones(len(self))
+        for kind in (is_sound, ~is_sound):
+            if kind.any():
+                weights[kind] = 1.0 / kind.sum()
+        return weights
+
     @staticmethod
     def to_unit(pixels: torch.Tensor) -> torch.Tensor:
         """uint8 → float in [-1, 1], the VAE's range."""

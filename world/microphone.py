@@ -200,6 +200,28 @@ def make_noise(kind: str, length: int, rng: np.random.Generator, babble: Sequenc
     return np.asarray(noise, dtype=np.float32)
 
 
+def music(length: int, rng: np.random.Generator) -> np.ndarray:
+    """A stretch of synthetic music: chords of a random key changing on the beat, a melody over them and a soft
+    drum, at a random tempo: the kind of background a person speaking with music playing has behind the voice."""
+    t = np.arange(length) / SAMPLE_RATE
+    beat = 60.0 / rng.uniform(70, 150)
+    root = 110.0 * 2 ** (int(rng.integers(0, 12)) / 12)
+    scale = np.array([0, 2, 4, 5, 7, 9, 11, 12])
+    out = np.zeros(length)
+    for k, start in enumerate(np.arange(0, t[-1] + beat, 2 * beat) if length else []):
+        span = (t >= start) & (t < start + 2 * beat)
+        degree = int(rng.integers(0, 7))
+        for step in (0, 2, 4):  # a triad on the scale
+            f = root * 2 ** (scale[(degree + step) % 8] / 12)
+            out[span] += sum(np.sin(2 * np.pi * f * h * t[span]) / h for h in (1, 2, 3)) * np.exp(-(t[span] - start) / (1.5 * beat))
+        note = root * 4 * 2 ** (scale[int(rng.integers(0, 8))] / 12)
+        half = span & (t < start + beat)
+        out[half] += 0.8 * np.sin(2 * np.pi * note * t[half]) * np.exp(-(t[half] - start) / (0.6 * beat))
+        hit = (t >= start) & (t < start + 0.05)
+        out[hit] += 0.5 * rng.standard_normal(int(hit.sum())) * np.exp(-(t[hit] - start) / 0.01)
+    return (out / (np.abs(out).max() + 1e-9)).astype(np.float32)
+
+
 def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float, signal_power: float | None = None) -> np.ndarray:
     """`wave` plus `noise` scaled so that signal power / noise power is `snr_db` (the signal's power is
     `signal_power` if given, e.g. that of the speech alone before silence was put around it)."""

@@ -58,7 +58,13 @@ from pathlib import Path
 
 from world.stage import write_json
 
-STAGES = ("build", "clip", "vae", "unet", "sharpen", "speech", "pretrain", "audio", "refine", "polish", "clap", "assemble", "evaluate", "edit")
+STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet", "speech", "pretrain", "audio", "refine",
+          "polish", "sound_ears", "clap", "assemble", "evaluate", "edit")
+SOUND_STAGES = ("words", "sound_vae", "sound_unet", "sound_ears")  # warm restarts that teach the speech world the sounds
+COMMITTED = ("clip", "vae", "unet", "sharpen", "audio", "refine", "polish")  # the speech world's stages kept in STAGE_INPUTS
+# What the sound stages start from, where this machine has no run of the stage before: the speech world's stage outputs,
+# committed (float16), so that `--from words` goes on from there on a fresh machine (README, "Rebuilding the world")
+STAGE_INPUTS = Path(__file__).resolve().parent.parent / "models" / "world_stages"
 PRETRAINING = ("speech", "pretrain")  # run only with --pretrain-speech (see the module doc)
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
@@ -69,6 +75,13 @@ FULL = {
     # measured on 2 cores: build ~16 clips/s spoken + microphone (9 min for 120 a caption); align 25-45 clips/s a process.
     # 144 a caption: the six trained engines get 24 each, as the five before espeak-ng-l2 got from 120
     "build": ["--images-per-caption", "150", "--clips-per-caption", "144", "--test-clips-per-engine", "1"],
+    # 400 augmented clips of each of the 24 classes (from 4-46 training recordings a class), 150 pictures a class
+    "sounds": ["--clips-per-class", "400", "--images-per-class", "150"],
+    "words": ["--steps", "300", "--minutes", "5"],
+    # a VAE trained on shapes draws an emoji as a blob of a shape's colour: a cycle on both kinds, half and half
+    "sound_vae": ["--steps", "1500", "--batch-size", "64", "--lr", "5e-4", "--minutes", "15"],
+    "sound_unet": ["--steps", "12000", "--batch-size", "64", "--lr", "5e-4", "--minutes", "25"],
+    "sound_ears": ["--steps", "2000", "--lr", "5e-4", "--extra-negatives", "96", *ALIGN_RECIPE],
     "speech": ["--clips", "6000", "--test-clips", "150"],
     "pretrain": ["--minutes", "25", "--batch-size", "16"],
     "clip": ["--steps", "1200", "--minutes", "4"],
@@ -96,7 +109,13 @@ FULL = {
     "edit": ["--steps", "25", "--guidance", "3.0", "--limit", "144"],
 }
 SMOKE = {
-    "build": ["--images-per-caption", "3", "--clips-per-caption", "1", "--test-clips-per-engine", "1", "--unheard-clips-per-engine", "1"],
+    "build": ["--images-per-caption", "3", "--clips-per-caption", "1", "--test-clips-per-engine", "1", "--unheard-clips-per-engine", "1",
+              "--hard-clips-per-caption", "1"],
+    "sounds": ["--clips-per-class", "2", "--images-per-class", "3"],
+    "words": ["--steps", "3"],
+    "sound_vae": ["--steps", "3", "--batch-size", "8"],
+    "sound_unet": ["--steps", "3", "--batch-size", "8"],
+    "sound_ears": ["--steps", "2", "--batch-size", "8", "--num-workers", "0"],
     "speech": ["--clips", "24", "--test-clips", "4"],
     "pretrain": ["--steps", "2", "--batch-size", "4"],
     "clip": ["--steps", "5"],
@@ -115,29 +134,47 @@ SMOKE = {
 
 # Warm restarts: stage → (the stage whose command it repeats, the finished weights it starts from, under <runs>), with a
 # fresh optimizer and learning-rate cycle (`--init`) and its own output folder
-WARM_RESTARTS = {"sharpen": ("unet", "unet/unet"), "refine": ("audio", "audio/final"), "polish": ("audio", "refine/final")}
+WARM_RESTARTS = {"sharpen": ("unet", "unet/unet"), "refine": ("audio", "audio/final"), "polish": ("audio", "refine/final"),
+                 "sound_vae": ("vae", "vae/vae"), "sound_unet": ("unet", "sharpen/unet"), "sound_ears": ("audio", "polish/final")}
+
+
+# --from-committed builds the speech again only for the ears' rehearsal and the held-out sets: a third of the clips
+FROM_COMMITTED = {"build": ["--images-per-caption", "150", "--clips-per-caption", "48", "--test-clips-per-engine", "1"]}
+
+
+def stage_input(runs: Path, path: str) -> Path:
+    """<runs>/<path>, or the committed copy in STAGE_INPUTS where this machine has no such run (a fresh machine going
+    on with --from words)."""
+    local = runs / path
+    return local if local.exists() or not (STAGE_INPUTS / path).exists() else STAGE_INPUTS / path
 
 
 def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list[str]) -> list[str]:
     base, init = WARM_RESTARTS.get(stage, (stage, None))
-    module = {"build": "world.build", "speech": "world.sentences", "pretrain": "world.pretrain_speech",
+    module = {"build": "world.build", "sounds": "world.sounds", "speech": "world.sentences", "pretrain": "world.pretrain_speech",
               "assemble": "world.assemble", "evaluate": "world.evaluate", "edit": "world.edit_eval"}.get(base, f"world.train_{base}")
     out = runs / stage
     paths = {
         "build": ["--out", str(world)],
+        "sounds": ["--out", str(world), "--cache", str(world.parent / "sound_cache")],
+        "words": ["--world", str(world), "--clip", str(stage_input(runs, "clip")), "--out", str(out)],
         "speech": ["--out", str(world / "speech")],
         "pretrain": ["--speech", str(world / "speech"), "--out", str(out)],
         "clip": ["--world", str(world), "--out", str(out)],
-        "audio": ["--world", str(world), "--clip", str(runs / "clip"), "--out", str(out)],
+        # the ears learn the text tower that knows the sounds' words (world.train_words): the shape captions' targets are the
+        # clip stage's, unchanged
+        "audio": ["--world", str(world), "--clip", str(runs / "words"), "--out", str(out)],
         "clap": ["--world", str(world), "--out", str(out)],
         "vae": ["--world", str(world), "--out", str(out)],
-        "unet": ["--clip", str(runs / "clip"), "--vae", str(runs / "vae"), "--out", str(out)],
+        "unet": ["--clip", str(runs / ("words" if stage == "sound_unet" else "clip")), "--vae", str(runs / "vae"), "--out", str(out)],
         "assemble": ["--runs", str(runs), "--out", str(models)],
         "evaluate": ["--models", str(models), "--world", str(world), "--out", str(runs / "eval")],
         "edit": ["--models", str(models), "--world", str(world), "--out", str(out)],
     }[base]
+    if stage == "sound_unet":  # the UNet's second picture cycle draws from the sound-aware VAE's latents
+        paths = [str(runs / "sound_vae") if p == str(runs / "vae") else p for p in paths]
     if init:
-        paths = paths + ["--init", str(runs / init)]
+        paths = paths + ["--init", str(stage_input(runs, init) if stage in SOUND_STAGES else runs / init)]
     elif stage == "audio":
         paths = paths + pretrained_backbone(runs)
     return [sys.executable, "-m", module, *paths, *extra]
@@ -164,6 +201,11 @@ def finished_marker(stage: str, world: Path, runs: Path, models: Path) -> Path:
     """The file a stage writes last: if it exists, the stage finished."""
     return {
         "build": world / "world.json",
+        "sounds": world / "sounds.json",
+        "words": runs / "words" / "metrics.json",
+        "sound_vae": runs / "sound_vae" / "metrics.json",
+        "sound_unet": runs / "sound_unet" / "metrics.json",
+        "sound_ears": runs / "sound_ears" / "final" / "model.safetensors",
         "speech": world / "speech" / "corpus.json",
         "pretrain": runs / "pretrain" / "final" / "model.safetensors",
         "clip": runs / "clip" / "metrics.json",
@@ -335,19 +377,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pretrain-speech", action="store_true", help="also run the speech and pretrain stages (CTC pretraining of the audio backbone)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks every stage runs, in minutes; results mean nothing")
     parser.add_argument("--report", action="store_true", help="only write world/RESULTS.md again from <runs>' timings and results")
+    parser.add_argument("--from-committed", action="store_true",
+                        help="go on from the speech world's stage outputs committed in models/world_stages (clip, vae, unet, sharpen, "
+                             "audio, refine, polish are not run): the data, the sound stages, the scorer, assembly and evaluation")
     args = parser.parse_args(argv)
     if args.report:
         timings = json.loads((args.runs / "timings.json").read_text())
         RESULTS_FILE.write_text(results_markdown(args.runs, timings, "python -m world.rebuild", args.world, args.models))
         print(f"wrote {RESULTS_FILE}")
         return timings
-    sizes = SMOKE if args.smoke else FULL
+    sizes = SMOKE if args.smoke else {**FULL, **FROM_COMMITTED} if args.from_committed else FULL
     args.runs.mkdir(parents=True, exist_ok=True)
     timings_path = args.runs / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {"stages": {}}
-    command = "python -m world.rebuild" + (" --smoke" if args.smoke else "")
+    command = "python -m world.rebuild" + (" --smoke" if args.smoke else "") + (" --from-committed" if args.from_committed else "")
 
     def runs_it(stage: str) -> bool:
+        if args.from_committed and stage in COMMITTED + PRETRAINING:
+            return False
         return stage not in PRETRAINING or args.pretrain_speech or args.smoke or args.only == stage
 
     # The stages still to redo, kept on disk so that a killed run resumes as it began: a --from run's, and every stage
@@ -361,7 +408,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.only and stage != args.only:
             continue
         if not runs_it(stage):
-            print(f"== {stage}: not run (pretraining is off; --pretrain-speech turns it on)", flush=True)
+            print(f"== {stage}: not run ({'its output is committed in ' + str(STAGE_INPUTS) if args.from_committed else 'pretraining is off; --pretrain-speech turns it on'})",
+                  flush=True)
             continue
         marker = finished_marker(stage, args.world, args.runs, args.models)
         if marker.exists() and not (stage in redo or args.only):

@@ -1,9 +1,10 @@
-"""Stage: a small CLAP (transformers ClapModel: HTSAT audio tower + RoBERTa text tower) on the spoken captions.
+"""Stage: a small CLAP (transformers ClapModel: HTSAT audio tower + RoBERTa text tower) on the spoken captions and
+the everyday sounds.
 
     python -m world.train_clap --world data/world --out runs/world/clap --steps 800
 
-The scorer's ears: it tells which caption a clip speaks, so generated pictures can be ranked and the
-evaluation can score them as it scores real data. Trained contrastively (CLAP's own loss) on the training
+The scorer's ears: it tells which caption a clip speaks (or which sound it is), so generated pictures can be ranked
+and the evaluation can score them as it scores real data. Trained contrastively (CLAP's own loss) on the training
 voices; each batch holds one clip of every caption, so there are no same-caption false negatives. Half the
 captions are read as "the sound of <caption>", the prompt generate.scoring puts to CLAP. Features are
 computed once (the processor's, at CLAP's 48 kHz) and reused every step.
@@ -33,7 +34,7 @@ from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProces
 
 from align.audio import SAMPLE_RATE, load_audio, resample
 from align.clap_tokenizer import clap_tokenizer
-from world.scenes import all_scenes
+from world.scenes import world_scenes
 from align.data import read_metadata
 from world.stage import write_json, optimise, stage_parser, start_stage, update
 
@@ -41,6 +42,7 @@ CLAP_RATE = 48_000
 CLAP_SECONDS = 3  # spoken captions last at most ~2.4 s
 SCORER_TEMPLATE = "the sound of {}"  # generate.scoring's DEFAULT_AUDIO_TEMPLATE
 STALL_LOSS = math.log(6)  # every caption told apart except by colour's six values
+HELD_OUT = ("test", "test_sound_recordings", "test_sound_sources")  # held-out voices; held-out recordings and sources of the sounds
 STALL_CHECK = 0.55  # share of the steps after which a run still above STALL_LOSS restarts with the next seed
 
 
@@ -73,7 +75,8 @@ def clip_features(folder: Path, processor: ClapProcessor) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def retrieval(model: ClapModel, processor: ClapProcessor, features: torch.Tensor, rows: list[dict], scenes: list[dict]) -> dict[str, float]:
-    """Held-out clip → caption top-1, per attribute (the scorer's prompt form)."""
+    """Held-out clip → caption top-1 (the scorer's prompt form): the caption, and per attribute of the spoken captions
+    (colour, shape, position) or the sound's class, for the rows that have it."""
     model.eval()
     tokens = processor(text=[SCORER_TEMPLATE.format(s["caption"]) for s in scenes], padding=True, return_tensors="pt")
     text = F.normalize(model.get_text_features(**tokens).pooler_output, dim=-1)
@@ -81,7 +84,8 @@ def retrieval(model: ClapModel, processor: ClapProcessor, features: torch.Tensor
                                    for i in range(0, len(features), 128)]), dim=-1)
     best = (audio @ text.T).argmax(dim=1).tolist()
     model.train()
-    out = {key: float(np.mean([scenes[b][key] == r[key] for b, r in zip(best, rows)])) for key in ("colour", "shape", "position")}
+    out = {key: float(np.mean([scenes[b].get(key) == r[key] for b, r in zip(best, rows) if key in r]))
+           for key in ("colour", "shape", "position", "sound") if any(key in r for r in rows)}
     out["caption"] = float(np.mean([scenes[b]["caption"] == r["caption"] for b, r in zip(best, rows)]))
     return out
 
@@ -118,13 +122,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "clap", steps=800)
     parser.add_argument("--restarts", type=int, default=2, help="how many times a stalled run starts again with the next seed")
     args, out, log = start_stage(parser, argv)
-    scenes = all_scenes()
+    scenes = world_scenes()
     captions = [s["caption"] for s in scenes]
     words = [w for c in captions + [SCORER_TEMPLATE.format("")] for w in c.split()]
     processor = world_clap_processor(words)
     train_features, train_rows = clip_features(Path(args.world) / "audio" / "train", processor)
-    test_features, test_rows = clip_features(Path(args.world) / "audio" / "test", processor)
-    log(f"features of {len(train_rows)} training and {len(test_rows)} held-out clips")
+    held_out = {part: clip_features(Path(args.world) / "audio" / part, processor) for part in HELD_OUT
+                if (Path(args.world) / "audio" / part / "metadata.jsonl").exists()}
+    log(f"features of {len(train_rows)} training and {sum(len(rows) for _, rows in held_out.values())} held-out clips")
     index = {c: i for i, c in enumerate(captions)}
     by_caption = [[] for _ in captions]
     for i, row in enumerate(train_rows):
@@ -140,9 +145,9 @@ def main(argv: list[str] | None = None) -> dict:
                                     last_try=seed == first + args.restarts)
         if not stalled:
             break
-    metrics = {"held_out_retrieval": retrieval(model, processor, test_features, test_rows, scenes), "seconds": round(log.elapsed, 1),
-               "steps": steps, "seeds": seeds}
-    log(f"held-out voices, clip → caption: {metrics['held_out_retrieval']}")
+    metrics = {"held_out_retrieval": {part: retrieval(model, processor, features, rows, scenes) for part, (features, rows) in held_out.items()},
+               "seconds": round(log.elapsed, 1), "steps": steps, "seeds": seeds}
+    log(f"held-out clip → caption: {metrics['held_out_retrieval']}")
     model.eval().save_pretrained(out / "clap")
     processor.save_pretrained(out / "clap")
     write_json(out / "metrics.json", metrics)

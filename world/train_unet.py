@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from align.targets import encode_captions
-from world.scenes import all_scenes
+from world.scenes import world_scenes
 from world.settings import TEXT_HIDDEN
 from world.stage import write_json, optimise, stage_parser, start_stage, update
 
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--init", default=None, help="start from this finished UNet folder (a run's unet/) instead of a fresh one")
     args, out, log = start_stage(parser, argv)
-    captions = [s["caption"] for s in all_scenes()]
+    scenes = world_scenes()
+    captions = [s["caption"] for s in scenes]
     text_encoder = CLIPTextModel.from_pretrained(Path(args.clip) / "text_encoder", use_safetensors=True).eval()
     tokenizer = CLIPTokenizer.from_pretrained(Path(args.clip) / "tokenizer")
     states = encode_captions(captions, text_encoder, tokenizer)  # (72, 39, 64), frozen: computed once
@@ -64,15 +65,17 @@ def main(argv: list[str] | None = None) -> dict:
     latents = load_file(Path(args.vae) / "latents.safetensors")
     scaling = AutoencoderKL.load_config(Path(args.vae) / "vae")["scaling_factor"]
     means, stds, caption_ids = latents["mean"].float(), latents["std"].float(), latents["caption_ids"]
+    is_sound = torch.tensor(["sound" in scenes[i] for i in caption_ids.tolist()])
+    weights = torch.where(is_sound, 1.0 / max(int(is_sound.sum()), 1), 1.0 / max(int((~is_sound).sum()), 1))  # half and half
     noise_scheduler = DDPMScheduler(**SCHEDULE)
-    unet = (UNet2DConditionModel.from_pretrained(args.init, use_safetensors=True) if args.init else make_unet(args.seed)).train()
+    unet = (UNet2DConditionModel.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32) if args.init else make_unet(args.seed)).train()
     ema = EMAModel(unet.parameters(), decay=args.ema_decay)  # decay 0 at update 1, then (1 + n) / (10 + n) at update n + 1, capped
     optimizer, budget, generator = optimise(unet.parameters(), args, weight_decay=0.01)
     log(f"UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M parameters on {tuple(means.shape[1:])} latents, "
         f"{len(means)} pictures, scaling factor {scaling:.4f}")
     running = None
     for step in budget.each_step(optimizer, args.lr):
-        pick = torch.randint(len(means), (args.batch_size,), generator=generator)
+        pick = torch.multinomial(weights, args.batch_size, replacement=True, generator=generator)
         x0 = (means[pick] + stds[pick] * torch.randn(means[pick].shape, generator=generator)) * scaling
         condition = states[caption_ids[pick]]
         drop = torch.rand(args.batch_size, generator=generator) < CAPTION_DROPOUT

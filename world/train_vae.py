@@ -1,6 +1,7 @@
 """Stage: a small VAE (diffusers AutoencoderKL, SD's class) that maps 32×32 pictures to 8×8×4 latents.
 
     python -m world.train_vae --world data/world --out runs/world/vae --steps 3000
+    python -m world.train_vae --world data/world --out runs/world/vae_sounds --init models/world/pipeline/vae --steps 1000
 
 The UNet then works on latents, as Stable Diffusion does. Two downsamplings (32 → 8) leave a latent whose
 every cell the UNet's 8 → 4 → 2 levels can relate to every other, so position is learnt without
@@ -8,6 +9,8 @@ coordinate channels (a pixel-space UNet at 32×32 kept position at chance). Loss
 and a small KL term, as SD's VAE uses, which keeps the latent smooth enough to sample from. At the end the
 latent's scaling factor is set so that scaled latents have unit variance (SD's 0.18215 plays this part).
 The checker grades the reconstructions: a VAE that loses colour, shape or position caps everything after.
+Batches draw the shape pictures and the sound pictures half and half. With --init, training goes on from a finished
+VAE (the sounds stage: a VAE trained on shapes alone reconstructs an emoji as a blob of a shape's colour).
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ from safetensors.torch import save_file
 
 from world.checker import accuracy
 from world.images import WorldImages
-from world.scenes import all_scenes
-from world.scenes import IMAGE_SIZE
+from world.scenes import IMAGE_SIZE, world_scenes
 from world.stage import write_json, optimise, stage_parser, start_stage, update
 
 KL_WEIGHT = 1e-5
@@ -54,14 +56,16 @@ def latent_statistics(vae: AutoencoderKL, images: WorldImages, batch: int = 512)
 
 def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "vae", steps=3000, batch_size=64)
+    parser.add_argument("--init", default=None, help="start from this finished VAE folder instead of a fresh one")
     args, out, log = start_stage(parser, argv)
-    scenes = all_scenes()
+    scenes = world_scenes()
     images = WorldImages(args.world, [s["caption"] for s in scenes])
-    vae = make_vae(args.seed).train()
+    vae = (AutoencoderKL.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32) if args.init else make_vae(args.seed)).train()
+    weights = images.kind_weights(scenes)
     optimizer, budget, generator = optimise(vae.parameters(), args, weight_decay=0.0)
     log(f"VAE: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M parameters, {len(images)} pictures")
     for step in budget.each_step(optimizer, args.lr):
-        x = images.to_unit(images.pixels[torch.randint(len(images), (args.batch_size,), generator=generator)])
+        x = images.to_unit(images.pixels[torch.multinomial(weights, args.batch_size, replacement=True, generator=generator)])
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator)).sample
         rec = F.l1_loss(recon, x) + F.mse_loss(recon, x)

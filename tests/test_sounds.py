@@ -1,0 +1,203 @@
+"""The world's everyday sounds: the committed manifest and its splits, the readers of the packages' containers, the
+augmentation, the emoji pictures and their model-free checker, and the stage that teaches the text tower new words."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import struct
+import subprocess
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from world import sounds
+from world.checker import accuracy, check_sound
+from world.scenes import EMOJI_DIR, SOUND_CLASSES, render_scene, sound_scenes, world_scenes
+
+CANDIDATE_COLUMNS = ("class", "source_package", "path_in_package", "md5", "sample_rate", "channels", "duration_s", "bytes", "doubtful", "also_in")
+
+
+def test_cuts_of_one_take_share_their_take():
+    assert sounds.take_of("a/pig_ack1.wav") == sounds.take_of("a/pig_ack4.wav")
+    assert sounds.take_of("r/LRBark_1_LA_cut.ogg") == sounds.take_of("r/LRBark_3_LA_cut.ogg")
+    assert sounds.take_of("s/Dog1.wav") == sounds.take_of("s/Dog2.wav")
+    assert sounds.take_of("s/dog.wav") != sounds.take_of("s/cat.wav")
+    assert sounds.take_of("x/dog.wav") != sounds.take_of("y/dog.wav")  # another folder is another recording
+
+
+def _candidates(path: Path, rows: list[tuple]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(CANDIDATE_COLUMNS)
+        for i, (name, package, file, doubtful) in enumerate(rows):
+            writer.writerow([name, package, file, f"{i:032x}", 22050, 1, 1.0, 100, doubtful, ""])
+    return path
+
+
+def test_the_manifest_holds_out_one_whole_package_per_class_and_keeps_takes_on_one_side(tmp_path, monkeypatch):
+    monkeypatch.setattr(sounds, "BY_NAME", {"dog": None, "cat": None})
+    takes = ("woof", "bark", "growl", "howl", "yap", "whine", "snarl", "sniff")
+    rows = [("dog", "big", f"d/{take}_{c}.wav", 0) for take in takes for c in (1, 2)]  # 8 takes of two cuts each
+    rows += [("dog", "small", "s/woof.wav", 0), ("dog", "small", "s/yap.wav", 0), ("dog", "mid", "m/a.wav", 0),
+             ("dog", "mid", "m/b.wav", 0), ("dog", "mid", "m/c.wav", 0), ("dog", "doubt", "x/d.wav", 1),
+             ("dog", "berusky2-data", "b/dog.wav", 0)]
+    rows += [("cat", "one", "c/meow.wav", 0), ("cat", "two", "c/purr.wav", 0)]
+    manifest = sounds.make_manifest(_candidates(tmp_path / "c.tsv", rows))
+    dogs = [r for r in manifest if r["class"] == "dog"]
+    assert {r["package"] for r in dogs} == {"big", "small", "mid"}  # doubtful files and the package over 500 MB left out
+    held = {r["package"] for r in dogs if r["split"] == "test_sources"}
+    assert held == {"mid"}, "the largest package but one that holds at most 40 % of the class"
+    assert all(r["split"] != "test_sources" for r in dogs if r["package"] == "big")
+    by_take = defaultdict(set)
+    for r in manifest:
+        by_take[r["take"]].add(r["split"])
+    assert all(len(splits) == 1 for splits in by_take.values())
+    assert any(r["split"] == "test_recordings" for r in dogs)
+    assert {r["split"] for r in manifest if r["class"] == "cat"} == {"train", "test_sources"}
+    with pytest.raises(ValueError, match="held-out source needs two"):
+        sounds.make_manifest(_candidates(tmp_path / "one.tsv", [("dog", "a", "a.wav", 0), ("cat", "b", "b.wav", 0), ("cat", "c", "c.wav", 0)]))
+
+
+def test_the_committed_manifest_has_every_class_on_every_side_and_an_emoji_for_each():
+    manifest = sounds.read_manifest()
+    assert len(SOUND_CLASSES) >= 20
+    for c in SOUND_CLASSES:
+        rows = [r for r in manifest if r["class"] == c.name]
+        assert {r["split"] for r in rows} >= {"train", "test_sources"}, c.name
+        held = {r["package"] for r in rows if r["split"] == "test_sources"}
+        assert len(held) == 1 and not any(r["package"] in held for r in rows if r["split"] != "test_sources")
+        assert (EMOJI_DIR / f"{c.name}.png").exists()
+    assert all(r["licence"] and len(r["md5"]) == 32 for r in manifest)
+    assert len({c.caption for c in SOUND_CLASSES}) == len(SOUND_CLASSES)
+
+
+def test_the_opensfx_catalogue_reader_names_members_by_index_and_title():
+    members = [('"Cow". Original "moo.wav" by x. License: CC-BY 3.0.', b"RIFFcow"), ('"Lumber mill: Chainsaw". By y.', b"RIFFsaw!")]
+    table = len(members) * 8
+    body, entries = b"", []
+    for description, data in members:
+        text = description.encode("latin-1") + b"\0"
+        entries.append((table + len(body), 1 + len(text) + len(data)))
+        body += bytes([len(text)]) + text + data
+    catalogue = b"".join(struct.pack("<II", offset | 0x80000000 if i == 0 else offset, size) for i, (offset, size) in enumerate(entries)) + body
+    assert sounds.opensfx_members(catalogue) == {"00_Cow.wav": b"RIFFcow", "01_Lumber_mill_Chainsaw.wav": b"RIFFsaw!"}
+
+
+def _rcc(files: dict[str, bytes]) -> bytes:
+    """A version-2 Qt resource file with one folder holding `files`, the second one zlib-compressed."""
+    names, name_offsets = b"", {}
+    for name in ["res", *files]:
+        name_offsets[name] = len(names)
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+    payloads, data_offsets = b"", {}
+    for k, (name, data) in enumerate(files.items()):
+        stored = struct.pack(">I", len(data)) + zlib.compress(data) if k == 1 else data
+        data_offsets[name] = len(payloads)
+        payloads += struct.pack(">I", len(stored)) + stored
+    entry = lambda *fields: fields  # noqa: E731
+    tree = struct.pack(">IHII", 0, 2, 1, 1) + b"\0" * 8  # the root: one child (index 1)
+    tree += struct.pack(">IHII", name_offsets["res"], 2, len(files), 2) + b"\0" * 8
+    for k, name in enumerate(files):
+        tree += struct.pack(">IHHHI", name_offsets[name], 1 if k == 1 else 0, 0, 0, data_offsets[name]) + b"\0" * 8
+    del entry
+    header = 4 + 4 * 4
+    tree_offset = header
+    payload_offset = tree_offset + len(tree)
+    names_offset = payload_offset + len(payloads)
+    return b"qres" + struct.pack(">IIII", 2, tree_offset, payload_offset, names_offset) + tree + payloads + names
+
+
+def test_the_qt_resource_reader_finds_plain_and_compressed_members():
+    files = {"bark.ogg": b"OggS plain", "moo.ogg": b"OggS compressed " * 20}
+    assert sounds.rcc_members(_rcc(files)) == {"res/bark.ogg": files["bark.ogg"], "res/moo.ogg": files["moo.ogg"]}
+    with pytest.raises(ValueError, match="not a Qt resource"):
+        sounds.rcc_members(b"junk" * 10)
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian) to build a package")
+def test_extraction_checks_every_file_follows_links_and_names_what_it_could_not_fetch(tmp_path, monkeypatch):
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text("Package: sounds-test\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n")
+    folder = root / "usr" / "share" / "game"
+    folder.mkdir(parents=True)
+    (folder / "dog.wav").write_bytes(b"woof")
+    (folder / "other").mkdir()
+    (folder / "other" / "dog.wav").symlink_to("../dog.wav")
+    (folder / "cat.wav").write_bytes(b"meow")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(cache / "sounds-test_1_all.deb")], check=True, capture_output=True)
+    md5 = lambda data: hashlib.md5(data).hexdigest()  # noqa: E731
+    rows = [{"package": "sounds-test", "path": "usr/share/game/other/dog.wav", "md5": md5(b"woof")},
+            {"package": "sounds-test", "path": "usr/share/game/cat.wav", "md5": md5(b"not what the package holds")},
+            {"package": "gone-package", "path": "x.wav", "md5": md5(b"x")}]
+    monkeypatch.setattr(sounds, "fetch_package", lambda package, cache: next(iter(sorted(cache.glob(f"{package}_*.deb"))), None))
+    lines = []
+    good, missing = sounds.extract(rows, cache, tmp_path / "out", lines.append)
+    assert [r["path"] for r in good] == ["usr/share/game/other/dog.wav"]
+    assert (tmp_path / "out" / "sounds-test" / "usr/share/game/other/dog.wav").read_bytes() == b"woof"
+    assert missing == ["gone-package"]
+    assert any("1 of 2 files" in line for line in lines)
+
+
+def test_augmentation_keeps_a_clip_finite_bounded_and_within_the_window():
+    rng = np.random.default_rng(0)
+    wave = np.sin(np.arange(80_000) / 7).astype(np.float32) * 0.5
+    others = [np.random.default_rng(1).standard_normal(8000).astype(np.float32)]
+    for _ in range(20):
+        clip, info = sounds.augment(wave, rng, others, window=48_000)
+        assert clip.dtype == np.float32 and np.all(np.isfinite(clip)) and np.abs(clip).max() <= 1.0
+        assert len(clip) <= 48_000 * 1.2 and "peak_db" in info
+
+
+def test_the_checker_names_the_sound_of_every_render_and_not_of_a_blank():
+    rng = np.random.default_rng(3)
+    scenes = sound_scenes() * 5
+    images = [render_scene(s, rng) for s in scenes]
+    assert accuracy(images, scenes)["sound"] >= 0.99
+    blank = np.full((32, 32, 3), 235, np.uint8)
+    assert sum(check_sound(blank) == c.name for c in SOUND_CLASSES) <= 1  # a blank is one guess at most, never all
+    mixed = world_scenes()[:4] + sound_scenes()[:4]
+    scores = accuracy([render_scene(s, rng) for s in mixed], mixed)
+    assert set(scores) == {"colour", "shape", "position", "sound", "all"}
+
+
+def test_the_words_stage_moves_only_the_new_words_and_separates_the_sound_captions(tmp_path):
+    torch = pytest.importorskip("torch")
+    from transformers import CLIPProcessor
+
+    from world.settings import world_tokenizer
+    from world.train_clip import image_processor, make_clip
+    from world.train_words import main as train_words
+
+    clip = tmp_path / "clip"
+    model = make_clip(0)
+    model.save_pretrained(clip / "clip")
+    CLIPProcessor(image_processor=image_processor(), tokenizer=world_tokenizer()).save_pretrained(clip / "clip")
+    world_tokenizer().save_pretrained(clip / "tokenizer")
+    images = tmp_path / "world" / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, scene in enumerate(world_scenes()):
+        render_scene(scene, rng).save(images / f"{i:03d}.png")
+        rows.append(json.dumps({"file_name": f"{i:03d}.png", "caption": scene["caption"]}) + "\n")
+    (images / "metadata.jsonl").write_text("".join(rows))
+    metrics = train_words(["--world", str(tmp_path / "world"), "--clip", str(clip), "--out", str(tmp_path / "words"),
+                           "--steps", "12", "--threads", "1"])
+    assert metrics["shape_states_unchanged"] and metrics["new_words"] > 0
+    assert metrics["after"]["shape_max_cosine"] == metrics["before"]["shape_max_cosine"]
+    assert metrics["after"]["sound_max_cosine"] < metrics["before"]["sound_max_cosine"]
+    from transformers import CLIPTextModel
+
+    before = model.text_model.get_input_embeddings().weight
+    after = CLIPTextModel.from_pretrained(tmp_path / "words" / "text_encoder").get_input_embeddings().weight
+    changed = torch.nonzero((before != after).any(dim=1)).flatten().tolist()
+    assert 0 < len(changed) == metrics["new_words"]
