@@ -419,7 +419,7 @@ def test_results_say_when_the_clap_started_again_from_another_seed(tmp_path):
     rows = {}
     for seeds in ([0], [0, 1], [0, 1, 2]):
         (tmp_path / "runs" / "clap").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "runs" / "clap" / "metrics.json").write_text(json.dumps({"steps": 4500, "seeds": seeds, "held_out_retrieval": {"caption": 0.5}}))
+        (tmp_path / "runs" / "clap" / "metrics.json").write_text(json.dumps({"steps": 4500, "seeds": seeds, "held_out_retrieval": {"test": {"caption": 0.5}}}))
         table = results_markdown(tmp_path / "runs", {"stages": {"clap": 600.0}}, "python -m world.rebuild", None, tmp_path / "models")
         rows[len(seeds)] = next(line for line in table.splitlines() if line.startswith("| clap |"))
     assert "seed" not in rows[1] and "from seed 1 (seed 0 stalled above log 6 and was dropped)" in rows[2]
@@ -514,3 +514,33 @@ def test_misheard_counts_which_word_the_top_caption_put_for_which_commonest_firs
     assert misheard(heard, said) == {"left → right": 2, "blue → green": 1, "cross → square": 1}
     assert list(misheard(heard, said))[0] == "left → right"
     assert misheard(said, said) == {}
+
+
+def test_the_sound_table_gives_each_condition_per_held_out_set_and_each_class():
+    from world.evaluate import sound_markdown
+
+    def scores(value, images):
+        return {"sound": value, "all": value, "images": images}
+
+    part = {"direct": scores(0.8, 64), "text": scores(1.0, 64), "random": scores(0.05, 64), "cascade": scores(0.5, 64),
+            "per_class": {"dog": scores(0.75, 4)}, "sources": ["scratch"]}
+    table = sound_markdown({"sound_recordings": part, "sound_sources": {**part, "direct": scores(0.6, 75), "per_class": {}}})
+    assert "| sound → image (direct) | 80.0 % (64 clips) | 60.0 % (75 clips) |" in table
+    assert "| cascade baseline: CLAP's nearest caption → text → image | 50.0 % (64 clips) |" in table
+    assert f"| chance | {100 / len(SOUND_CLASSES):.1f} % |" in table
+    assert "| a dog barking | 75 % (4) | – |" in table
+    assert sound_markdown({}) == ""
+
+
+def test_a_stage_run_by_its_own_command_gets_its_own_record_s_time_in_the_results(tmp_path):
+    from world.rebuild import results_markdown
+
+    world, runs = tmp_path / "w", tmp_path / "runs"
+    (runs / "sound_vae").mkdir(parents=True)
+    (runs / "sound_vae" / "metrics.json").write_text(json.dumps({"steps": 800, "seconds": 900.0, "reconstruction_checker": {"all": 1.0}}))
+    world.mkdir()
+    (world / "world.json").write_text("{}")
+    table = results_markdown(runs, {"stages": {"clap": 600.0}}, "python -m world.rebuild", world, tmp_path / "models")
+    row = next(line for line in table.splitlines() if line.startswith("| sound_vae |"))
+    assert "| 15.0 |" in row and "its own command" in row and "800 steps" in row
+    assert "| **total** | **25.0** |" in table

@@ -43,6 +43,9 @@ from align.data import read_metadata
 from world.stage import Log, use_threads, write_json
 
 CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "position": 1 / len(POSITIONS)}
+HARD_PARTS = {"spoken_carrier": "test_carrier", "spoken_music_room": "test_music_room", "spoken_pitch": "test_pitch"}  # world.build's
+HARD_NAMES = {"spoken_carrier": "inside a longer request (held-out voices)", "spoken_music_room": "music playing in a reverberant room (held-out voices)",
+              "spoken_pitch": "the voice pitched 3-7 semitones up or down (held-out voices)"}
 SOUND_PARTS = {"sound_recordings": ("test_sound_recordings", "held-out recordings of trained sources"),
                "sound_sources": ("test_sound_sources", "recordings of held-out sources (packages no stage used)")}
 
@@ -98,6 +101,7 @@ def markdown(results: dict) -> str:
             *([(f"spoken caption → image (the engine never heard: {engine})", results["spoken_engine"])] if "spoken_engine" in results else []),
             *([("spoken caption → image (engines outside the named list, used by no stage: "
                 + ", ".join(results["settings"].get("unheard_engines", [])) + ")", results["spoken_unheard"])] if "spoken_unheard" in results else []),
+            *((f"spoken caption → image, said {HARD_NAMES[key]}", results[key]) for key in HARD_PARTS if key in results),
             *([("cascade baseline: CLAP's nearest caption → text → image (held-out voices)", results["cascade"])] if "cascade" in results else []),
             *([(f"cascade baseline ({engine})", results["cascade_engine"])] if "cascade_engine" in results else []),
             ("text → image, same UNet (upper bound)", results["text"]),
@@ -211,8 +215,11 @@ def main(argv: list[str] | None = None) -> dict:
                             "held_out_engine": manifest.get("held_out_engine"), "captions": len({r["caption"] for r in rows})}}
 
     every_row, every_image, images_of = [], [], {}
+    hard = {key: (world / "audio" / folder, read_metadata(world / "audio" / folder)[: args.limit])
+            for key, folder in HARD_PARTS.items() if (world / "audio" / folder / "metadata.jsonl").exists()}
     for key, folder, part_rows, name in (("spoken", test, rows, "held-out voices"), ("spoken_engine", test_engine, engine_rows, "held-out engine"),
-                                         ("spoken_unheard", test_unheard, unheard_rows, "engines no stage uses")):
+                                         ("spoken_unheard", test_unheard, unheard_rows, "engines no stage uses"),
+                                         *((key, folder, part_rows, HARD_NAMES[key]) for key, (folder, part_rows) in hard.items())):
         if not part_rows:
             continue
         images_of[key] = spoken_images(pipe, [folder / r["file_name"] for r in part_rows], args.steps, args.guidance, args.seed)
@@ -222,6 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     if unheard_rows:
         results["settings"]["unheard_engines"] = sorted({r["engine"] for r in unheard_rows})
     spoken = images_of["spoken"]
+    plain = [i for i, r in enumerate(every_row) if "hard" not in r]  # the per-engine and per-voice tables: clips said plainly
+    every_row, every_image = [every_row[i] for i in plain], [every_image[i] for i in plain]
     for key, field in (("per_engine", "engine"), ("per_voice", "voice")):
         names = sorted({r.get(field, "?") for r in every_row})
         results[key] = {n: judge([im for im, r in zip(every_image, every_row) if r.get(field, "?") == n], [r for r in every_row if r.get(field, "?") == n])

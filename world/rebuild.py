@@ -295,6 +295,22 @@ def total_seconds(timings: dict) -> float:
     return sum(stage_seconds(timings, stage) for stage in timings["stages"])
 
 
+def own_seconds(stage: str, world: Path, runs: Path, models: Path) -> float | None:
+    """A finished stage's time where it ran by its own command, outside a rebuild: the "seconds" its marker or metrics
+    record, else the time from the oldest file in its folder to its marker; None where it did not finish."""
+    marker = finished_marker(stage, world, runs, models)
+    if not marker.exists():
+        return None
+    for record in (marker, marker.parent / "metrics.json"):
+        if record.suffix == ".json" and record.exists():
+            seconds = json.loads(record.read_text() or "{}").get("seconds")
+            if isinstance(seconds, (int, float)):
+                return float(seconds)
+    folder = run_folder(stage, world, runs, models)
+    files = [f.stat().st_mtime for f in folder.rglob("*") if f.is_file()] if folder else []
+    return marker.stat().st_mtime - min(files) if files else None
+
+
 def results_markdown(runs: Path, timings: dict, command: str, world: Path | None = None, models: Path | None = None) -> str:
     def earlier_build(stage: str) -> bool:  # a stage that finished before the world was last built trained on older data
         if world is None or stage == "build" or not (world / "world.json").exists():
@@ -312,7 +328,8 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
     lines = ["# The world in miniature: results", "",
              f"Produced by `{command}` on {os.cpu_count()} CPU cores ({platform.machine()}, no GPU; fp32, except where a stage says bf16); every figure below is from that run.", "",
              "## Time per stage", "", "| stage | minutes | what it did |", "|---|---|---|"]
-    done = {"clip": metrics("clip"), "clap": metrics("clap"), "vae": metrics("vae"), "unet": metrics("unet"), "sharpen": metrics("sharpen")}
+    done = {stage: metrics(stage) for stage in ("clip", "clap", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet")}
+    sounds = json.loads((world / "sounds.json").read_text()) if world is not None and (world / "sounds.json").exists() else {}
 
     def heard(stage: str) -> str:  # an audio stage's steps and held-out caption retrieval
         latest = metrics(stage).get("latest", {})
@@ -323,9 +340,11 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         recipe = "bf16 autocast" if settings.get("mixed_precision") == "bf16" else "fp32"
         if settings.get("extra_negatives"):
             recipe += f", {settings['extra_negatives']} cached captions added as negatives a step"
-        figures = "; ".join(f"{name}: R@1 {r['R@1']:.3f}, top caption right in all three {100 * r['all']:.0f} %"
-                            for name, r in (("held-out voices", held_out.get("test")), ("held-out engine", held_out.get("test_engine"))) if r)
-        return f"align.train in {recipe}, {latest.get('step', '?')} steps; over the 72 captions, {figures or 'no held-out figures'}; per-token cosine {latest.get('cosine', float('nan')):.3f}"
+        figures = "; ".join(f"{name}: R@1 {r['R@1']:.3f}, top caption right {100 * r['all']:.0f} %"
+                            for name, r in (("held-out voices", held_out.get("test")), ("held-out engine", held_out.get("test_engine")),
+                                            ("held-out sound recordings", held_out.get("test_sound_recordings")),
+                                            ("held-out sound sources", held_out.get("test_sound_sources"))) if r)
+        return f"align.train in {recipe}, {latest.get('step', '?')} steps; over the world's captions, {figures or 'no held-out figures'}; per-token cosine {latest.get('cosine', float('nan')):.3f}"
 
     def restarted(seeds: list[int]) -> str:  # world.train_clap starts again with the next seed when a run stalls
         if len(seeds) < 2:
@@ -340,22 +359,34 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         "clip": f"{done['clip'].get('steps', '?')} steps; image → caption on fresh renders: {pct(done['clip'].get('retrieval', {}))}",
         "audio": heard("audio"),
         "refine": heard("refine"),
-        "polish": heard("polish") + " (the shipped ears)",
+        "polish": heard("polish"),
+        "sound_ears": heard("sound_ears") + " (the shipped ears)",
+        "sounds": (f"{sounds.get('recordings', '?')} real recordings of {sounds.get('classes', '?')} classes; clips {sounds.get('clips', {})}; "
+                   f"{sounds.get('pictures', '?')} pictures" + (f"; packages not fetched: {', '.join(sounds['missing_packages'])}" if sounds.get("missing_packages") else "")),
+        "words": (f"{done['words'].get('new_words', '?')} new words; the closest two sound captions' states at cosine "
+                  f"{done['words'].get('before', {}).get('sound_max_cosine', float('nan')):.3f} → {done['words'].get('after', {}).get('sound_max_cosine', float('nan')):.3f}; "
+                  f"the shape captions' states unchanged; sound pictures → their caption {100 * done['words'].get('sound_image_to_caption', float('nan')):.0f} %"),
+        "sound_vae": f"{done['sound_vae'].get('steps', '?')} steps from the vae stage's; checker on reconstructions: {pct(done['sound_vae'].get('reconstruction_checker', {}))}",
+        "sound_unet": f"{done['sound_unet'].get('steps', '?')} steps of 64 latents from the sharpen stage's UNet, half of them sounds (the shipped UNet)",
         "pretrain": f"{pretrain.get('steps', '?')} steps, {pretrain.get('samples_per_second', '?')} clips/s; character error rate: "
                     f"held-out voices {cer.get('test', float('nan')):.3f}, held-out engine {cer.get('test_engine', float('nan')):.3f}",
-        "clap": f"{done['clap'].get('steps', '?')} steps{restarted(done['clap'].get('seeds', []))}; held-out voices, clip → caption: "
-                f"{pct(done['clap'].get('held_out_retrieval', {}))}",
+        "clap": f"{done['clap'].get('steps', '?')} steps{restarted(done['clap'].get('seeds', []))}; clip → caption: "
+                + "; ".join(f"{part}: {pct(scores)}" for part, scores in done["clap"].get("held_out_retrieval", {}).items()),
         "vae": f"{done['vae'].get('steps', '?')} steps; checker on reconstructions: {pct(done['vae'].get('reconstruction_checker', {}))}",
         "unet": f"{done['unet'].get('steps', '?')} steps of 64 latents",
-        "sharpen": f"{done['sharpen'].get('steps', '?')} more steps of 64 latents from the unet stage's weights (the shipped UNet)",
+        "sharpen": f"{done['sharpen'].get('steps', '?')} more steps of 64 latents from the unet stage's weights",
     }
+    total = total_seconds(timings)
     for stage in STAGES:
+        own = own_seconds(stage, world, runs, models or Path("models/world")) if world is not None and stage not in timings["stages"] else None
         if stage in timings["stages"]:
             seconds = stage_seconds(timings, stage)
             note = " (stopped and resumed from its checkpoint; the time includes the stopped attempts)" if stage in timings.get("interrupted", {}) else ""
             note += " (ran on an earlier build of the world: its data were drawn again since)" if earlier_build(stage) else ""
             lines.append(f"| {stage} | {seconds / 60:.1f} | {notes.get(stage, '')}{note} |")
-    total = total_seconds(timings)
+        elif own is not None:
+            total += own
+            lines.append(f"| {stage} | {own / 60:.1f} | {notes.get(stage, '')} (run by its own command, not by this rebuild: the time is its own record's) |")
     lines += [f"| **total** | **{total / 60:.1f}** | |", "", "## Spoken caption → image, judged without a trained model", ""]
     results = runs / "eval" / "results.md"
     lines.append(results.read_text() if results.exists() else "(the evaluation did not run)")
