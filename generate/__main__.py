@@ -24,13 +24,15 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, WINDOW_POLICIES
+from align.audio import SAMPLE_RATE, WINDOW_POLICIES
 from align.device import DTYPE_CHOICES
-from generate.model_sets import MODES, add_model_arguments, resolve_models, scorer_vocabulary
+from generate import limits
+from generate.model_sets import MODES, add_model_arguments, native_size, resolve_models, scorer_vocabulary
 
 DEFAULT_MAX_WINDOWS = 50  # --window-policy all: 5 minutes of sound at ~6 s a window
 
@@ -38,32 +40,39 @@ SETTINGS_FILE = "settings.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = limits.OneLineParser(
         prog="python -m generate",
         description="Generate images from a sound: the offline world in miniature by default, Stable Diffusion 2.1 with "
         "--models real. Writes PNGs and settings.json (every setting, resolved model ids and library versions) into --out, "
         "so the run can be repeated exactly.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=limits.HelpFormatter,
     )
     io = parser.add_argument_group("input and output")
     io.add_argument("--audio", nargs="+", required=True, metavar="FILE",
-                    help="sound file(s): wav, flac, ogg, mp3 (others with FFmpeg); any sampling rate, mono or stereo")
+                    help="sound file(s): wav, flac, ogg, mp3, and m4a, aac, webm... through the FFmpeg imageio-ffmpeg bundles; any sampling rate, mono or stereo")
     io.add_argument("--out", required=True, type=Path, help="folder for the PNGs and settings.json (created if missing)")
-    io.add_argument("--max-audio-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="refuse longer sounds")
+    io.add_argument("--max-audio-seconds", type=float, default=limits.MAX_AUDIO_SECONDS,
+                    help=f"refuse longer sounds (at most {limits.MAX_AUDIO_SECONDS:g})")
     io.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS,
-                    help="refuse a sound that --window-policy all would cut into more windows than this")
+                    help=f"refuse a sound that --window-policy all would cut into more windows than this (at most {limits.MAX_WINDOWS})")
 
     gen = parser.add_argument_group("generation")
-    gen.add_argument("--num-images", type=int, default=1, help="images per sound window")
-    gen.add_argument("--steps", type=int, default=25, help="denoising steps (DPM-Solver++)")
-    gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = off; default: 3 for the world, 7.5 for real)")
-    gen.add_argument("--seed", type=int, default=0, help="seed of the initial noise (drawn on the CPU: the same on every device)")
-    gen.add_argument("--height", type=int, default=None, help="image height in pixels, a multiple of 8 (default: the UNet's, 768 for SD 2.1)")
-    gen.add_argument("--width", type=int, default=None, help="image width in pixels, a multiple of 8 (default: the UNet's)")
+    gen.add_argument("--num-images", type=int, default=1, help=f"images per sound window (1 to {limits.MAX_IMAGES})")
+    gen.add_argument("--steps", type=int, default=25, help=f"denoising steps, DPM-Solver++ (1 to {limits.MAX_STEPS})")
+    gen.add_argument("--guidance", type=float, default=None,
+                     help=f"classifier-free guidance scale, {limits.MIN_GUIDANCE:g} to {limits.MAX_GUIDANCE:g} (1 or less: off; "
+                          "default: 3 for the world, 7.5 for real)")
+    gen.add_argument("--seed", type=int, default=0,
+                     help=f"seed of the initial noise, 0 to {limits.MAX_SEED} (drawn on the CPU: the same on every device)")
+    gen.add_argument("--height", type=int, default=None,
+                     help=f"image height in pixels, a multiple of {limits.SIDE_MULTIPLE} up to {limits.MAX_SIDE} and {limits.MAX_SIDE_FACTOR}× "
+                          "the model's own (default: the model's own, 32 for the world, 768 for SD 2.1)")
+    gen.add_argument("--width", type=int, default=None, help="image width in pixels, as --height (default: the model's own)")
     gen.add_argument("--window-policy", choices=WINDOW_POLICIES, default="first",
                      help="for sounds longer than the encoder's window: the first window, the loudest, or all (one image set per window, in order)")
     gen.add_argument("--init-image", type=Path, default=None, metavar="PNG",
-                     help="edit this picture with the sound instead of drawing a new one (resized to --height x --width)")
+                     help="edit this picture with the sound instead of drawing a new one (resized to --height x --width; "
+                          f"at most {limits.MAX_PICTURE_PIXELS:,} pixels)")
     gen.add_argument("--strength", type=float, default=0.6, help="with --init-image: how much may change, 0 (nothing) to 1 (all of it)")
     gen.add_argument("--mask", type=Path, default=None, metavar="PNG",
                      help="with --init-image: white where the picture may change, black where it must stay as it is")
@@ -73,14 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-video", dest="video", action="store_false",
                      help="with --window-policy all, do not write the storyboard video (<audio name>.mp4: each window's image while its sound plays)")
     gen.add_argument("--prompt", default=None, help='words added to the sound, e.g. "as an oil painting" (loads the base text encoder)')
-    gen.add_argument("--text-weight", type=float, default=1.0, help="strength of --prompt (0 none, 1 as written)")
+    gen.add_argument("--text-weight", type=float, default=1.0,
+                     help=f"strength of --prompt, {limits.MIN_TEXT_WEIGHT:g} to {limits.MAX_TEXT_WEIGHT:g} (0 none, 1 as written)")
     gen.add_argument("--best-of", type=int, default=1,
-                     help="generate N candidates per image and keep the best by the CLAP+CLIP scorer (scoring.scorer)")
+                     help=f"generate N candidates per image (N up to {limits.MAX_BEST_OF}) and keep the best by the CLAP+CLIP scorer (scoring.scorer)")
     add_model_arguments(parser)
 
     models = parser.add_argument_group("hardware")
-    models.add_argument("--num-audio-tokens", type=int, default=None, help="window of a plain Wav2Vec2BertModel encoder (the original: 47)")
-    models.add_argument("--batch-size", type=int, default=8, help="most images denoised at once; more windows go through in turn")
+    models.add_argument("--num-audio-tokens", type=int, default=None, help=f"window of a plain Wav2Vec2BertModel encoder, 1 to {limits.MAX_AUDIO_TOKENS} (the original: 47)")
+    models.add_argument("--batch-size", type=int, default=8,
+                        help=f"most images denoised at once, up to {limits.MAX_BATCH_SIZE}; more windows go through in turn")
     models.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (cuda, then mps, then cpu)")
     models.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help="auto: fp16 on GPU, fp32 on CPU")
     models.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until used (less GPU memory, slower)")
@@ -130,37 +141,87 @@ def _load_scorer(models, device):
                                             device=device)
 
 
-def _read_picture(path: Path, flag: str):
-    """A picture for --init-image or --mask, or a ValueError naming the flag, the file and the fix."""
-    from PIL import Image, UnidentifiedImageError
+def check_arguments(args) -> None:
+    """Every setting inside its range (generate.limits), before anything loads; a LimitError names the first one that is not."""
+    args.num_images = limits.whole(args.num_images, "--num-images", 1, limits.MAX_IMAGES)
+    args.steps = limits.whole(args.steps, "--steps", 1, limits.MAX_STEPS)
+    if args.guidance is not None:
+        args.guidance = limits.number(args.guidance, "--guidance", limits.MIN_GUIDANCE, limits.MAX_GUIDANCE)
+    args.seed = limits.seed(args.seed, "--seed")
+    for flag in ("height", "width"):
+        if getattr(args, flag) is not None:
+            setattr(args, flag, limits.side(getattr(args, flag), f"--{flag}"))
+    args.best_of = limits.whole(args.best_of, "--best-of", 1, limits.MAX_BEST_OF)
+    args.batch_size = limits.whole(args.batch_size, "--batch-size", 1, limits.MAX_BATCH_SIZE)
+    args.max_windows = limits.whole(args.max_windows, "--max-windows", 1, limits.MAX_WINDOWS)
+    args.max_audio_seconds = limits.audio_seconds(args.max_audio_seconds, "--max-audio-seconds")
+    args.strength = limits.number(args.strength, "--strength", 0.0, 1.0)
+    args.text_weight = limits.number(args.text_weight, "--text-weight", limits.MIN_TEXT_WEIGHT, limits.MAX_TEXT_WEIGHT)
+    args.prompt = limits.prompt(args.prompt, "--prompt")
+    if args.num_audio_tokens is not None:
+        args.num_audio_tokens = limits.whole(args.num_audio_tokens, "--num-audio-tokens", 1, limits.MAX_AUDIO_TOKENS)
+    if args.mask is not None and args.init_image is None:
+        raise limits.LimitError("--mask marks where --init-image may change: give the --init-image too.")
 
+
+def check_model_size(args, models) -> None:
+    """--height / --width within what a local pipeline folder's model can draw (read from its config, nothing loaded)."""
+    native = native_size(models.pipeline) if models.pipeline else None
+    if native is not None:
+        for flag in ("height", "width"):
+            if getattr(args, flag) is not None:
+                limits.side_for_model(getattr(args, flag), f"--{flag}", native)
+
+
+def writable_folder(out: Path) -> bool:
+    """Create `out` if missing and prove a file can be written there (a ValueError naming --out if not); True if it
+    was created here, so that a run that fails later can remove it again."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file is already there. Give a folder for the images (it is created if missing).")
+    created = not out.exists()
     try:
-        with Image.open(path) as picture:
-            return picture.convert("RGB")
-    except FileNotFoundError:
-        raise ValueError(f"{flag} {path}: no such file. Check the path.") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{flag} {path}: not a picture this can read ({error}). Give a PNG or JPEG.") from None
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out {out}: cannot write there ({error.strerror or error}). Give a folder you may write to.") from None
+    return created
 
 
 def run(args) -> dict:
-    """Generate and write the images and settings.json; returns the settings written."""
-    from align.audio import AudioTooLong, TooManyWindows, load_audio
-
-    if min(args.num_images, args.steps, args.best_of, args.max_windows, args.batch_size) < 1:
-        raise ValueError("--num-images, --steps, --best-of, --max-windows and --batch-size must be at least 1")
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out}: a file is already there. Give a folder for the images (it is created if missing).")
+    """Check every setting, then generate and write the images and settings.json; returns the settings written."""
+    check_arguments(args)
     models = resolve_models(args)
-    pictures = {name: _read_picture(path, flag) for name, path, flag in (("image", args.init_image, "--init-image"), ("mask_image", args.mask, "--mask"))
-                if path is not None}
+    check_model_size(args, models)
+    pictures = {name: limits.open_picture(path, flag, mode) for name, path, flag, mode in
+                (("image", args.init_image, "--init-image", "RGB"), ("mask_image", args.mask, "--mask", "L")) if path is not None}
     # Read every sound first: a bad file should fail in a second, not after minutes of model loading.
+    sounds = read_sounds(args)
+    created = writable_folder(args.out)
+    try:
+        return generate(args, models, pictures, sounds)
+    except BaseException:
+        if created and not any(args.out.iterdir()):
+            args.out.rmdir()
+        raise
+
+
+def read_sounds(args) -> list:
+    from align.audio import AudioTooLong, load_audio
+
     sounds = []
     for path in args.audio:
         try:
             sounds.append(load_audio(path, max_seconds=args.max_audio_seconds))
         except AudioTooLong as error:
             raise AudioTooLong(f"{error} (or raise --max-audio-seconds)") from error
+    return sounds
+
+
+def generate(args, models, pictures: dict, sounds: list) -> dict:
+    """Load the models, generate, and write the images and settings.json; returns the settings written."""
+    from align.audio import TooManyWindows
+
     import torch  # after the sounds: a bad file is reported before the slow imports
 
     pipe, resolved = _load_pipeline(args, models)

@@ -11,6 +11,7 @@ Every flag also reads an environment variable (a flag wins). Torch-free, so `--h
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from dataclasses import dataclass, replace
@@ -131,3 +132,18 @@ def scorer_vocabulary(clap_model: str, vocabulary: str | tuple[str, ...] | None)
         if Path(clap_model).exists() and (folder / VOCABULARY_FILE).is_file():
             return str(folder / VOCABULARY_FILE)
     return "esc50"
+
+
+def native_size(pipeline: str | os.PathLike | None) -> int | None:
+    """The picture side (pixels) that a saved pipeline folder's UNet draws, read from its configs without loading
+    anything: UNet sample size × the VAE's scale. None when it is no local pipeline folder."""
+    if pipeline is None:
+        return None
+    folder = Path(pipeline)
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        size = unet["sample_size"]
+        return int(size[0] if isinstance(size, list) else size) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None

@@ -38,6 +38,7 @@ from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, WINDOW_POLICIES, Audio
 from align.encoder import AudioPromptEncoder, load_audio_encoder
 from align.model_ids import DEFAULT_BASE_MODEL, ORIGINAL_CHECKPOINT
 from align.targets import encode_captions
+from generate.limits import side_for_model
 from generate.model_sets import MODES
 
 logger = logging.getLogger(__name__)
@@ -428,8 +429,12 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
             raise ValueError("no audio given: pass a path, the bytes of a file, an array with `sampling_rate`, a (sampling_rate, array) tuple, or a list of these")
         if isinstance(audio, list) and all(isinstance(x, (int, float, np.number)) for x in audio):
             raise ValueError("`audio` is a list of numbers: pass the samples as a numpy array with `sampling_rate` (a list means a batch of sounds)")
-        if height % 8 != 0 or width % 8 != 0:
-            raise ValueError(f"`height` and `width` have to be divisible by 8 but are {height} and {width}.")
+        if height % 8 != 0 or width % 8 != 0 or height < 8 or width < 8:
+            raise ValueError(f"`height` and `width` have to be positive and divisible by 8 but are {height} and {width}.")
+        native = self.unet.config.sample_size
+        native = (native, native) if isinstance(native, int) else native
+        for name, pixels, own in (("height", height, native[0]), ("width", width, native[1])):
+            side_for_model(pixels, f"`{name}`", own * self.vae_scale_factor)
         if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
             raise ValueError(f"`num_images_per_prompt` has to be a positive integer but is {num_images_per_prompt!r}")
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
@@ -516,7 +521,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         batch_size = len(waves)
         if edit is not None and edit["strength"] == 0:  # nothing may change: the picture as it was, for every candidate
             image = edit["image"].to(device).expand(batch_size * num_images_per_prompt, -1, -1, -1)
-            return (self.vae.encode(image).latent_dist.mean if output_type == "latent" else
+            return (self.vae.encode(image.to(self.vae.dtype)).latent_dist.mean * self.vae.config.scaling_factor if output_type == "latent" else
                     self.image_processor.postprocess(image, output_type=output_type)), None
         # 3. Encode input audio (and words)
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
@@ -704,8 +709,8 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         # 0. Default height and width to unet
         sample_size = self.unet.config.sample_size
         sample_size = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
-        height = height or sample_size[0] * self.vae_scale_factor
-        width = width or sample_size[1] * self.vae_scale_factor
+        height = sample_size[0] * self.vae_scale_factor if height is None else height  # 0 is refused below, not replaced
+        width = sample_size[1] * self.vae_scale_factor if width is None else width
 
         # 1. Check inputs. Raise error if not correct
         self.check_inputs(

@@ -76,6 +76,56 @@ def test_cli_help_explains():
     for flag in ("--audio", "--out", "--num-images", "--steps", "--seed", "--prompt", "--window-policy", "--guidance", "--height",
                  "--base-model", "--audio-encoder", "--pipeline", "--device", "--dtype", "--best-of", "--max-audio-seconds"):
         assert flag in result.stdout
+    text = " ".join(result.stdout.split())
+    assert "(default: None)" not in text  # required flags and flags whose default depends on the models
+    assert text.count("default: 3 for the world") == 1 and "(default: 25)" in text and "1 to 100" in text
+
+
+SLOW = str(2**70)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--steps", "1000000000"], "--steps 1000000000: must be a whole number from 1 to 100."),
+        (["--num-images", "100000"], "--num-images 100000: must be a whole number from 1 to 8."),
+        (["--height", "4096", "--width", "4096"], "--height 4096: must be a multiple of 8 from 8 to 1024 (pixels)."),
+        (["--height", "-8"], "--height -8: must be a multiple of 8"),
+        (["--height", "0"], "--height 0: must be a multiple of 8"),
+        (["--width", "7"], "--width 7: must be a multiple of 8"),
+        (["--height", "512"], "--height 512: this model draws 64 px pictures and serves at most 128 px"),
+        (["--guidance", "nan"], "--guidance nan: must be a number from 0 to 20."),
+        (["--guidance=-inf"], "--guidance -inf: must be a number"),
+        (["--seed", SLOW], f"--seed {SLOW}: must be a whole number from 0 to 4294967295."),
+        (["--seed", "-1"], "--seed -1: must be a whole number from 0"),
+        (["--best-of", "1000"], "--best-of 1000: must be a whole number from 1 to 8."),
+        (["--batch-size", "0"], "--batch-size 0: must be a whole number"),
+        (["--max-windows", "100000"], "--max-windows 100000: must be a whole number"),
+        (["--max-audio-seconds", "nan"], "--max-audio-seconds nan: must be a number"),
+        (["--max-audio-seconds", "1e9"], "--max-audio-seconds 1000000000.0: must be a number from 0 to 600"),
+        (["--strength", "1.5"], "--strength 1.5: must be a number from 0 to 1."),
+        (["--text-weight", "nan"], "--text-weight nan: must be a number"),
+        (["--prompt", "word " * 1000], "--prompt: 5,000 characters, over the limit of 1000"),
+        (["--num-audio-tokens", "100000"], "--num-audio-tokens 100000: must be a whole number from 1 to 76."),
+        (["--mask", "m.png"], "--mask marks where --init-image may change: give the --init-image too."),
+        (["--out", "/proc/audio2image/out"], "--out /proc/audio2image/out: cannot write there"),
+        (["--steps", "many"], "error: argument --steps: invalid int value: 'many' (see python -m generate --help)"),
+    ],
+    ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None,
+)
+def test_cli_settings_out_of_range_are_refused_before_loading(saved_pipeline, tmp_path, capsys, monkeypatch, extra, message):
+    """Each in one line on stderr, exit status 1 (argparse's own: 2), before any model loads and with nothing written."""
+    monkeypatch.setattr(cli, "_load_pipeline", lambda *a: pytest.fail("a bad setting must be refused before the models load"))
+    out = tmp_path / "out"
+    argv = ["--audio", str(write(tmp_path / "ok.wav", tone(1.0))), "--out", str(out), "--pipeline", str(saved_pipeline), *TINY, *extra]
+    try:
+        code = cli.main(argv)
+    except SystemExit as stopped:
+        code = stopped.code
+    err = capsys.readouterr().err
+    assert code in (1, 2) and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+    assert not out.exists()
 
 
 def test_cli_bad_file_exits_with_the_message_not_a_traceback(tmp_path):
@@ -106,7 +156,7 @@ def write(path: Path, data) -> Path:
         (lambda tmp: write(tmp / "long.wav", tone(3.0)), ["--max-audio-seconds", "2"], r"over the 2 s limit.*\(or raise --max-audio-seconds\)"),
         (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--best-of", "2", "--clap-model", "/nonexistent"], "--clap-model /nonexistent: no such folder"),
         (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--pipeline", "/nonexistent/pipeline"], "--pipeline /nonexistent/pipeline: no such folder"),
-        (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--height", "36"], "divisible by 8"),
+        (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--height", "36"], "--height 36: must be a multiple of 8"),
         (lambda tmp: write(tmp / "ok.wav", tone(1.0)), ["--device", "cuda:99"], "cuda:99 asked for"),
     ],
     ids=["missing", "empty", "not-audio", "png-renamed", "random-bytes", "folder", "symlink-loop", "one-sample", "silent", "too-long",
@@ -116,7 +166,7 @@ def test_cli_bad_input_is_named(saved_pipeline, tmp_path, capsys, monkeypatch, a
     extra = extra if "--pipeline" in extra else ["--pipeline", str(saved_pipeline), *extra]
     generated = []
     monkeypatch.setattr(cli, "_load_pipeline", lambda *a: generated.append(a) or pytest.fail("a bad input must fail before loading"))
-    needs_pipeline = message in ("divisible by 8", "cuda:99 asked for")
+    needs_pipeline = message == "cuda:99 asked for"
     if needs_pipeline:
         monkeypatch.undo()
     code = cli.main(["--audio", str(audio(tmp_path)), "--out", str(tmp_path / "out"), *TINY, *extra])

@@ -523,6 +523,33 @@ def test_strength_zero_returns_the_picture_and_one_ignores_it(pipe):
         np.testing.assert_allclose(ignored, fresh, atol=1e-5)
 
 
+def test_strength_zero_latents_are_scaled_like_every_other_latent_output(pipe):
+    """output_type="latent" gives the UNet's latents (VAE mean × scaling_factor) whatever the strength: those of strength 0
+    decode, as any latents do (divided by scaling_factor), back to the picture."""
+    original = picture((200, 40, 40))
+    latents = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=0.0, output_type="latent", **FAST).images
+    with torch.no_grad():
+        expected = pipe.vae.encode(pipe.image_processor.preprocess(original, 32, 32)).latent_dist.mean * pipe.vae.config.scaling_factor
+        decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+    assert pipe.vae.config.scaling_factor != 1  # else the test could not tell
+    torch.testing.assert_close(latents, expected)
+    drawn = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(4), output_type="latent", **FAST).images
+    assert latents.shape == drawn.shape and latents.dtype == drawn.dtype
+    assert decoded.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("size", [0, -8, 7, 12])
+def test_a_size_that_is_no_positive_multiple_of_8_is_refused(pipe, size):
+    with pytest.raises(ValueError, match="positive and divisible by 8"):  # 0 used to become the model's own size
+        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, **{**FAST, "height": size})
+
+
+def test_a_size_far_beyond_the_model_s_own_is_refused_before_denoising(pipe):
+    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    with pytest.raises(ValueError, match=f"`width` {4 * native}: this model draws {native} px pictures and serves at most {2 * native} px"):
+        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, **{**FAST, "width": 4 * native})
+
+
 def test_strength_sets_how_far_denoising_starts_from_the_picture(pipe):
     """As diffusers' image-to-image: the last `strength` share of the steps, from the picture's latents noised to the
     first of them (strength 1: from the noise alone)."""
