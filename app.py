@@ -10,8 +10,10 @@
 Models are chosen as the CLI and evaluation choose them (generate.model_sets). Every setting also reads an
 environment variable (named in `--help`); a flag wins over the variable. Models load once, at start. If one
 cannot load (no Hub access, a wrong path) the app prints what failed and how to fix it, and exits with status 2:
-serving a page that can only show an error helps no one, and an orchestrator sees the failed start at once.
-SIGTERM (`docker stop`) and Ctrl-C close the server cleanly and exit 0.
+serving a page that can only show an error helps no one, and an orchestrator sees the failed start at once. A flag
+outside its range (generate.limits) is refused the same way, before anything loads.
+SIGTERM (`docker stop`) and Ctrl-C stop the app within STOP_SECONDS and exit 0: a generation under way ends at its
+next denoising step and its client is told the server is shutting down, then the server closes.
 
 Tests and notebooks build the interface around models they already hold: `build_app(pipeline, scorer)`.
 Importing this module starts nothing.
@@ -20,12 +22,16 @@ Importing this module starts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import logging
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -38,7 +44,8 @@ from PIL import Image
 from align.audio import SAMPLE_RATE, AudioError, AudioWarning
 from align.device import DTYPE_CHOICES
 from align.model_ids import DEFAULT_BASE_MODEL, DEFAULT_CLAP, DEFAULT_CLIP, ORIGINAL_CHECKPOINT
-from generate.model_sets import DEFAULT_MODEL_SET, REAL_GUIDANCE, add_model_arguments, resolve_models, scorer_vocabulary
+from generate import limits
+from generate.model_sets import DEFAULT_MODEL_SET, REAL_GUIDANCE, add_model_arguments, native_size, resolve_models, scorer_vocabulary
 
 logger = logging.getLogger("audio2image.app")
 
@@ -56,6 +63,13 @@ WINDOW_POLICIES = [
 EXIT_MODEL_LOAD_FAILED = 2
 MAX_IMAGES_PER_REQUEST_FACTOR = 4  # with every window of a long sound, up to 4 × --max-images images a request
 SHOWN_SIZE = 256  # smaller images (the world draws 32×32) are enlarged to this, pixel for pixel, not blurred
+# A stop (SIGTERM, Ctrl-C) ends the process within STOP_SECONDS: running generations get GENERATION_GRACE_S to reach
+# their next step and end, their clients DELIVERY_S to hear why, the server CLOSE_GRACE_S to close.
+STOP_SECONDS = 5
+GENERATION_GRACE_S, DELIVERY_S, CLOSE_GRACE_S = 1.5, 0.3, 1.5
+MAX_CONCURRENCY = 16
+MAX_QUEUE = 1000
+MAX_CACHE_MINUTES = 7 * 24 * 60.0
 
 
 def _env(name: str, default: Any = None) -> Any:
@@ -95,9 +109,29 @@ class Settings:
     default_steps: int = 25
     default_guidance: float = REAL_GUIDANCE
     image_size: int | None = None  # None: the model's own size (768 for SD 2.1); small values for CPU
-    max_audio_seconds: float = 300.0
-    max_upload: str = "50mb"
+    max_audio_seconds: float = limits.APP_AUDIO_SECONDS  # uploads may be as large as a sound this long (max_upload_bytes)
     cache_minutes: float = 60.0  # uploads and generated images older than this are deleted from Gradio's cache
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return limits.max_upload_bytes(self.max_audio_seconds)
+
+    def check(self) -> "Settings":
+        """Every serving setting inside its range (generate.limits); a LimitError names the first that is not."""
+        self.port = limits.whole(self.port, "--port", 1, 65535)
+        self.concurrency = limits.whole(self.concurrency, "--concurrency", 1, MAX_CONCURRENCY)
+        self.max_queue = limits.whole(self.max_queue, "--max-queue", 1, MAX_QUEUE)
+        self.max_images = limits.whole(self.max_images, "--max-images", 1, limits.MAX_IMAGES)
+        self.default_steps = limits.whole(self.default_steps, "--default-steps", 1, limits.MAX_STEPS)
+        self.default_guidance = limits.number(self.default_guidance, "guidance", limits.MIN_GUIDANCE, limits.MAX_GUIDANCE)
+        if self.image_size is not None:
+            self.image_size = limits.side(self.image_size, "--image-size")
+            native = native_size(self.pipeline)
+            if native is not None:
+                limits.side_for_model(self.image_size, "--image-size", native)
+        self.max_audio_seconds = limits.audio_seconds(self.max_audio_seconds, "--max-audio-seconds")
+        self.cache_minutes = limits.number(self.cache_minutes, "--cache-minutes", 1 / 60, MAX_CACHE_MINUTES)
+        return self
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> "Settings":
@@ -108,12 +142,12 @@ class Settings:
         args.update(models=choice.models, pipeline=choice.pipeline, base_model=choice.base_model, audio_encoder=choice.audio_encoder,
                     clap_model=choice.clap_model, clip_model=choice.clip_model, default_guidance=choice.guidance,
                     vocabulary=scorer_vocabulary(choice.clap_model, choice.vocabulary))
-        return cls(**args)
+        return cls(**args).check()
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = Settings()
-    parser = argparse.ArgumentParser(
+    parser = limits.OneLineParser(
         prog="python app.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_model_arguments(parser)
@@ -131,24 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     serving = parser.add_argument_group("serving")
     serving.add_argument("--host", default=_env("GRADIO_SERVER_NAME", d.host),
                          help="address to listen on [GRADIO_SERVER_NAME; default %(default)s, reachable from outside a container]")
-    serving.add_argument("--port", type=int, default=int(_env("GRADIO_SERVER_PORT", d.port)),
+    serving.add_argument("--port", type=int, default=_env("GRADIO_SERVER_PORT", d.port),
                          help="port [GRADIO_SERVER_PORT; default %(default)s]")
-    serving.add_argument("--concurrency", type=int, default=int(_env("AUDIO2IMAGE_CONCURRENCY", d.concurrency)),
-                         help="requests generated at once; others wait in the queue [AUDIO2IMAGE_CONCURRENCY; default %(default)s, one device]")
-    serving.add_argument("--max-queue", type=int, default=int(_env("AUDIO2IMAGE_MAX_QUEUE", d.max_queue)),
-                         help="requests that may wait; past it a user is told the server is busy [AUDIO2IMAGE_MAX_QUEUE; default %(default)s]")
-    serving.add_argument("--max-images", type=int, default=int(_env("AUDIO2IMAGE_MAX_IMAGES", d.max_images)),
-                         help="most images a request may ask for [AUDIO2IMAGE_MAX_IMAGES; default %(default)s]")
-    serving.add_argument("--default-steps", type=int, default=int(_env("AUDIO2IMAGE_DEFAULT_STEPS", d.default_steps)),
-                         help="denoising steps the form starts with [AUDIO2IMAGE_DEFAULT_STEPS; default %(default)s]")
+    serving.add_argument("--concurrency", type=int, default=_env("AUDIO2IMAGE_CONCURRENCY", d.concurrency),
+                         help=f"requests generated at once, 1 to {MAX_CONCURRENCY}; others wait in the queue "
+                              "[AUDIO2IMAGE_CONCURRENCY; default %(default)s, one device]")
+    serving.add_argument("--max-queue", type=int, default=_env("AUDIO2IMAGE_MAX_QUEUE", d.max_queue),
+                         help=f"requests that may wait, 1 to {MAX_QUEUE}; past it a user is told the server is busy "
+                              "[AUDIO2IMAGE_MAX_QUEUE; default %(default)s]")
+    serving.add_argument("--max-images", type=int, default=_env("AUDIO2IMAGE_MAX_IMAGES", d.max_images),
+                         help=f"most images a request may ask for, 1 to {limits.MAX_IMAGES} [AUDIO2IMAGE_MAX_IMAGES; default %(default)s]")
+    serving.add_argument("--default-steps", type=int, default=_env("AUDIO2IMAGE_DEFAULT_STEPS", d.default_steps),
+                         help=f"denoising steps the form starts with, 1 to {limits.MAX_STEPS} [AUDIO2IMAGE_DEFAULT_STEPS; default %(default)s]")
     serving.add_argument("--image-size", type=int, default=_env("AUDIO2IMAGE_IMAGE_SIZE", d.image_size),
-                         help="image side in pixels, a multiple of 8 [AUDIO2IMAGE_IMAGE_SIZE; default: the model's own, "
-                              "768 for SD 2.1; on CPU try 512 or less, a 768 px image takes ~13 min there]")
-    serving.add_argument("--max-audio-seconds", type=float, default=float(_env("AUDIO2IMAGE_MAX_AUDIO_SECONDS", d.max_audio_seconds)),
-                         help="longest sound accepted [AUDIO2IMAGE_MAX_AUDIO_SECONDS; default %(default)s]")
-    serving.add_argument("--max-upload", default=_env("AUDIO2IMAGE_MAX_UPLOAD", d.max_upload),
-                         help="largest upload accepted [AUDIO2IMAGE_MAX_UPLOAD; default %(default)s]")
-    serving.add_argument("--cache-minutes", type=float, default=float(_env("AUDIO2IMAGE_CACHE_MINUTES", d.cache_minutes)),
+                         help=f"image side in pixels, a multiple of {limits.SIDE_MULTIPLE} up to {limits.MAX_SIDE} and {limits.MAX_SIDE_FACTOR}× "
+                              "the model's own [AUDIO2IMAGE_IMAGE_SIZE; default: the model's own, 32 for the world, 768 for SD 2.1; "
+                              "on CPU try 512 or less for SD 2.1, a 768 px image takes ~13 min there]")
+    serving.add_argument("--max-audio-seconds", type=float, default=_env("AUDIO2IMAGE_MAX_AUDIO_SECONDS", d.max_audio_seconds),
+                         help=f"longest sound accepted, at most {limits.MAX_AUDIO_SECONDS:g}; an upload may be as large as this "
+                              f"many seconds of 16-bit stereo 48 kHz WAV ({limits.UPLOAD_BYTES_PER_SECOND:,} bytes a second) "
+                              "[AUDIO2IMAGE_MAX_AUDIO_SECONDS; default %(default)s]")
+    serving.add_argument("--cache-minutes", type=float, default=_env("AUDIO2IMAGE_CACHE_MINUTES", d.cache_minutes),
                          help="uploads and images are deleted from the server's cache after this long "
                               "[AUDIO2IMAGE_CACHE_MINUTES; default %(default)s]")
     return parser
@@ -236,39 +273,109 @@ def _to_float_list(scores) -> list[float] | None:  # the pipeline gives a tensor
     return [float(s) for s in scores]
 
 
-def make_handler(pipeline, scorer=None, settings: Settings | None = None):
+class ServerStop:
+    """How a serving app ends (SIGTERM from `docker stop`, or Ctrl-C), within STOP_SECONDS.
+
+    The signal only raises a flag (a signal handler must take no lock). Generations under way see it at their next
+    denoising step and end with a message to their client; requests that arrive after it are refused with the same
+    message; then the server closes. `close` reports whether everything ended in time."""
+
+    MESSAGE = "The server is shutting down, so this request was stopped. Try again in a minute."
+
+    def __init__(self):
+        self.requested = False
+        self._running = 0
+        self._changed = threading.Condition()
+        self._cleanups: list = []
+
+    def request(self, signum=None, frame=None) -> None:
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise the shutting-down message to the client once a stop was asked for."""
+        if self.requested:
+            raise gr.Error(self.MESSAGE, print_exception=False)
+
+    @contextlib.contextmanager
+    def running(self):
+        """Counts a generation under way, so that a stop can wait for it to end."""
+        with self._changed:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+    def at_close(self, cleanup) -> None:
+        self._cleanups.append(cleanup)
+
+    def close(self, demo: gr.Blocks) -> bool:
+        """Let running generations end and their clients hear why, close the server, run the cleanups; True if all of
+        it finished in time (else something is still running, and the process should end without waiting for it)."""
+        with self._changed:
+            idle = self._changed.wait_for(lambda: self._running == 0, timeout=GENERATION_GRACE_S)
+        time.sleep(DELIVERY_S)  # the queue sends each stopped or refused request its message
+        closer = threading.Thread(target=demo.close, kwargs={"verbose": False}, daemon=True)
+        closer.start()
+        closer.join(CLOSE_GRACE_S)
+        for cleanup in self._cleanups:
+            cleanup()
+        return idle and not closer.is_alive()
+
+
+def _user_message(error: Exception, path: str | None) -> str:
+    """An error's message without the server's temp folder (the user's own file name stays)."""
+    message = str(error)
+    return message.replace(str(Path(path).parent) + os.sep, "") if path else message
+
+
+def make_handler(pipeline, scorer=None, settings: Settings | None = None, stop: ServerStop | None = None):
     """The function behind the Generate button and the /generate API endpoint."""
     settings = settings or Settings()
+    stop = stop or ServerStop()
+    videos = VideoFolder(settings.cache_minutes)
+    stop.at_close(videos.remove)
+    images_default = min(2, settings.max_images)
 
-    def generate(audio: str | None, prompt: str | None, num_images: float, steps: float, guidance: float,
-                 seed: float | None, window_policy: str, progress=gr.Progress(), picture=None, mask=None, strength: float = 0.6):
+    def generate(audio: str | None = None, prompt: str | None = None, num_images: float = images_default,
+                 steps: float = settings.default_steps, guidance: float = settings.default_guidance, seed: float | None = limits.RANDOM_SEED,
+                 window_policy: str = "first", progress=gr.Progress(), picture=None, mask=None, strength: float = 0.6):
         """Images for a sound, best first: audio file path → [(image, caption)], a status line, and for every window
         of a long sound (policy "all") a storyboard video, else None."""
         import torch
 
+        stop.check()
         if audio is None:
             raise gr.Error("No sound yet: upload an audio file or record one with the microphone, then press Generate.",
                            print_exception=False)
-        num_images = int(num_images)
-        steps = int(steps)
-        if not 1 <= num_images <= settings.max_images:
-            raise gr.Error(f"Number of images must be between 1 and {settings.max_images}, got {num_images}.")
-        if not 1 <= steps <= 200:
-            raise gr.Error(f"Steps must be between 1 and 200, got {steps}.")
-        if window_policy not in {v for _, v in WINDOW_POLICIES}:
-            raise gr.Error(f"Unknown window policy {window_policy!r}: choose first, loudest or all.")
-        prompt = (prompt or "").strip() or None
+        try:  # every value in its range (generate.limits) before any model runs: NaN, 2**70 or -8 get one line
+            num_images = limits.whole(num_images, "Number of images", 1, settings.max_images)
+            steps = limits.whole(steps, "Denoising steps", 1, limits.MAX_STEPS)
+            guidance = limits.number(guidance, "Guidance scale", limits.MIN_GUIDANCE, limits.MAX_GUIDANCE)
+            seed = limits.seed(seed, "Seed", random_allowed=True)
+            prompt = limits.prompt(prompt, "Text prompt")
+            strength = limits.number(strength, "Strength", 0.0, 1.0)
+            if window_policy not in {v for _, v in WINDOW_POLICIES}:
+                raise limits.LimitError(f"Unknown window policy {window_policy!r}: choose first, loudest or all.")
+            if picture is not None and picture.width * picture.height > limits.MAX_PICTURE_PIXELS:
+                raise limits.LimitError(f"The picture has {picture.width * picture.height:,} pixels, over the limit of "
+                                        f"{limits.MAX_PICTURE_PIXELS:,}. Scale it down first.")
+        except ValueError as error:
+            raise gr.Error(str(error), print_exception=False) from None
         if prompt and getattr(pipeline, "text_encoder", None) is None:
             gr.Warning("This server was started without the text encoder (--no-text-prompt): the prompt is ignored.")
             prompt = None
 
-        seed = random.randrange(2**31) if seed is None or int(seed) < 0 else int(seed)
+        seed = random.randrange(2**31) if seed is None else seed
         generator = torch.Generator("cpu").manual_seed(seed)  # a CPU generator gives the same images on any device
         # Every window's images count towards the request's limit; the pipeline refuses a sound with more windows
         # before any model runs, with a message that says what to choose instead.
         max_windows = max(1, MAX_IMAGES_PER_REQUEST_FACTOR * settings.max_images // num_images)
 
         def on_step_end(pipe, step, timestep, callback_kwargs):
+            stop.check()  # a stop ends the generation here, at the end of a step, and tells the client why
             total = getattr(pipe, "num_timesteps", None) or steps
             progress((min(step + 1, total), total), desc="Denoising", unit="steps")
             return callback_kwargs
@@ -279,19 +386,19 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
         try:
             # The pipeline decodes the file once (align.audio: bounded memory, clear errors) and hands the same
             # 16 kHz windows to the scorer.
-            with warnings.catch_warnings(record=True) as heard:
+            with stop.running(), warnings.catch_warnings(record=True) as heard:
                 warnings.simplefilter("always", AudioWarning)
                 output = pipeline(
                     audio, prompt=prompt, num_images_per_prompt=num_images, num_inference_steps=steps,
-                    guidance_scale=float(guidance), height=size, width=size, generator=generator, window_policy=window_policy,
+                    guidance_scale=guidance, height=size, width=size, generator=generator, window_policy=window_policy,
                     scorer=scorer, callback_on_step_end=on_step_end,
                     callback_on_step_end_tensor_inputs=[],  # the callback only counts steps: it needs no tensors
                     max_audio_seconds=settings.max_audio_seconds, max_windows=max_windows,
-                    **({} if picture is None else {"image": picture.convert("RGB"), "strength": float(strength),
+                    **({} if picture is None else {"image": picture.convert("RGB"), "strength": strength,
                                                    "mask_image": None if mask is None else mask.convert("L")}),
                 )
         except AudioError as error:
-            raise _user_error(error, audio) from error
+            raise gr.Error(f"Cannot use this sound: {_user_message(error, audio)}", print_exception=False) from error
         except torch.cuda.OutOfMemoryError as error:
             torch.cuda.empty_cache()
             raise gr.Error("The GPU ran out of memory: ask for fewer images or a smaller size, or try again when "
@@ -304,7 +411,7 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
                            "the server log has the details.") from error
         for warning in heard:
             if issubclass(warning.category, AudioWarning):
-                gr.Warning(str(warning.message).replace(str(Path(audio).parent) + os.sep, ""))
+                gr.Warning(_user_message(warning.message, audio))
         images = [enlarged(image) for image in output.images]
         n_windows = output.windows[0]["num_windows"] if output.windows else 1
         video = None
@@ -332,15 +439,16 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None):
                   + (f" · prompt: “{prompt}”" if prompt else ""))
         return gallery, status, (str(video) if video else None)
 
-    videos = VideoFolder(settings.cache_minutes)
     return generate
 
 
 def make_edit_handler(generate):
     """The Edit button and the /edit endpoint: the sound changes a given picture (its first window is heard)."""
+    signature = inspect.signature(generate).parameters
 
-    def edit(audio: str | None, picture, mask, strength: float, prompt: str | None, num_images: float, steps: float,
-             guidance: float, seed: float | None, progress=gr.Progress()):
+    def edit(audio: str | None = None, picture=None, mask=None, strength: float = 0.6, prompt: str | None = None,
+             num_images: float = signature["num_images"].default, steps: float = signature["steps"].default,
+             guidance: float = signature["guidance"].default, seed: float | None = limits.RANDOM_SEED, progress=gr.Progress()):
         if picture is None:
             raise gr.Error("No picture yet: upload the picture the sound should change, then press Edit.", print_exception=False)
         gallery, status, _ = generate(audio, prompt, num_images, steps, guidance, seed, "first", progress, picture, mask, strength)
@@ -349,30 +457,48 @@ def make_edit_handler(generate):
     return edit
 
 
+def bounded_picture(component: gr.Image) -> gr.Image:
+    """`component` refusing an upload by the pixel count its header states, before gr.Image decodes it
+    (generate.limits); within the limit it decodes as usual. (The component itself is wrapped, not subclassed: Gradio
+    writes a .pyi file beside the module of every Component subclass, and the app's folder is read-only in the image.)"""
+    decode = component.preprocess
+
+    def preprocess(payload):
+        if payload is not None and payload.path:
+            try:
+                limits.picture_size(payload.path, component.label or "The picture")
+            except (ValueError, OSError) as error:
+                raise gr.Error(_user_message(error, payload.path), print_exception=False) from None
+        return decode(payload)
+
+    component.preprocess = preprocess
+    return component
+
+
 class VideoFolder:
-    """Where the storyboard videos are written before Gradio copies them into its cache; each new video first
-    removes the ones older than the cache's own lifetime, so the folder never grows without bound."""
+    """Where the storyboard videos are written before Gradio copies them into its cache; made at the first video,
+    and each new video first removes the ones older than the cache's own lifetime, so it never grows without bound."""
 
     def __init__(self, minutes: float):
-        self.folder, self.seconds = Path(tempfile.mkdtemp(prefix="audio2image-videos-")), minutes * 60
+        self.folder, self.seconds = None, minutes * 60
 
     def new_path(self) -> Path:
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="audio2image-videos-"))
         for old in self.folder.glob("*.mp4"):
             if time.time() - old.stat().st_mtime > self.seconds:
                 old.unlink(missing_ok=True)
         return self.folder / f"storyboard-{time.time_ns()}.mp4"
+
+    def remove(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def enlarged(image: Image.Image) -> Image.Image:
     """A small image (the world draws 32×32) scaled up by a whole factor, pixel for pixel, so it is not blurred."""
     factor = SHOWN_SIZE // max(image.size)
     return image.resize((image.width * factor, image.height * factor), Image.NEAREST) if factor > 1 else image
-
-
-def _user_error(error: AudioError, path: str) -> gr.Error:
-    """The user's own mistake: a clear message without the server's temp path, and no traceback in the log."""
-    message = str(error).replace(str(Path(path).parent) + os.sep, "")
-    return gr.Error(f"Cannot use this sound: {message}", print_exception=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -393,16 +519,17 @@ def introduction(models: str) -> str:
     from world.scenes import COLOURS, POSITIONS, SHAPES
 
     where = " / ".join("in the middle" if p == "middle" else f"on the {p}" for p in POSITIONS)
-    return ("# Sound → image: the world in miniature\nThese small models were trained from scratch on this machine "
-            "(`python -m world.rebuild`) and draw one shape on a 32×32 picture. Say, or upload someone saying, "
+    return ("# Sound → image: the world in miniature\nThese small models come with the app (`models/world`, trained from "
+            "scratch by `python -m world.rebuild`) and draw one shape on a 32×32 picture. Say, or upload someone saying, "
             f"**“a {' / '.join(COLOURS)} {' / '.join(SHAPES)} {where}”**, for example “a blue square in the middle”. "
             "For any sound, start the app with `--models real` (Stable Diffusion 2.1).")
 
 
-def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blocks:
-    """The Blocks app around already-loaded models, queued; launch it with `demo.launch(...)`."""
+def build_app(pipeline, scorer=None, settings: Settings | None = None, stop: ServerStop | None = None) -> gr.Blocks:
+    """The Blocks app around already-loaded models, queued; launch it with `demo.launch(...)`. With `stop`, a stop
+    asked for there ends running generations (see ServerStop)."""
     settings = settings or Settings()
-    handler = make_handler(pipeline, scorer, settings)
+    handler = make_handler(pipeline, scorer, settings, stop)
     window = _window_samples(pipeline)
     heard = f"The model hears {window / SAMPLE_RATE:.1f} s at a time; " if window else ""
     has_text = getattr(pipeline, "text_encoder", None) is not None
@@ -418,20 +545,23 @@ def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blo
                                     visible=has_text, elem_id="prompt")
                 with gr.Accordion("Settings", open=True):
                     num_images = gr.Slider(1, settings.max_images, value=min(2, settings.max_images), step=1, label="Number of images")
-                    steps = gr.Slider(1, 100, value=settings.default_steps, step=1, label="Denoising steps")
-                    guidance = gr.Slider(1.0, 15.0, value=settings.default_guidance, step=0.5, label="Guidance scale")
-                    seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                    steps = gr.Slider(1, limits.MAX_STEPS, value=settings.default_steps, step=1, label="Denoising steps")
+                    guidance = gr.Slider(limits.MIN_GUIDANCE, limits.MAX_GUIDANCE, value=settings.default_guidance, step=0.5,
+                                         label="Guidance scale")
+                    # passed as it comes (no rounding, no bounds of Gradio's): the handler names a bad one in one line
+                    seed = gr.Number(value=limits.RANDOM_SEED, precision=None, step=1, label=f"Seed ({limits.RANDOM_SEED}: random)")
                     window_policy = gr.Radio(WINDOW_POLICIES, value="first", label="Long sounds: which part to hear")
                 button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                 with gr.Accordion("Or edit a picture with the sound", open=False):
-                    picture = gr.Image(type="pil", label="Picture to change", elem_id="edit-picture")
-                    mask = gr.Image(type="pil", image_mode="L", label="Mask (optional): white may change, black stays", elem_id="edit-mask")
+                    picture = bounded_picture(gr.Image(type="pil", label="Picture to change", elem_id="edit-picture"))
+                    mask = bounded_picture(gr.Image(type="pil", image_mode="L", label="Mask (optional): white may change, black stays",
+                                                    elem_id="edit-mask"))
                     strength = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Strength: 0 keeps the picture, 1 ignores it")
                     edit_button = gr.Button("Edit the picture", elem_id="edit-btn")
             with gr.Column(scale=2):
                 gallery = gr.Gallery(label="Images, best first" if scorer is not None else "Images", columns=2,
                                      object_fit="contain", height="auto", elem_id="gallery", format="png")
-                status = gr.Markdown(elem_id="status")
+                status = gr.Markdown(label="Status", elem_id="status")
                 video = gr.Video(label="Storyboard: every window's image while its sound plays", elem_id="storyboard",
                                  interactive=False)
         examples = example_files(settings.models)
@@ -447,44 +577,75 @@ def build_app(pipeline, scorer=None, settings: Settings | None = None) -> gr.Blo
     return demo
 
 
-def create_app(settings: Settings) -> gr.Blocks:
+def create_app(settings: Settings, stop: ServerStop | None = None) -> gr.Blocks:
     """Load the models the settings name and build the app around them (raises ModelLoadError)."""
     pipeline, scorer = load_models(settings)
-    return build_app(pipeline, scorer, settings)
+    return build_app(pipeline, scorer, settings, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM or Ctrl-C; 0 after a stop, EXIT_MODEL_LOAD_FAILED when a setting or a model is wrong."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_args(argv)
     except (ValueError, FileNotFoundError) as error:
         print(f"\nThe app cannot start: {error}", file=sys.stderr)
         return EXIT_MODEL_LOAD_FAILED
-    if settings.image_size is not None:
-        settings.image_size = int(settings.image_size)
+    Image.MAX_IMAGE_PIXELS = limits.MAX_PICTURE_PIXELS  # any picture this process opens, not only the edit's
     from align.device import resolve_device_and_dtype
 
     device = resolve_device_and_dtype(settings.device, settings.dtype)[0].type
-    if device == "cpu" and settings.image_size is None and not settings.pipeline:
+    if device == "cpu" and settings.image_size is None and settings.models == "real" and not settings.pipeline:
         logger.warning("running on CPU: a 768 px SD 2.1 image takes ~13 min here; consider --image-size 512 (or a GPU)")
-    logger.info("loading models on %s (once; the first start downloads them)...", device)
+    if settings.models == "world" or settings.pipeline:
+        logger.info("loading models on %s (once, from %s)...", device, settings.pipeline)
+    else:
+        logger.info("loading models on %s (once; the first start downloads them into HF_HOME, %s)...", device,
+                    os.environ.get("HF_HOME", "~/.cache/huggingface"))
+
+    def stop_starting(signum, frame):  # before serving there is nothing to finish: end now
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # docker stop sends SIGTERM to PID 1, which ignores it unless told
+        signal.signal(sig, stop_starting)
+    stop = ServerStop()
     try:
-        demo = create_app(settings)
+        demo = create_app(settings, stop)
     except ModelLoadError as error:
         print(f"\nThe app cannot start: {error}", file=sys.stderr)
         return EXIT_MODEL_LOAD_FAILED
-    def stop(signum, frame):  # docker stop sends SIGTERM to PID 1, which ignores it unless told otherwise
-        raise KeyboardInterrupt  # what Gradio's launch() waits for: it closes the server and returns
-
-    signal.signal(signal.SIGTERM, stop)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # from here on a stop lets the server finish what it is doing
+        signal.signal(sig, stop.request)
     try:
-        demo.launch(server_name=settings.host, server_port=settings.port, max_file_size=settings.max_upload,
-                    allowed_paths=[str(EXAMPLES_DIR)], show_error=True)
-    except KeyboardInterrupt:  # a signal that arrived before the server's own wait loop
-        demo.close()
-    logger.info("server closed")
+        demo.launch(server_name=settings.host, server_port=settings.port, max_file_size=settings.max_upload_bytes,
+                    allowed_paths=[str(EXAMPLES_DIR)], show_error=True, prevent_thread_lock=True)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        print(f"\nThe app cannot start: cannot serve on {settings.host}:{settings.port}: {error} "
+              "Choose another with --port / --host.", file=sys.stderr)
+        return EXIT_MODEL_LOAD_FAILED
+    while not stop.requested:
+        time.sleep(0.1)
+    logger.info("stopping: running generations end at their next step, then the server closes")
+    clean = stop.close(demo)
+    logger.info("server closed" if clean else "server closed; a generation that did not reach its next step in time is left behind")
     return 0
 
 
+def exit_now(code: int) -> None:
+    """End the process with `code` once everything is closed, without the interpreter's own teardown: freeing torch
+    and the models takes seconds on a busy machine (past `docker stop`'s patience), and a thread still inside torch
+    would abort it ("terminate called without an active exception")."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except SystemExit as stopped:  # --help, a refused flag (argparse has printed why), or a stop while loading
+        status = stopped.code if isinstance(stopped.code, int) else 0 if stopped.code is None else 1
+        if isinstance(stopped.code, str):
+            print(stopped.code, file=sys.stderr)
+    exit_now(status)

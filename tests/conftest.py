@@ -7,6 +7,14 @@ AUDIO2IMAGE_REAL_WEIGHTS=1 (and Hub access).
 from __future__ import annotations
 
 import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
 
 # Tiny models gain nothing from threads, and two threads that share two cores with other work run them
 # several times slower. Set before torch loads, so subprocesses the tests start inherit it too.
@@ -59,3 +67,77 @@ def synthetic_data(tmp_path_factory):
     from align.synthetic_data import make_synthetic_audiofolder
 
     return make_synthetic_audiofolder(tmp_path_factory.mktemp("synthetic"), clips_per_caption=3, test_clips_per_caption=1, seconds=1.0, seed=0, spoken=False)
+
+
+# --- the app as a user starts it: `python app.py` in its own process ----------------------------------------------
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AppProcess:
+    """A started `python app.py`: its process, its address, its log (stdout and stderr), and whether it served."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+    served: bool
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_app(tmp_path):
+    """Start `python app.py ARGS` (in `cwd`, the repository by default) on a free port, and wait until it serves or
+    exits. Offline (HF_HUB_OFFLINE=1), one thread, its temp files and Gradio's cache under the test's tmp_path, no
+    PYTHONPATH and no AUDIO2IMAGE_* variable of the caller's. Every process started is killed when the test ends."""
+    started = []
+
+    def start(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 240) -> AppProcess:
+        port = free_port()
+        log = tmp_path / f"app-{port}.log"
+        (tmp_path / "tmp").mkdir(exist_ok=True)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AUDIO2IMAGE_") and k != "PYTHONPATH"}
+        env = {**base, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+               "TMPDIR": str(tmp_path / "tmp"), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"), **(env or {})}
+        with log.open("w") as sink:
+            process = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), *args], cwd=cwd,
+                                       env=env, stdout=sink, stderr=subprocess.STDOUT)
+        started.append(process)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return AppProcess(process, f"http://127.0.0.1:{port}/", log, True)
+            time.sleep(0.2)
+        return AppProcess(process, f"http://127.0.0.1:{port}/", log, False)
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def huge_png(path: Path, width: int, height: int) -> Path:
+    """A valid grayscale PNG of `width` × `height` black pixels, written row by row: a few hundred KB on disk however
+    many pixels it decodes to (what a picture bomb looks like), made without holding the picture in memory."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    packer, row, rows_at_once = zlib.compressobj(9), bytes(1 + width), 256
+    body = bytearray()
+    for start in range(0, height, rows_at_once):
+        body += packer.compress(row * min(rows_at_once, height - start))
+    body += packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale, no interlace
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", bytes(body)) + chunk(b"IEND", b""))
+    return path

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,98 @@ def test_training_memory_follows_the_sound_not_the_file(sounds):
         assert all(dataset[i] is not None for i in range(3))  # every item read: each read must stay bounded
     """
     assert growth(script, sounds) < MEMORY_BOUND_MB
+
+
+# --- settings out of range: refused at once, in little memory -----------------------------------------------------
+
+REFUSAL_MB = 1500
+WORLD = (ROOT / "models" / "world" / "pipeline" / "model_index.json").is_file()
+
+
+# Runs `-m MODULE ARGS` or `-c SCRIPT` and, at exit, writes the process's own peak resident memory (VmHWM, which
+# starts afresh at exec; getrusage's ru_maxrss would count the forked copy of this test process) to PEAK_FILE.
+PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+def peak():
+    with open("/proc/self/status") as status, open(os.environ["PEAK_FILE"], "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM")).split()[1])
+atexit.register(peak)
+mode, target, *rest = sys.argv[1:]
+sys.argv = [target, *rest]
+if mode == "-m":
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    exec(compile(target, "<script>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def refusal(argv: list[str], tmp_path: Path) -> tuple[int, str, float, float]:
+    """(exit status, stderr, peak resident MB, seconds) of a fresh `python ARGV` (ARGV: -m MODULE ... or -c SCRIPT)."""
+    peak = tmp_path / "peak"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path),
+           "PEAK_FILE": str(peak)}
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *argv], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, timeout=120)
+    return run.returncode, run.stderr, int(peak.read_text()) / 1024, time.monotonic() - started
+
+
+CLI_CASES = {
+    "steps 1e9": ["--steps", "1000000000"],
+    "100000 images": ["--num-images", "100000"],
+    "4096 px": ["--height", "4096", "--width", "4096"],
+    "height -8": ["--height", "-8"],
+    "height 0": ["--height", "0"],
+    "height 7": ["--height", "7"],
+    "256 px for the world": ["--height", "256"],
+    "guidance nan": ["--guidance", "nan"],
+    "seed 2**70": ["--seed", str(2**70)],
+    "out under /proc": ["--out", "/proc/audio2image/out"],
+}
+
+
+@pytest.mark.skipif(not WORLD, reason="models/world not built")
+def test_cli_refusals_answer_in_seconds_in_little_memory(tmp_path):
+    """The README's command with one setting out of range: one line, exit 1, no traceback, in seconds, under 1.5 GB."""
+    failures = []
+    for name, extra in CLI_CASES.items():
+        argv = ["-m", "generate", "--audio", "examples/world/red_circle_left.wav", "--out", str(tmp_path / "out"), *extra]
+        code, err, peak, seconds = refusal(argv, tmp_path)
+        print(f"{name}: exit {code}, {seconds:.1f} s, peak {peak:.0f} MB: {err.strip()[:100]}")
+        lines = err.strip().splitlines()
+        if not (code == 1 and len(lines) == 1 and lines[0].startswith("error: ") and peak < REFUSAL_MB and seconds < 30):
+            failures.append((name, code, round(peak), round(seconds, 1), err[-500:]))
+    assert not failures, failures
+    assert not (tmp_path / "out").exists()
+
+
+def test_app_refusals_stay_in_little_memory(tmp_path):
+    """The app's checks in a fresh process: a picture bomb (12000 × 12000 pixels in 140 KB) and NaN for every number."""
+    from tests.conftest import huge_png
+
+    bomb = huge_png(tmp_path / "bomb.png", 12_000, 12_000)
+    script = f"""
+        import gradio as gr, app
+        from gradio.data_classes import ImageData
+        try:
+            app.bounded_picture(gr.Image(type="pil", label="Picture")).preprocess(ImageData(path={str(bomb)!r}, orig_name="bomb.png"))
+        except gr.Error as error:
+            assert "over the limit" in error.message, error.message
+        else:
+            raise SystemExit("the bomb was decoded")
+        class NoModel:
+            def __call__(self, *a, **k):
+                raise SystemExit("a value out of range reached the models")
+        handler = app.make_handler(NoModel(), None, app.Settings())
+        for values in ((float("nan"), 2, 3.0, 0), (1, float("nan"), 3.0, 0), (1, 2, float("nan"), 0), (1, 2, 3.0, 2**70)):
+            try:
+                handler("examples/world/red_circle_left.wav", "", *values, "first")
+            except gr.Error as error:
+                assert "must be" in error.message, error.message
+            else:
+                raise SystemExit(f"accepted {{values}}")
+        raise SystemExit(1)
+    """
+    code, err, peak, seconds = refusal(["-c", textwrap.dedent(script)], tmp_path)
+    print(f"app refusals: exit {code}, {seconds:.1f} s, peak {peak:.0f} MB")
+    assert code == 1 and peak < REFUSAL_MB, (code, peak, err[-2000:])
