@@ -43,11 +43,14 @@ RUN groupadd --gid 1000 app \
     && chown -R app:app /data
 VOLUME ["/data/hf"]
 
+# Everything app.py imports, and nothing else (tests/test_dockerfile.py starts the app from a copy of exactly these
+# paths and asks it for a picture): the app, the packages of the sound → image → score path, world/ (world.scenes
+# tells the page what the offline models understand), the example sounds and the offline default models.
 WORKDIR /app
 COPY app.py ./
 COPY align/ align/
 COPY generate/ generate/
-# world/ tells the page what the offline models understand (world.scenes: colours, shapes, positions).
+COPY scoring/ scoring/
 COPY world/ world/
 COPY examples/ examples/
 # The offline default the app serves without a model hub (python -m world.rebuild made it).
@@ -57,11 +60,12 @@ COPY models/ models/
 USER 1000:1000
 EXPOSE 7860
 
-# No curl in the slim image: ask the app's own page with Python. The long start period covers the first
-# start, which downloads the models (several GB) into the volume before the server opens.
+# No curl in the slim image: ask the app's own page with Python. The world in miniature serves within seconds; the
+# long start period covers a first start with AUDIO2IMAGE_MODELS=real, which downloads several GB into the volume.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=15m --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://localhost:%s/' % os.environ.get('GRADIO_SERVER_PORT', '7860'), timeout=8)"]
 
-# The app handles SIGTERM itself (python is PID 1 here): `docker stop` closes the server and exits 0 at once.
+# The app handles SIGTERM itself (python is PID 1 here): `docker stop` ends a generation under way at its next
+# step (its client is told), closes the server and exits 0 within 5 s, well inside docker's 10 s.
 STOPSIGNAL SIGTERM
 CMD ["python", "app.py"]
