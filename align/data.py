@@ -6,7 +6,9 @@ decoded by `align.audio.load_audio` (soundfile, no FFmpeg or torchcodec needed) 
 the encoder's window: a random crop in training, the centre in evaluation, short clips repeat-padded.
 
 A corrupt, empty or unreadable file never stops a run: the dataset returns None for it (with a warning),
-and the collator drops it and counts it in the batch's `skipped`, which the training loop logs.
+and the collator drops it and counts it in the batch's `skipped`, which the training loop logs. A metadata file
+that is malformed, or names a file outside its folder (`../test/x.wav`, an absolute path, a symbolic link that
+leads out), stops the run before it starts with a `DataError`: one line that names the file, the row and the fix.
 
     train, held_out = load_pairs(data_dir="data/synthetic")                      # test/ split if present
     train, held_out = load_pairs(dataset="user/fsd50k", label_column="labels")   # seeded split if no test split
@@ -35,6 +37,27 @@ METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 HELD_OUT_FOLDERS = ("test", "validation", "valid", "val")
 CAPTION_COLUMNS = ("caption", "text", "description")  # tried in order when no column is named
 LABEL_COLUMNS = ("labels", "label", "tags", "category")
+
+
+class DataError(ValueError):
+    """Training or evaluation data that cannot be used as given: the message names the file, the row and the fix."""
+
+
+def file_in_folder(folder: str | Path, name: str, where: str = "") -> Path:
+    """`folder / name` for a file name from a metadata file, refused (DataError) unless it stays inside `folder`:
+    no absolute path, no `..`, and no symbolic link on the way that leads out (a split must not read another split's
+    files, e.g. a training row that names a held-out clip)."""
+    folder = Path(folder)
+    relative = Path(str(name))
+    if relative.is_absolute() or relative.anchor or ".." in relative.parts:
+        raise DataError(f"{where or folder}: file name {str(name)!r} leaves the data folder. Give a path relative to {folder}, "
+                        "without '..'; copy or move the file into the folder.")
+    path = folder / relative
+    root = folder.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise DataError(f"{where or folder}: file name {str(name)!r} is a symbolic link (or lies under one) that leads out of the "
+                        f"data folder, to {path.resolve()}. Copy the file into {folder} instead.")
+    return path
 
 
 def labels_to_caption(labels, template: str = DEFAULT_CAPTION_TEMPLATE, names: Sequence[str] | None = None) -> str | None:
@@ -158,9 +181,14 @@ def read_metadata(folder: str | Path) -> list[dict]:
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        row = json.loads(line)
                     except json.JSONDecodeError as error:
-                        raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg}). Fix or remove the line.") from error
+                        raise DataError(f"{path}, line {number}: not valid JSON ({error.msg} at column {error.colno}). "
+                                        "Fix or remove the line.") from None
+                    if not isinstance(row, dict):
+                        raise DataError(f"{path}, line {number}: a JSON {type(row).__name__}, not an object of columns "
+                                        '(e.g. {"file_name": "a.wav", "caption": "rain"}). Fix or remove the line.')
+                    rows.append(row)
             return rows
         with path.open(newline="", encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
@@ -178,13 +206,15 @@ def pairs_from_folder(folder: str | Path, audio_column: str = "file_name", capti
         raise ValueError(f"{folder}: metadata has no {audio_column!r} column (it has {list(rows[0])}); name the audio column with --audio-column")
     caption_columns, label_columns = _columns(list(rows[0]), caption_column, label_column, str(folder))
     sources, captions, dropped = [], [], 0
-    for row in rows:
+    metadata = next((folder / name for name in METADATA_FILES if (folder / name).exists()), folder)
+    for number, row in enumerate(rows, 1):
         row_captions = captions_for_row(row, caption_columns, label_columns, template, {})
         if not row.get(audio_column) or not row_captions:
             dropped += 1
             continue
+        path = str(file_in_folder(folder, row[audio_column], f"{metadata}, row {number}"))
         for caption in row_captions:
-            sources.append(str(folder / row[audio_column]))
+            sources.append(path)
             captions.append(caption)
     if dropped:
         logger.warning("%s: %d metadata rows have no audio file name or no caption/labels and were left out", folder, dropped)

@@ -86,6 +86,7 @@ from align.data import (
     DEFAULT_CAPTION_TEMPLATE,
     AudioCaptionCollator,
     AudioCaptionDataset,
+    DataError,
     EpochShuffleSampler,
     caption_vocabulary,
     empty_batch,
@@ -749,5 +750,8 @@ def end_process() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as error:  # data that cannot be used as given: one line that names it, not a traceback
+        sys.exit(f"error: {error}")
     end_process()

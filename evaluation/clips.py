@@ -48,8 +48,8 @@ def read_clips(data: str, split: str = "test", audio_column: str | None = None, 
     Records are read with align.data (captions from a caption column, or made from labels); data with neither
     is read as audio only, and the caption similarities are left out.
     """
-    from align.data import (CAPTION_COLUMNS, LABEL_COLUMNS, METADATA_FILES, HubAudioColumn, pairs_from_folder, pairs_from_hub_dataset,
-                            read_metadata)
+    from align.data import (CAPTION_COLUMNS, LABEL_COLUMNS, METADATA_FILES, HubAudioColumn, file_in_folder, pairs_from_folder,
+                            pairs_from_hub_dataset, read_metadata)
 
     named = bool(caption_column or label_column)
     path = Path(data)
@@ -68,7 +68,7 @@ def read_clips(data: str, split: str = "test", audio_column: str | None = None, 
             pairs = pairs_from_folder(folder, column, caption_column=caption_column, label_column=label_column)
             items = _unique(pairs.sources, pairs.captions, pairs.sources)
         else:
-            items = [(str(folder / r[column]), None, None) for r in rows if r.get(column)]
+            items = [(str(file_in_folder(folder, r[column], f"{folder}, row {n}")), None, None) for n, r in enumerate(rows, 1) if r.get(column)]
         return [Clip(i, os.path.relpath(s, folder), s, c) for i, (s, c, _) in enumerate(items)]
 
     from datasets import Audio, load_dataset

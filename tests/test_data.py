@@ -187,3 +187,85 @@ def test_hub_dataset_audio_is_read_without_torchcodec(tmp_path):
 
     captions = Dataset.from_dict({"audio": audio[:1], "caption": ["a tone"]}, features=Features({"audio": features["audio"], "caption": Value("string")}))
     assert pairs_from_hub_dataset(captions).captions == ["a tone"]
+
+
+# -- file names that leave the data folder, and metadata that is not JSON ----------------------------------------------
+
+
+def held_out_layout(root):
+    """root/train (one clip) and root/test (one held-out clip), as load_pairs reads them."""
+    write_folder(root / "train", [{"file_name": "a.wav", "caption": "rain"}], {"a.wav": (SAMPLE_RATE, tone(0.2))})
+    write_folder(root / "test", [{"file_name": "x.wav", "caption": "a held-out clip"}], {"x.wav": (SAMPLE_RATE, tone(0.2, 660.0))})
+    return root
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("../test/x.wav", "leaves the data folder"),
+        ("sub/../../test/x.wav", "leaves the data folder"),
+        ("{root}/test/x.wav", "leaves the data folder"),
+        ("link.wav", r"symbolic link \(or lies under one\) that leads out of the data folder"),
+        ("linked/x.wav", r"symbolic link \(or lies under one\) that leads out of the data folder"),
+    ],
+    ids=["dot-dot", "dot-dot-inside", "absolute", "file-link", "folder-link"],
+)
+def test_a_file_name_that_leaves_the_folder_is_refused_in_one_line(tmp_path, name, message):
+    """A training row that names a held-out clip would train on it silently: it is refused, in one line, with the fix."""
+    from align.data import DataError
+
+    root = held_out_layout(tmp_path / "data")
+    (root / "train" / "link.wav").symlink_to(root / "test" / "x.wav")
+    (root / "train" / "linked").symlink_to(root / "test", target_is_directory=True)
+    rows = [{"file_name": "a.wav", "caption": "rain"}, {"file_name": name.format(root=root), "caption": "a held-out clip"}]
+    (root / "train" / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=message) as caught:
+        load_pairs(data_dir=root)
+    assert "row 2" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_csv_file_names_are_held_in_their_folder_too(tmp_path):
+    from align.data import DataError
+
+    root = held_out_layout(tmp_path / "data")
+    (root / "train" / "metadata.jsonl").unlink()
+    (root / "train" / "metadata.csv").write_text("file_name,caption\na.wav,rain\n../test/x.wav,a held-out clip\n")
+    with pytest.raises(DataError, match="metadata.csv, row 2: file name '../test/x.wav' leaves the data folder"):
+        pairs_from_folder(root / "train")
+
+
+def test_a_link_that_stays_inside_the_folder_is_fine(tmp_path):
+    root = held_out_layout(tmp_path / "data")
+    (root / "train" / "again.wav").symlink_to(root / "train" / "a.wav")
+    (root / "train" / "metadata.jsonl").write_text(json.dumps({"file_name": "again.wav", "caption": "rain"}) + "\n")
+    assert pairs_from_folder(root / "train").sources == [str(root / "train" / "again.wav")]
+
+
+def test_a_metadata_line_that_is_no_object_is_named(tmp_path):
+    from align.data import DataError, read_metadata
+
+    data = write_folder(tmp_path / "data", [{"file_name": "a.wav", "caption": "rain"}], {})
+    with (data / "metadata.jsonl").open("a") as metadata:
+        metadata.write('["a.wav", "rain"]\n')
+    with pytest.raises(DataError, match=r"metadata.jsonl, line 2: a JSON list, not an object of columns"):
+        read_metadata(data)
+
+
+def test_a_malformed_metadata_line_stops_training_in_one_line(tmp_path):
+    line, message = '{"file_name": "a.wav", "caption": ', "not valid JSON"
+    """`python -m align.train` on it: one line that names the file, the line and the fix; no traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = write_folder(tmp_path / "data", [{"file_name": "a.wav", "caption": "rain"}], {"a.wav": (SAMPLE_RATE, tone(0.2))})
+    with (data / "metadata.jsonl").open("a") as metadata:
+        metadata.write(line + "\n")
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-m", "align.train", "--data-dir", str(data), "--output-dir", str(tmp_path / "run"), "--cpu"],
+                         cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr[-3000:]
+    lines = [line for line in run.stderr.strip().splitlines() if "WARNING" not in line and "INFO" not in line]
+    assert len(lines) == 1 and f"metadata.jsonl, line 2: {message}" in lines[0] and "Fix or remove the line" in lines[0], run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
