@@ -197,15 +197,27 @@ def _read_mono_16k(sound: sf.SoundFile, name: str, max_seconds: float | None) ->
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
+def ffmpeg_binary() -> str | None:
+    """The FFmpeg that imageio-ffmpeg (a requirement) bundles, else one on the PATH, else None."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):  # not installed, or a platform it ships no binary for
+        return shutil.which("ffmpeg")
+
+
 def _decode_with_ffmpeg(data: bytes | Path, name: str, max_seconds: float | None, cause: Exception) -> np.ndarray:
-    """Formats libsndfile lacks (m4a, aac, wma, webm...), through FFmpeg if installed, read up to the limit only."""
-    ffmpeg = shutil.which("ffmpeg")
+    """Formats libsndfile lacks (m4a, aac, wma, webm...), through FFmpeg, read up to the limit only."""
+    ffmpeg = ffmpeg_binary()
     if ffmpeg is None:
         raise AudioError(
             f"{name}: not a readable audio file: it is corrupt, truncated or not audio, or a format that needs FFmpeg "
-            "(read here without it: wav, flac, ogg, mp3). Export it again as one of these, or install FFmpeg."
+            "(read here without it: wav, flac, ogg, mp3). Export it again as one of these, or install imageio-ffmpeg "
+            "(requirements.txt)."
         ) from cause
-    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", "pipe:0" if isinstance(data, bytes) else str(data),
+    # Local input only: a playlist posing as a sound must not make FFmpeg fetch anything over the network.
+    cmd = [ffmpeg, "-nostdin", "-v", "error", "-protocol_whitelist", "file,pipe", "-i", "pipe:0" if isinstance(data, bytes) else str(data),
            "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"]
     limit = None if max_seconds is None else (int(max_seconds * SAMPLE_RATE) + 1) * 4
     with tempfile.TemporaryFile() as source:
@@ -242,7 +254,7 @@ def _decode(data: bytes | Path, name: str, max_seconds: float | None) -> np.ndar
             shortfall = _header_shortfall(sound)
     except AudioError:
         raise
-    except Exception as sf_error:  # libsndfile: wav, flac, ogg/opus, mp3; FFmpeg, if present, for the rest
+    except Exception as sf_error:  # libsndfile: wav, flac, ogg/opus, mp3; FFmpeg (imageio-ffmpeg's own) for the rest
         return _decode_with_ffmpeg(data, name, max_seconds, sf_error)
     if shortfall:
         claimed, held = shortfall

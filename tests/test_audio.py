@@ -145,3 +145,22 @@ def test_datasets_audio_records_read_bytes_then_path(tmp_path):
     np.testing.assert_allclose(load_audio({"bytes": path.read_bytes(), "path": "elsewhere.flac"}), from_path)
     with pytest.raises(AudioError, match="neither bytes nor a path"):
         load_audio({"bytes": None, "path": None})
+
+
+def test_formats_libsndfile_lacks_decode_with_the_bundled_ffmpeg(tmp_path, monkeypatch):
+    """An m4a (AAC) from a phone: decoded by the FFmpeg that imageio-ffmpeg (a requirement) bundles, with no system
+    FFmpeg on the PATH."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from align.audio import SAMPLE_RATE, load_audio
+
+    sf.write(tmp_path / "voice.wav", _tone(2.0, 44_100), 44_100)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(tmp_path / "voice.wav"), "-c:a", "aac",
+                    str(tmp_path / "voice.m4a")], check=True, timeout=60)
+    with pytest.raises(sf.LibsndfileError):
+        sf.info(tmp_path / "voice.m4a")  # what makes the file need FFmpeg
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))
+    wave = load_audio(tmp_path / "voice.m4a")
+    assert abs(len(wave) / SAMPLE_RATE - 2.0) < 0.1 and np.abs(wave).max() > 0.1
