@@ -237,7 +237,7 @@ def load_encoder_to_train(source: str, text_hidden_size: int, num_audio_tokens: 
         encoder = AudioPromptEncoder.from_w2v_bert(source, text_hidden_size, num_audio_tokens or DEFAULT_NUM_AUDIO_TOKENS)
     if encoder.config.hidden_size != text_hidden_size:
         raise ValueError(f"--audio-model {source} gives {encoder.config.hidden_size}-dim states but the text encoder's are {text_hidden_size}-dim: pair it with the text encoder it was trained for")
-    return encoder
+    return encoder.float()  # weights stored in float16 (the shipped world's) train in float32; --mixed-precision autocasts
 
 
 def load_feature_extractor(source: str) -> SeamlessM4TFeatureExtractor:

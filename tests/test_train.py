@@ -254,3 +254,14 @@ def test_the_model_card_names_data_settings_results_use_and_license():
     assert ModelCard(text).data.base_model == "facebook/w2v-bert-2.0"  # valid front matter, as the Hub reads it
     with pytest.raises(SystemExit):
         train.parse_args(["--data-dir", "d", "--push-to-hub"])  # an upload needs a repo name
+
+
+def test_an_encoder_stored_in_float16_trains_in_float32(tmp_path):
+    from align.train import load_encoder_to_train
+    from architectures.tiny_models import tiny_audio_encoder
+
+    encoder = tiny_audio_encoder()
+    encoder.half().save_pretrained(tmp_path / "fp16")
+    loaded = load_encoder_to_train(str(tmp_path / "fp16"), encoder.config.hidden_size, None)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    assert all(b.dtype == torch.float32 for b in loaded.buffers() if b.is_floating_point())
