@@ -124,6 +124,13 @@ def test_the_image_s_files_serve_a_picture_and_stop_cleanly(tmp_path, start_app)
     assert len(gallery) == 2 and "ranked by CLAP" in status and video is None
     for item in gallery:
         assert Path(item["image"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import httpx
+
+    from app import Settings
+
+    limit = Settings().max_upload_bytes  # the longest allowed sound as 16-bit stereo 48 kHz WAV
+    too_large = httpx.post(f"{app.url}gradio_api/upload", files={"files": ("long.wav", bytes(limit + 1))}, timeout=60)
+    assert too_large.status_code == 413, (too_large.status_code, too_large.text[:300])
     app.process.send_signal(signal.SIGTERM)  # docker stop, idle
     started = time.monotonic()
     code = app.process.wait(timeout=30)
