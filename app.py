@@ -423,18 +423,29 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None, stop: 
         scores = _to_float_list(output.scores)
         windows = output.windows or [{} for _ in images]
 
+        heard_line, seen = "", []
+        if scores and n_windows == 1:  # one sound, one set of pictures: say in words what the score compared
+            try:
+                with warnings.catch_warnings():  # the pipeline's decoding has already said what the file lacks
+                    warnings.simplefilter("ignore", AudioWarning)
+                    heard_line, seen = score_in_words(scorer, audio, output.images)
+            except Exception:  # the words are a courtesy: the pictures and their scores stand without them
+                logger.exception("describing the scores failed")
         gallery = []
         for i, (image, window_info) in enumerate(zip(images, windows)):
             rank = i % num_images + 1
             parts = [f"#{rank}" if scores else f"image {rank}"]
             if scores:
-                parts.append(f"CLAP score {scores[i]:.3f}")
+                parts.append(f"score {scores[i]:.2f} of 1")
+            if i < len(seen):
+                parts.append(seen[i])
             if window_info.get("num_windows", 1) > 1:
                 parts.append(f"{window_info['start_s']:.1f}–{window_info['end_s']:.1f} s")
             gallery.append((image, " · ".join(parts)))
         elapsed = time.perf_counter() - started
-        ranking = ("ranked by CLAP score, best first" + (" within each window" if n_windows > 1 else "")
-                   if scores else "unranked (no scorer on this server)")
+        ranking = ("ranked best first by how well each picture matches the sound (score 0-1: 1 when CLAP, hearing the sound, "
+                   "and CLIP, seeing the picture, name the same thing)" + (" within each window" if n_windows > 1 else "")
+                   + (f"; {heard_line}" if heard_line else "") if scores else "unranked (no scorer on this server)")
         status = (f"{len(images)} image(s) in {elapsed:.1f} s · seed {seed} · {n_windows} window(s) of the sound · {ranking}"
                   + (f" · prompt: “{prompt}”" if prompt else ""))
         return gallery, status, (str(video) if video else None)
@@ -507,22 +518,37 @@ def enlarged(image: Image.Image) -> Image.Image:
 
 
 def example_files(models: str = "real") -> list[str]:
-    """Sounds each model set understands: the miniature knows only its spoken captions (examples/world)."""
-    folder = EXAMPLES_DIR / "world" if models == "world" else EXAMPLES_DIR
-    return sorted(str(p) for p in folder.glob("*.wav"))
+    """Sounds each model set understands: the miniature knows its spoken captions (examples/world) and its everyday
+    sounds (examples/world/sounds: real recordings from sources it never trained on)."""
+    if models != "world":
+        return sorted(str(p) for p in EXAMPLES_DIR.glob("*.wav"))
+    world = EXAMPLES_DIR / "world"
+    return sorted(str(p) for p in (world / "sounds").glob("*.wav")) + sorted(str(p) for p in world.glob("*.wav"))
+
+
+def score_in_words(scorer, audio, images: list) -> tuple[str, list[str]]:
+    """What the ranking score means, in words: the caption the scorer hears in the sound (CLAP) and the one it sees in
+    each picture (CLIP), over the same vocabulary; the score is high when the two name the same thing."""
+    result = scorer.score(audio, images)
+    top = int(result.audio_top[0])
+    heard = scorer.entry(top)
+    sound_line = f"the scorer hears “{heard}” in the sound ({100 * float(result.audio_probs[top]):.0f} % sure)"
+    seen = [scorer.entry(int(index)) for index in result.image_top]
+    return sound_line, [f"shows “{s}”" + (" = what it hears" if s == heard else "") for s in seen]
 
 
 def introduction(models: str) -> str:
     """The page's first words: what this server draws, and for the world in miniature, what to say to it."""
     if models != "world":
         return "# Sound → image\nUpload or record a sound and Stable Diffusion 2.1 draws what it hears."
-    from world.scenes import COLOURS, POSITIONS, SHAPES
+    from world.scenes import COLOURS, POSITIONS, SHAPES, SOUND_CLASSES
 
     where = " / ".join("in the middle" if p == "middle" else f"on the {p}" for p in POSITIONS)
     return ("# Sound → image: the world in miniature\nThese small models come with the app (`models/world`, trained from "
-            "scratch by `python -m world.rebuild`) and draw one shape on a 32×32 picture. Say, or upload someone saying, "
+            "scratch by `python -m world.rebuild`) and draw a 32×32 picture. Play or upload one of its everyday sounds ("
+            + ", ".join(c.caption for c in SOUND_CLASSES) + "), or say, or upload someone saying, "
             f"**“a {' / '.join(COLOURS)} {' / '.join(SHAPES)} {where}”**, for example “a blue square in the middle”. "
-            "For any sound, start the app with `--models real` (Stable Diffusion 2.1).")
+            "For any other sound, start the app with `--models real` (Stable Diffusion 2.1).")
 
 
 def build_app(pipeline, scorer=None, settings: Settings | None = None, stop: ServerStop | None = None) -> gr.Blocks:

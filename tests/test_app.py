@@ -86,7 +86,7 @@ def _file(path: Path, content: bytes) -> Path:
 
 
 def _scores(captions: list[str]) -> list[float]:
-    return [float(c.split("CLAP score ")[1].split(" ")[0]) for c in captions]
+    return [float(c.split("score ")[1].split(" ")[0]) for c in captions]
 
 
 # --- start-up and settings ----------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def test_handler_returns_images_ranked_by_clap_score(handler):
     assert [c.split(" ")[0] for c in captions] == ["#1", "#2", "#3"]
     scores = _scores(captions)
     assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
-    assert "seed 0" in status and "ranked by CLAP" in status
+    assert "seed 0" in status and "ranked best first" in status
 
 
 def test_handler_is_reproducible_and_mixes_a_prompt(handler):
@@ -355,6 +355,36 @@ def test_world_page_says_what_to_say_and_real_page_names_sd21():
     assert "a red / orange / yellow / green / blue / purple circle / square / triangle / cross" in world
     assert "on the left / in the middle / on the right" in world and "Stable Diffusion 2.1" not in world.split("--models real")[0]
     assert "Stable Diffusion 2.1" in real
+    from world.scenes import SOUND_CLASSES
+
+    assert all(c.caption in world for c in SOUND_CLASSES)  # the everyday sounds it hears, named
+
+
+def test_the_world_offers_its_real_recordings_and_its_spoken_captions_as_examples():
+    names = [Path(f).relative_to(app.EXAMPLES_DIR).as_posix() for f in app.example_files("world")]
+    assert any(n.startswith("world/sounds/") for n in names) and any(n.count("/") == 1 for n in names)
+    assert not any(n.startswith("world/") for n in [Path(f).relative_to(app.EXAMPLES_DIR).as_posix() for f in app.example_files("real")])
+
+
+def test_the_score_is_said_in_words_what_the_scorer_hears_and_sees():
+    import torch
+
+    from scoring.scorer import ScoreResult
+
+    class Scorer:
+        entries = ["a dog barking", "rain falling", "a helicopter"]
+
+        def score(self, audio, images):
+            n = len(images)
+            return ScoreResult(agreement=torch.tensor([0.9, 0.2][:n]), aic=torch.tensor([True, False][:n]), audio_top=torch.zeros(n, dtype=torch.long),
+                               image_top=torch.tensor([0, 2][:n]), audio_probs=torch.tensor([0.71, 0.2, 0.09]), image_probs=torch.zeros(n, 3))
+
+        def entry(self, index):
+            return self.entries[index]
+
+    heard, seen = app.score_in_words(Scorer(), "sound.wav", ["first", "second"])
+    assert heard == "the scorer hears “a dog barking” in the sound (71 % sure)"
+    assert seen == ["shows “a dog barking” = what it hears", "shows “a helicopter”"]
 
 
 # --- the served app, through gradio_client ---------------------------------------------------------------
@@ -394,7 +424,7 @@ def _predict(client, path, num_images=2, submit=False):
 def test_client_calls_the_generate_endpoint(client):
     assert "/generate" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     gallery, status, video = _predict(client, EXAMPLE, num_images=2)
-    assert len(gallery) == 2 and "ranked by CLAP" in status and video is None
+    assert len(gallery) == 2 and "ranked best first" in status and video is None
     for item in gallery:
         assert Image.open(item["image"]).size == (app.SHOWN_SIZE, app.SHOWN_SIZE)  # 64 px drawn, enlarged 4×
     scores = _scores([item["caption"] for item in gallery])
@@ -413,7 +443,7 @@ def test_every_api_parameter_has_a_name_and_a_default_and_every_output_a_name(cl
     assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == [
         "audio", "prompt", "num_images", "steps", "guidance", "seed", "window_policy"]
     gallery, status, video = client.predict(handle_file(str(EXAMPLE)), api_name="/generate")  # the README's call: the sound alone
-    assert len(gallery) == 2 and "ranked by CLAP" in status
+    assert len(gallery) == 2 and "ranked best first" in status
 
 
 def _raw_call(url: str, path: Path, values: str) -> str:
@@ -494,8 +524,8 @@ def test_browser_upload_shows_ranked_images(served, tmp_path):
             status_text = page.locator("#status").inner_text()
         finally:
             browser.close()
-    assert gallery_text.count("CLAP score") == 2 and "#1" in gallery_text
-    assert "ranked by CLAP" in status_text
+    assert gallery_text.count(" of 1") == 2 and "#1" in gallery_text
+    assert "ranked best first" in status_text
     assert shot.stat().st_size > 10_000
     if os.environ.get("AUDIO2IMAGE_SAVE_ARTIFACTS") == "1":
         (ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
