@@ -105,19 +105,29 @@ def main(argv: list[str] | None = None) -> dict:
         update(optimizer, loss, max_grad_norm=None)
         if step % 100 == 0:
             log(f"step {step}/{args.steps} loss {loss.item():.4f}")
-    text_encoder = CLIPTextModel(model.config.text_config)
-    text_encoder.load_state_dict(model.text_model.state_dict())  # transformers 5: CLIPModel.text_model is a CLIPTextModel
-    text_encoder.eval()
-    metrics = {"retrieval": retrieval(model, input_ids, scenes), "state_separation": state_separation(text_encoder, input_ids),
+    model.eval()
+    metrics = {"retrieval": retrieval(model, input_ids, scenes), "state_separation": state_separation(text_tower(model), input_ids),
                "seconds": round(log.elapsed, 1), "steps": budget.step}
     log(f"image → caption on fresh renders: {metrics['retrieval']}; closest pair of captions' states at "
         f"{metrics['state_separation']:.2f} of the median distance")
-    model.eval().save_pretrained(out / "clip")
-    CLIPProcessor(image_processor=image_processor(), tokenizer=tokenizer).save_pretrained(out / "clip")
-    text_encoder.save_pretrained(out / "text_encoder")
-    tokenizer.save_pretrained(out / "tokenizer")
+    save_clip(model, tokenizer, out)
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def text_tower(model: CLIPModel) -> CLIPTextModel:
+    """The CLIP's text tower as a CLIPTextModel of its own: the pipeline's text encoder."""
+    text_encoder = CLIPTextModel(model.config.text_config)
+    text_encoder.load_state_dict(model.text_model.state_dict())  # transformers 5: CLIPModel.text_model is a CLIPTextModel
+    return text_encoder.eval()
+
+
+def save_clip(model: CLIPModel, tokenizer, out) -> None:
+    """What a CLIP stage leaves: <out>/clip (model + processor, the scorer's CLIP), <out>/text_encoder, <out>/tokenizer."""
+    model.save_pretrained(out / "clip")
+    CLIPProcessor(image_processor=image_processor(), tokenizer=tokenizer).save_pretrained(out / "clip")
+    text_tower(model).save_pretrained(out / "text_encoder")
+    tokenizer.save_pretrained(out / "tokenizer")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import CLIPModel, CLIPProcessor, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPModel, CLIPTokenizer
 
 from align.targets import encode_captions
 from world.images import WorldImages
 from world.scenes import render_scene, sound_scenes, world_scenes
 from world.stage import optimise, stage_parser, start_stage, update, write_json
-from world.train_clip import SCORER_TEMPLATE, image_processor, normalise
+from world.train_clip import SCORER_TEMPLATE, normalise, save_clip
 
 TEMPERATURE = 0.05  # of the uniformity term
 
@@ -117,12 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {"new_words": len(new_rows), "before": before, "after": after, "shape_states_unchanged": True,
                "sound_image_to_caption": sound_retrieval(model, ids, scenes), "steps": budget.step, "seconds": round(log.elapsed, 1)}
     log(f"after: {after}; sound pictures → their caption {100 * metrics['sound_image_to_caption']:.0f} %; shape captions' states unchanged")
-    model.save_pretrained(out / "clip")
-    CLIPProcessor(image_processor=image_processor(), tokenizer=tokenizer).save_pretrained(out / "clip")
-    text_encoder = CLIPTextModel(model.config.text_config)
-    text_encoder.load_state_dict(text_model.state_dict())
-    text_encoder.eval().save_pretrained(out / "text_encoder")
-    tokenizer.save_pretrained(out / "tokenizer")
+    save_clip(model, tokenizer, out)
     write_json(out / "metrics.json", metrics)
     return metrics
 
