@@ -12,7 +12,8 @@ from align.data import read_metadata
 
 
 class WorldImages:
-    """All pictures of `<world>/images` in memory as uint8 (N, 3, H, W), with each one's caption index."""
+    """The pictures of `<world>/images` whose captions are among `captions`, in memory as uint8 (N, 3, H, W), with each
+    one's caption index."""
 
     def __init__(self, world_dir: str | Path, captions: list[str]):
         folder = Path(world_dir) / "images"
@@ -20,6 +21,7 @@ class WorldImages:
         if not rows:
             raise FileNotFoundError(f"no pictures in {folder}: build the world first (python -m world.build)")
         index = {c: i for i, c in enumerate(captions)}
+        rows = [r for r in rows if r["caption"] in index]  # the pictures of these captions only (the clip stage: the shapes')
         self.captions = captions
         self.pixels = torch.from_numpy(np.stack([np.asarray(Image.open(folder / r["file_name"]).convert("RGB")) for r in rows])).permute(0, 3, 1, 2).contiguous()
         self.caption_ids = torch.tensor([index[r["caption"]] for r in rows])
