@@ -12,36 +12,41 @@ prompt length the UNet attends to: 77 positions each). Models have random weight
     python bench/pipeline_speed.py --sizes real --height 768 --width 768 --steps 25   # a GPU run at SD 2.1's size
     python bench/pipeline_speed.py --sizes real --dtype fp16 --batch 4 --json out.json
     python bench/pipeline_speed.py --sizes real --ladder --height 768 --steps 25   # what fp16, SDPA, compile and offload each buy (GPU)
+    python bench/pipeline_speed.py --sizes real --turbo --steps 1 --height 512      # SD-Turbo's sampler: one step, no guidance
+
+Side by side: after `--warmup` untimed calls of each, the two pipelines alternate over `--repeats` rounds (audio
+first, then text first, ...), and the figure is the median of the paired ratios with its spread, so that a second
+job on the machine spoils a pair, not a side (bench/side_by_side.py). The two conditions alone are compared the
+same way.
 
 Memory: on CUDA `torch.cuda.max_memory_allocated` during the call (weights included); on CPU the peak
-resident set size sampled during the call, minus the size before it (working memory beyond the weights,
-which are listed apart). Timings are medians over `--repeats` runs after `--warmup` runs.
+resident set size sampled during the call, minus the size before it with the heap trimmed first (working memory
+beyond the weights, which are listed apart). Medians over the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the repo
 
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 import torch  # noqa: E402
-from diffusers import StableDiffusionPipeline  # noqa: E402
+from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline  # noqa: E402
 from transformers import SeamlessM4TFeatureExtractor  # noqa: E402
 
 from align.clip_tokenizer import clip_tokenizer  # noqa: E402
 from align.targets import encode_captions  # noqa: E402
 from architectures import real_models, tiny_models  # noqa: E402
+from bench.side_by_side import alternate, format_ratio  # noqa: E402
 from generate.pipeline import AudioToImagePipeline, resolve_device_and_dtype  # noqa: E402
 
 PROMPT = "a dog barking in the rain"
+SOUND = (0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * 16_000) / 16_000)).astype(np.float32)  # 6 s at 16 kHz: one window
 
 
 def model_set(size: str) -> dict:
@@ -53,9 +58,19 @@ def model_set(size: str) -> dict:
             "audio_encoder": tiny_models.tiny_audio_encoder()}
 
 
+def sd_turbo_scheduler() -> EulerDiscreteScheduler:
+    """SD-Turbo's sampler (stabilityai/sd-turbo's scheduler_config.json): Euler over trailing timesteps, epsilon
+    prediction; it draws in 1-4 steps without guidance. SD-Turbo's UNet, VAE and text tower have SD 2.1's
+    architecture, so the same random-weight models time it."""
+    return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="epsilon",
+                                  timestep_spacing="trailing", steps_offset=1)
+
+
 def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[AudioToImagePipeline, StableDiffusionPipeline, dict]:
+    """Both pipelines over one set of models (one UNet, VAE and scheduler), and what the models weigh."""
     started = time.perf_counter()
-    models = model_set(size)
+    with torch.device(device):  # weights drawn where they run: seconds on a GPU instead of a minute on its host's CPU
+        models = model_set(size)
     tokenizer = clip_tokenizer()  # the real CLIP tokenizer, built offline
     models["audio_encoder"].set_empty_embedding(encode_captions([""], models["text_encoder"], tokenizer)[0])
     for model in models.values():  # built in fp32: cast only when asked (a no-op cast still warns in diffusers)
@@ -73,119 +88,105 @@ def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[AudioToI
     return ours, stock, info
 
 
-class PeakMemory:
-    """Peak memory during a block: CUDA allocator peak, or sampled process RSS above the level before it."""
-
-    def __init__(self, device: torch.device, interval: float = 0.002):
-        self.device, self.interval, self.peak_gb = device, interval, 0.0
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return self
-        self.process = psutil.Process()
-        self.base = self.peak = self.process.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_gb = torch.cuda.max_memory_allocated(self.device) / 2**30
-        else:
-            self.running = False
-            self.thread.join()
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            self.peak_gb = (self.peak - self.base) / 2**30
-        return False
+def set_scheduler(ours: AudioToImagePipeline, stock: StableDiffusionPipeline, scheduler) -> None:
+    """One scheduler for both pipelines, as `build` gives them."""
+    ours.scheduler = stock.scheduler = scheduler
 
 
-def timed(fn, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
-    """Median seconds over `repeats` calls after `warmup` calls, and the peak memory over the timed calls."""
-    for _ in range(warmup):
-        fn()
-    times, peak = [], 0.0
-    for _ in range(repeats):
-        with PeakMemory(device) as memory:
-            started = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - started)
-        peak = max(peak, memory.peak_gb)
-    return statistics.median(times), peak
+def timed(fn, device: torch.device, warmup: int, repeats: int, deadline: float | None = None) -> tuple[float, float]:
+    """Median seconds over `repeats` calls after `warmup` calls (none started after `deadline`), and the peak memory over them."""
+    rounds = alternate({"call": fn}, repeats, warmup, deadline=deadline, device=device, memory=True)
+    return rounds.median("call"), max(rounds.peak_gb["call"])
+
+
+def compare(ours: AudioToImagePipeline, stock: StableDiffusionPipeline, device: torch.device, *, height: int, width: int, steps: int,
+            batch: int = 1, guidance: float = 7.5, repeats: int = 5, warmup: int = 1, deadline: float | None = None,
+            progress: bool = False) -> dict:
+    """Audio → image against text → image, then the two conditions alone, each pair alternated over `repeats` rounds
+    (bench/side_by_side.py). No round starts after `deadline` (a `time.perf_counter()` value) but the first."""
+    common = {"num_inference_steps": steps, "guidance_scale": guidance, "height": height, "width": width, "output_type": "np"}
+    windows = [np.resize(SOUND, ours.audio_encoder.window_samples)] * batch
+    guided = guidance > 1
+
+    def run_ours():
+        ours([(16_000, SOUND)] * batch, generator=torch.Generator().manual_seed(0), **common)
+
+    def run_stock():
+        stock([PROMPT] * batch, generator=torch.Generator().manual_seed(0), **common)
+
+    def encode_ours():
+        with torch.no_grad():
+            ours.encode_prompt(windows, device, 1, guided)
+
+    def encode_stock():
+        with torch.no_grad():
+            stock.encode_prompt([PROMPT] * batch, device, 1, guided)
+
+    label = f"{height}x{width}, {steps} steps" if progress else None
+    images = alternate({"audio_to_image": run_ours, "text_to_image": run_stock}, repeats, warmup, deadline, device, memory=True, progress=label)
+    conditions = alternate({"audio_condition": encode_ours, "text_condition": encode_stock}, repeats, warmup, deadline, device, memory=True)
+    return {"height": height, "width": width, "steps": steps, "batch": batch, "guidance": guidance, "rounds": images.rounds,
+            "stopped_early": images.stopped_early or conditions.stopped_early,
+            **{name: images.side(name) for name in images.seconds}, **{name: conditions.side(name) for name in conditions.seconds},
+            "time_ratio_audio_over_text": images.ratio("audio_to_image", "text_to_image"),
+            "condition_ratio_audio_over_text": conditions.ratio("audio_condition", "text_condition")}
+
+
+def default_height(size: str, device: torch.device, turbo: bool = False) -> int:
+    return 32 if size == "tiny" else (512 if turbo else 768) if device.type == "cuda" else 256
+
+
+def default_steps(size: str, device: torch.device, turbo: bool = False) -> int:
+    return 1 if turbo else 2 if size == "tiny" or device.type == "cpu" else 25
 
 
 def bench(size: str, args, device: torch.device, dtype: torch.dtype) -> dict:
     ours, stock, info = build(size, device, dtype)
-    height = args.height or (32 if size == "tiny" else (768 if device.type == "cuda" else 256))
-    width = args.width or height
-    steps = args.steps or (2 if size == "tiny" or device.type == "cpu" else 25)
-    wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * 16_000) / 16_000)).astype(np.float32)
-    common = {"num_inference_steps": steps, "guidance_scale": 7.5, "height": height, "width": width, "output_type": "np"}
-
-    def run_ours():
-        ours([(16_000, wave)] * args.batch, generator=torch.Generator().manual_seed(0), **common)
-
-    def run_stock():
-        stock([PROMPT] * args.batch, generator=torch.Generator().manual_seed(0), **common)
-
-    windows = [np.resize(wave, ours.audio_encoder.window_samples)] * args.batch
-
-    def encode_ours():
-        with torch.no_grad():
-            ours.encode_prompt(windows, device, 1, True)
-
-    def encode_stock():
-        with torch.no_grad():
-            stock.encode_prompt([PROMPT] * args.batch, device, 1, True)
-
-    result = {"size": size, "device": str(device), "dtype": str(dtype).replace("torch.", ""), "height": height, "width": width,
-              "steps": steps, "batch": args.batch, **info}
-    for name, fn in (("audio_to_image", run_ours), ("text_to_image", run_stock), ("audio_condition", encode_ours), ("text_condition", encode_stock)):
-        seconds, peak = timed(fn, device, args.warmup, args.repeats or (5 if size == "tiny" else 1))
-        result[name] = {"seconds": round(seconds, 4), "peak_memory_gb": round(peak, 3)}
-    result["time_ratio_audio_over_text"] = round(result["audio_to_image"]["seconds"] / result["text_to_image"]["seconds"], 3)
-    return result
+    if args.turbo:
+        set_scheduler(ours, stock, sd_turbo_scheduler())
+    height = args.height or default_height(size, device, args.turbo)
+    figures = compare(ours, stock, device, height=height, width=args.width or height, steps=args.steps or default_steps(size, device, args.turbo),
+                      batch=args.batch, guidance=0.0 if args.turbo else 7.5, repeats=args.repeats, warmup=args.warmup,
+                      progress=size == "real")
+    return {"size": size, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+            "scheduler": "SD-Turbo (Euler, trailing)" if args.turbo else "DPM-Solver++", **info, **figures}
 
 
-def ladder(size: str, args, device: torch.device) -> list[dict]:
+def ladder(ours: AudioToImagePipeline, device: torch.device, *, height: int, width: int, steps: int, batch: int = 1, warmup: int = 1,
+           repeats: int = 5, compile_unet: bool = True, deadline: float | None = None) -> list[dict]:
     """Audio → image at one size, each rung adding one speed-up to the last: what each bought, in one run.
 
     fp32 with diffusers' classic attention → half precision (fp16 on a GPU, bf16 on a CPU) → SDPA attention
     (`AttnProcessor2_0`) → `torch.compile` of the UNet (its compile time reported apart, in the warm-up) →
-    model CPU offload (each model on the device only while it runs: the audio encoder leaves once it has encoded)."""
+    model CPU offload (each model on the device only while it runs: the audio encoder leaves once it has encoded).
+    `ours` must be in fp32 and is changed in place. `compile_unet=False` skips the compile rung (compiling takes
+    minutes on a CPU); a rung due after `deadline` is skipped, and says so."""
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     half = torch.float16 if device.type == "cuda" else torch.bfloat16
-    height = args.height or (32 if size == "tiny" else (768 if device.type == "cuda" else 256))
-    steps = args.steps or (2 if size == "tiny" or device.type == "cpu" else 25)
-    wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * 16_000) / 16_000)).astype(np.float32)
-    common = {"num_inference_steps": steps, "guidance_scale": 7.5, "height": height, "width": args.width or height, "output_type": "np"}
-    ours, _, _ = build(size, device, torch.float32)
+    common = {"num_inference_steps": steps, "guidance_scale": 7.5, "height": height, "width": width, "output_type": "np"}
     rungs = []
 
-    def measure(name: str, pipe) -> None:
+    def measure(name: str, pipe, skip: str | None = None) -> None:
+        if skip is None and deadline is not None and time.perf_counter() > deadline:
+            skip = "the time budget was spent"
+        if skip is not None:
+            rungs.append({"rung": name, "skipped": skip})
+            print(f"{name:44}{'skipped: ' + skip:>30}", flush=True)
+            return
+
         def run():
-            pipe([(16_000, wave)] * args.batch, generator=torch.Generator().manual_seed(0), **common)
+            pipe([(16_000, SOUND)] * batch, generator=torch.Generator().manual_seed(0), **common)
 
         started = time.perf_counter()
-        for _ in range(max(args.warmup, 1)):  # the first call pays for compiling, when there is any
+        for _ in range(max(warmup, 1)):  # the first call pays for compiling, when there is any
             run()
-        warmup = (time.perf_counter() - started) / max(args.warmup, 1)
-        seconds, peak = timed(run, device, 0, args.repeats or (5 if size == "tiny" else 1))
-        rungs.append({"rung": name, "seconds": round(seconds, 4), "peak_memory_gb": round(peak, 3), "first_call_seconds": round(warmup, 2)})
-        print(f"{name:44}{seconds:>10.3f} s{peak:>10.3f} GB   (first call {warmup:.1f} s)", flush=True)
+        first = (time.perf_counter() - started) / max(warmup, 1)
+        seconds, peak = timed(run, device, 0, repeats, deadline)
+        rungs.append({"rung": name, "seconds": round(seconds, 4), "peak_memory_gb": round(peak, 3), "first_call_seconds": round(first, 2)})
+        print(f"{name:44}{seconds:>10.3f} s{peak:>10.3f} GB   (first call {first:.1f} s)", flush=True)
 
-    print(f"== ladder, {size}: {device}, {common['height']}x{common['width']}, {steps} steps, batch {args.batch}", flush=True)
+    print(f"== ladder: {device}, {height}x{width}, {steps} steps, batch {batch}", flush=True)
     for model in (ours.unet, ours.vae):
         model.set_attn_processor(AttnProcessor())
     measure("fp32, classic attention", ours)
@@ -195,8 +196,9 @@ def ladder(size: str, args, device: torch.device) -> list[dict]:
         model.set_attn_processor(AttnProcessor2_0())
     measure("+ SDPA attention", ours)
     plain_unet = ours.unet
-    ours.unet = torch.compile(plain_unet)
-    measure("+ torch.compile(unet)", ours)
+    if compile_unet:
+        ours.unet = torch.compile(plain_unet)
+    measure("+ torch.compile(unet)", ours, None if compile_unet else "not asked for (compiling takes minutes on a CPU)")
     ours.unet = plain_unet  # offload hooks wrap the module; compiled modules do not take them
     if device.type == "cuda":
         ours.enable_model_cpu_offload(device=device)
@@ -208,31 +210,36 @@ def report(result: dict) -> str:
     memory = "CUDA max_memory_allocated" if result["device"].startswith("cuda") else "peak RSS above the pre-call level"
     lines = [
         f"== {result['size']}: {result['device']} {result['dtype']}, {result['height']}x{result['width']}, {result['steps']} steps, "
-        f"batch {result['batch']}, CFG 7.5 (models built in {result['build_seconds']} s; weights {result['weights_gb']} GB: "
-        + ", ".join(f"{k} {v}M" for k, v in result["parameters_millions"].items()) + ")",
-        f"{'':18}{'seconds':>10}{'peak GB':>10}   ({memory})",
+        f"batch {result['batch']}, {result['scheduler']}, CFG {result['guidance']:g} (models built in {result['build_seconds']} s; "
+        f"weights {result['weights_gb']} GB: " + ", ".join(f"{k} {v}M" for k, v in result["parameters_millions"].items()) + ")",
+        f"{'':18}{'seconds':>10}{'peak GB':>10}   (medians of {result['rounds']} alternated rounds; {memory})",
     ]
     for name in ("audio_to_image", "text_to_image", "audio_condition", "text_condition"):
         lines.append(f"{name:18}{result[name]['seconds']:>10.3f}{result[name]['peak_memory_gb']:>10.3f}")
-    lines.append(f"time ratio audio→image / text→image: {result['time_ratio_audio_over_text']:.3f}")
+    lines.append(f"time ratio audio→image / text→image: {format_ratio(result['time_ratio_audio_over_text'], 3)}")
+    lines.append(f"time ratio audio condition / text condition: {format_ratio(result['condition_ratio_audio_over_text'])}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", choices=["tiny", "real"], default=["tiny", "real"], help="which model sizes to run")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: 2 on CPU or tiny, 25 for real on GPU)")
-    parser.add_argument("--height", type=int, default=None, help="pixels (default: 32 tiny; real: 768 on CUDA, 256 on CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: 2 on CPU or tiny, 25 for real on GPU, 1 with --turbo)")
+    parser.add_argument("--height", type=int, default=None, help="pixels (default: 32 tiny; real: 768 on CUDA (512 with --turbo), 256 on CPU)")
     parser.add_argument("--width", type=int, default=None, help="pixels (default: = height)")
     parser.add_argument("--batch", type=int, default=1, help="sounds / prompts per call")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs, the median is reported (default: 5 tiny, 1 real)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls of each pipeline first")
+    parser.add_argument("--repeats", type=int, default=5, help="alternated rounds (audio, text, then text, audio, ...); medians and the "
+                        "spread of the paired ratios are reported")
+    parser.add_argument("--turbo", action="store_true", help="SD-Turbo's sampler (Euler, trailing timesteps) without guidance, "
+                        "as a few-step base draws (SD-Turbo has SD 2.1's architecture)")
     parser.add_argument("--device", default="auto", help="cuda, mps, cpu or auto")
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"], help="auto: fp16 on GPU, fp32 on CPU")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--ladder", action="store_true", help="instead: audio → image at each --sizes, adding one speed-up at a time "
                         "(half precision, SDPA, torch.compile of the UNet, model CPU offload on CUDA): what each bought")
+    parser.add_argument("--no-compile", action="store_true", help="with --ladder: skip the torch.compile rung (minutes on a CPU)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -240,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for size in args.sizes:
         if args.ladder:
-            results.append({"size": size, "device": str(device), "ladder": ladder(size, args, device)})
+            ours, _, _ = build(size, device, torch.float32)
+            height = args.height or default_height(size, device)
+            rungs = ladder(ours, device, height=height, width=args.width or height, steps=args.steps or default_steps(size, device),
+                           batch=args.batch, warmup=args.warmup, repeats=args.repeats, compile_unet=not args.no_compile)
+            results.append({"size": size, "device": str(device), "ladder": rungs})
             continue
         results.append(bench(size, args, device, dtype))
         print(report(results[-1]), flush=True)
