@@ -1,7 +1,7 @@
 """fp32 against bf16 autocast on this CPU: one training step of each world model that trains for long, side by side.
 
-    python bench/cpu_precision.py                 # 1 thread, as each of the rebuild's two alignment processes runs; ~2 min
-    python bench/cpu_precision.py --threads 2 --rounds 5
+    python bench/cpu_precision.py                 # 1 thread, as each of the rebuild's two alignment processes runs; ~3 min
+    python bench/cpu_precision.py --threads 2 --repeats 9
 
 Why: CPUs with bf16 hardware (Intel AMX, AVX512-BF16: `align.device.cpu_has_bf16`) multiply bf16 matrices several
 times faster than fp32, and elsewhere bf16 is emulated and far slower. Which models gain is measured, not assumed:
@@ -11,8 +11,9 @@ times faster than fp32, and elsewhere bf16 is emulated and far slower. Which mod
 - the world's CLAP as `world.train_clap` trains it (HTSAT and a small RoBERTa; one clip of each of the 72 captions).
 
 Each step is forward (under autocast for bf16), its loss (`align.loss.AlignmentLoss`, the UNet's MSE, CLAP's own), backward and AdamW,
-on fixed random inputs; fp32 and bf16 alternate in rounds so that a busy machine slows both alike. Prints ms per
-step and the speedup; `world.train_audio --precision auto` takes bf16 only where it is faster.
+on fixed random inputs; fp32 and bf16 alternate in rounds whose order alternates too (bench/side_by_side.py), so that a
+busy machine slows both alike. Prints the median ms per step of each and bf16's speed-up as the median of the rounds'
+paired ratios with its spread; `world.train_audio --precision auto` takes bf16 only where it is faster.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the repo
@@ -31,6 +31,7 @@ from transformers import SeamlessM4TFeatureExtractor  # noqa: E402
 
 from align.device import cpu_has_bf16  # noqa: E402
 from align.loss import AlignmentLoss  # noqa: E402
+from bench.side_by_side import alternate, format_ratio  # noqa: E402
 from world.settings import TEXT_HIDDEN, TEXT_LENGTH  # noqa: E402
 from world.train_audio import make_audio_encoder  # noqa: E402
 from world.train_unet import make_unet  # noqa: E402
@@ -96,11 +97,12 @@ def clap_step():
     return step
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser = argparse.ArgumentParser(prog="python bench/cpu_precision.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the rebuild's alignment runs two processes of one)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per precision in each round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (fp32, bf16, fp32, ...)")
+    parser.add_argument("--repeats", "--rounds", dest="repeats", type=int, default=5,
+                        help="alternated rounds (fp32, bf16, then bf16, fp32, ...); the speed-up is the median of their paired ratios")
     parser.add_argument("--audio-batch", type=int, default=24, help="clips a step for the audio encoder")
     parser.add_argument("--unet-batch", type=int, default=64, help="latents a step for the UNet")
     args = parser.parse_args(argv)
@@ -109,23 +111,19 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     models = {"audio encoder (align.train)": audio_step(args.audio_batch), "UNet (world.train_unet)": unet_step(args.unet_batch),
               "CLAP (world.train_clap)": clap_step()}
     print(f"CPU bf16 hardware (align.device.cpu_has_bf16): {cpu_has_bf16()}; {args.threads} thread(s); "
-          f"{args.steps} steps x {args.rounds} rounds per precision, after 2 warm-up steps")
+          f"{args.steps} steps x {args.repeats} alternated rounds per precision, after 2 warm-up steps", flush=True)
     results = {}
     for name, step in models.items():
-        seconds = dict.fromkeys(precisions, 0.0)
+        def steps(autocast, count: int = args.steps):
+            return lambda: [step(autocast) for _ in range(count)]
+
         for autocast in precisions.values():  # warm-up: allocator, kernels for these shapes
-            for _ in range(2):
-                step(autocast)
-        for _ in range(args.rounds):
-            for precision, autocast in precisions.items():
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    step(autocast)
-                seconds[precision] += time.perf_counter() - start
-        results[name] = {p: 1000 * s / (args.steps * args.rounds) for p, s in seconds.items()}
-    print(f"{'model':<30}{'fp32 ms/step':>14}{'bf16 ms/step':>14}{'bf16 speedup':>14}")
+            steps(autocast, 2)()
+        rounds = alternate({precision: steps(autocast) for precision, autocast in precisions.items()}, args.repeats, warmup=0)
+        results[name] = {**{p: 1000 * rounds.median(p) / args.steps for p in precisions}, "speedup": rounds.ratio("fp32", "bf16")}
+    print(f"{'model':<30}{'fp32 ms/step':>14}{'bf16 ms/step':>14}   bf16 speed-up (paired rounds)")
     for name, ms in results.items():
-        print(f"{name:<30}{ms['fp32']:>14.0f}{ms['bf16']:>14.0f}{ms['fp32'] / ms['bf16']:>13.2f}x")
+        print(f"{name:<30}{ms['fp32']:>14.0f}{ms['bf16']:>14.0f}   {format_ratio(ms['speedup'])}")
     return results
 
 

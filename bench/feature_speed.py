@@ -2,21 +2,21 @@
 align.features.BatchedFeatureExtractor (torch, one batched STFT) on CPU and, when there is one, on CUDA.
 
     OMP_NUM_THREADS=1 python bench/feature_speed.py                  # 32 clips of 6 s, clips/s side by side
-    python bench/feature_speed.py --batch 256 --seconds 6 --repeats 20
+    python bench/feature_speed.py --batch 256 --seconds 6 --repeats 9
 
 Both get the same list of numpy clips (unequal lengths around `--seconds`, so padding and masks are
 exercised). The torch timings include building the padded batch and copying it to the device, and on CUDA
-end with a synchronize. Each figure is the median over `--repeats` calls after one warm-up call; the
-library is timed over fewer calls (`--library-repeats`), as one call takes seconds. The last column is
-the largest absolute difference from the library's features in that run.
+end with a synchronize. The extractors alternate over `--repeats` rounds after one warm-up call each
+(bench/side_by_side.py): a round runs the library once (seconds) and each torch extractor `--torch-calls` times
+(milliseconds each). Printed: medians of seconds a batch and clips/s, the largest absolute difference from the
+library's features, and each torch extractor's speed-up over the library as the median of the rounds' paired
+ratios with its spread.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import torch  # noqa: E402
 from transformers import SeamlessM4TFeatureExtractor  # noqa: E402
 
 from align.features import BatchedFeatureExtractor  # noqa: E402
+from bench.side_by_side import alternate, format_ratio, spread  # noqa: E402
 
 SAMPLE_RATE = 16_000
 
@@ -45,25 +46,12 @@ def clips(batch: int, seconds: float, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: plans, allocations, lazy CUDA initialisation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls of the torch extractor")
-    parser.add_argument("--library-repeats", type=int, default=2, help="timed calls of the library extractor")
-    args = parser.parse_args(argv)
-
-    waves = clips(args.batch, args.seconds)
+def measure(batch: int = 32, seconds: float = 6.0, repeats: int = 5, torch_calls: int = 5, devices: list[str] | None = None,
+            deadline: float | None = None) -> dict:
+    """The library and the batched torch extractor on each device, alternated over `repeats` rounds
+    (bench/side_by_side.py): per round the library once and each torch extractor `torch_calls` times (one call takes
+    milliseconds). Medians of seconds a batch, and each torch extractor's paired speed-up over the library."""
+    waves = clips(batch, seconds)
     library = SeamlessM4TFeatureExtractor()
 
     def run_library():
@@ -72,25 +60,57 @@ def main(argv: list[str] | None = None) -> None:
             return library(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
 
     reference = run_library()["input_features"]
-    gpu = f"; CUDA: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "; no CUDA"
-    print(f"{args.batch} clips of ~{args.seconds:g} s; torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s){gpu}")
-    print(f"{'extractor':<28}{'device':<10}{'s / batch':>10}{'clips/s':>10}{'speed-up':>10}{'max |diff|':>12}")
-    library_s = median_seconds(run_library, args.library_repeats)
-    print(f"{'SeamlessM4TFeatureExtractor':<28}{'cpu':<10}{library_s:>10.3f}{args.batch / library_s:>10.1f}{1.0:>10.1f}{0.0:>12.1e}")
-
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    sides, differences = {"library": run_library}, {}
     for device in devices:
         extractor = BatchedFeatureExtractor(library, device=device)
 
-        def run_torch():
-            out = extractor(waves, sampling_rate=SAMPLE_RATE)
+        def run_torch(extractor=extractor, device=device):
+            for _ in range(torch_calls):
+                extractor(waves, sampling_rate=SAMPLE_RATE)
             if device == "cuda":
                 torch.cuda.synchronize()
-            return out
 
-        diff = (run_torch()["input_features"].cpu() - reference).abs().max().item()
-        torch_s = median_seconds(run_torch, args.repeats)
-        print(f"{'BatchedFeatureExtractor':<28}{device:<10}{torch_s:>10.4f}{args.batch / torch_s:>10.1f}{library_s / torch_s:>10.1f}{diff:>12.1e}")
+        differences[device] = (extractor(waves, sampling_rate=SAMPLE_RATE)["input_features"].cpu() - reference).abs().max().item()
+        sides[f"torch {device}"] = run_torch
+    rounds = alternate(sides, repeats, warmup=1, deadline=deadline)  # the warm-up: plans, allocations, lazy CUDA initialisation
+    library_s = rounds.median("library")
+    result = {"batch": batch, "seconds_of_audio": seconds, "threads": torch.get_num_threads(), "rounds": rounds.rounds,
+              "stopped_early": rounds.stopped_early, "library": {"device": "cpu", **rounds.side("library"), "clips_per_second": round(batch / library_s, 1)}}
+    for device in devices:
+        name = f"torch {device}"
+        torch_s = rounds.median(name) / torch_calls
+        speedup = spread([lib / (t / torch_calls) for lib, t in zip(rounds.seconds["library"], rounds.seconds[name])])
+        result[name] = {"device": device, **rounds.side(name, per=torch_calls), "clips_per_second": round(batch / torch_s, 1),
+                        "speedup_over_library": speedup, "max_abs_difference": differences[device]}
+    return result
+
+
+def report(result: dict) -> str:
+    gpu = f"; CUDA: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "; no CUDA"
+    lines = [f"{result['batch']} clips of ~{result['seconds_of_audio']:g} s; torch {torch.__version__}, {result['threads']} CPU thread(s){gpu}; "
+             f"medians of {result['rounds']} alternated rounds",
+             f"{'extractor':<28}{'device':<8}{'s / batch':>10}{'clips/s':>10}{'max |diff|':>12}   speed-up over the library (paired rounds)"]
+    for name, row in result.items():
+        if not isinstance(row, dict):
+            continue
+        title = "SeamlessM4TFeatureExtractor" if name == "library" else "BatchedFeatureExtractor"
+        speedup = format_ratio(row["speedup_over_library"], 1) if "speedup_over_library" in row else "1"
+        lines.append(f"{title:<28}{row['device']:<8}{row['seconds']:>10.4f}{row['clips_per_second']:>10.1f}"
+                     f"{row.get('max_abs_difference', 0.0):>12.1e}   {speedup}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=32, help="clips a batch")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each clip, within ±5 %%")
+    parser.add_argument("--repeats", type=int, default=5, help="alternated rounds: the library once, each torch extractor --torch-calls times")
+    parser.add_argument("--torch-calls", type=int, default=5, help="calls of each torch extractor in a round (each takes milliseconds)")
+    args = parser.parse_args(argv)
+    result = measure(args.batch, args.seconds, args.repeats, args.torch_calls)
+    print(report(result), flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Training throughput: caption targets read from the cache vs recomputed by the text encoder every step.
 
 Both run the same training step (audio encoder forward, alignment loss, backward, AdamW) on the same
-batches, side by side in one process, in alternating rounds so that a busy machine slows both alike.
+batches, side by side in one process, in rounds whose order alternates (bench/side_by_side.py) so that a busy
+machine slows both alike; the cache's speed-up is the median of the rounds' paired ratios, with its spread.
 Feature extraction is done once up front: it is the same in both modes and runs in DataLoader workers.
 
     python bench/train_throughput.py                          # tiny models, seconds on a CPU
-    python bench/train_throughput.py --real-sizes --batch-size 4 --steps 3 --rounds 1
+    python bench/train_throughput.py --real-sizes --batch-size 4 --steps 3 --repeats 1
         # randomly initialised models of the real sizes (architectures/real_models.py): w2v-BERT 2.0 with the
         # adapter and SD 2.1's text encoder (CLIP hidden 1024, 23 layers, 16 heads); minutes on a CPU, meant for a GPU
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from align.loss import AlignmentLoss
 from align.targets import TargetCache, encode_captions
 from align.clip_tokenizer import clip_tokenizer  # the real CLIP vocabulary, built offline
 from architectures import real_models, tiny_models
+from bench.side_by_side import alternate, format_ratio
 
 CAPTION_WORDS = ["rain", "a dog barking", "church bells", "thunder", "a car horn", "birds singing", "footsteps", "a kettle whistling"]
 
@@ -41,22 +42,14 @@ def build_models(real_sizes: bool, num_audio_tokens: int) -> tuple[AudioPromptEn
     return tiny_models.tiny_audio_encoder(num_audio_tokens), tiny_models.tiny_text_encoder()
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(prog="python bench/train_throughput.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--real-sizes", action="store_true", help="random-init models of the real sizes instead of the tiny test models")
-    parser.add_argument("--batch-size", type=int, default=8, help="clips per training step")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per mode in each round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (cached, recomputed, cached, ...) to even out a shared machine")
-    parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps per mode first (allocator, kernels)")
-    parser.add_argument("--num-audio-tokens", type=int, default=DEFAULT_NUM_AUDIO_TOKENS, help="audio window in tokens (76 = 77 positions with BOS)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    device = torch.device(args.device)
-    encoder, text_encoder = build_models(args.real_sizes, args.num_audio_tokens)
+def measure(real_sizes: bool = False, batch_size: int = 8, steps: int = 10, repeats: int = 5, warmup_steps: int = 2,
+            num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS, device: str | torch.device = "cpu", deadline: float | None = None,
+            progress: bool = False) -> dict:
+    """Cached targets against the text encoder every step: samples/s of each (medians over the rounds) and the paired
+    speed-up of the cache, round by round (bench/side_by_side.py). No round starts after `deadline` but the first."""
+    device = torch.device(device)
+    with torch.device(device):  # weights drawn where they train: seconds on a GPU instead of a minute on its host's CPU
+        encoder, text_encoder = build_models(real_sizes, num_audio_tokens)
     # as align.train runs them: the encoder trains in fp32 (autocast is a flag), the text encoder is fp16 on a GPU
     encoder.to(device).train()
     text_encoder.to(device, torch.float16 if device.type == "cuda" else torch.float32)
@@ -69,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     feature_extractor = SeamlessM4TFeatureExtractor()
     batches = []
     for b in range(4):
-        picks = rng.choice(len(captions), args.batch_size, replace=len(captions) < args.batch_size)
+        picks = rng.choice(len(captions), batch_size, replace=len(captions) < batch_size)
         waves = [0.1 * rng.standard_normal(encoder.window_samples).astype(np.float32) for _ in picks]
         features = encoder.features(waves, feature_extractor)
         batches.append(({k: v.to(device) for k, v in features.items()}, [captions[i] for i in picks]))
@@ -90,34 +83,53 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        def timed(recompute: bool, steps: int) -> float:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for i in range(steps):
-                step(*batches[i % len(batches)], recompute)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            return time.perf_counter() - start
+        def steps_of(recompute: bool, count: int):
+            return lambda: [step(*batches[i % len(batches)], recompute) for i in range(count)]
 
-        modes = {"cached targets": False, "text encoder every step": True}
-        for recompute in modes.values():
-            timed(recompute, args.warmup_steps)
-        seconds = dict.fromkeys(modes, 0.0)
-        for _ in range(args.rounds):
-            for name, recompute in modes.items():
-                seconds[name] += timed(recompute, args.steps)
+        for recompute in (False, True):
+            steps_of(recompute, warmup_steps)()
+        rounds = alternate({"cached targets": steps_of(False, steps), "text encoder every step": steps_of(True, steps)}, repeats, warmup=0,
+                           deadline=deadline, device=device, progress="training steps" if progress else None)
 
-    steps = args.steps * args.rounds
-    throughput = {name: steps * args.batch_size / s for name, s in seconds.items()}
-    size = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
-    print(f"{'real-size' if args.real_sizes else 'tiny'} models on {device} ({torch.get_num_threads()} threads): audio encoder {size(encoder):.1f}M, "
-          f"text encoder {size(text_encoder):.1f}M parameters; batch {args.batch_size}, {positions} positions, {steps} timed steps per mode")
-    print(f"{'targets':<26}{'samples/s':>11}{'ms/step':>10}{'relative':>10}")
-    base = throughput["cached targets"]
-    for name, value in throughput.items():
-        print(f"{name:<26}{value:>11.1f}{1000 * seconds[name] / steps:>10.1f}{value / base:>10.2f}")
-    return throughput
+    size = lambda m: round(sum(p.numel() for p in m.parameters()) / 1e6, 1)  # noqa: E731
+    return {"sizes": "real" if real_sizes else "tiny", "device": str(device), "threads": torch.get_num_threads(), "batch_size": batch_size,
+            "positions": positions, "steps_per_round": steps, "rounds": rounds.rounds, "stopped_early": rounds.stopped_early,
+            "parameters_millions": {"audio_encoder": size(encoder), "text_encoder": size(text_encoder)},
+            "samples_per_second": {name: round(steps * batch_size / rounds.median(name), 2) for name in rounds.seconds},
+            "ms_per_step": {name: round(1000 * rounds.median(name) / steps, 2) for name in rounds.seconds},
+            # a round's text-encoder time over its cached time: how many times faster the cache trains
+            "cache_speedup": rounds.ratio("text encoder every step", "cached targets")}
+
+
+def report(result: dict) -> str:
+    lines = [f"{result['sizes']}-size models on {result['device']} ({result['threads']} thread(s)): audio encoder "
+             f"{result['parameters_millions']['audio_encoder']}M, text encoder {result['parameters_millions']['text_encoder']}M parameters; "
+             f"batch {result['batch_size']}, {result['positions']} positions, {result['rounds']} alternated rounds of {result['steps_per_round']} steps",
+             f"{'targets':<26}{'samples/s':>11}{'ms/step':>10}   (medians over the rounds)"]
+    for name, value in result["samples_per_second"].items():
+        lines.append(f"{name:<26}{value:>11.1f}{result['ms_per_step'][name]:>10.1f}")
+    lines.append(f"speed-up of the cache (each round's text-encoder time over its cached time): {format_ratio(result['cache_speedup'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python bench/train_throughput.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real-sizes", action="store_true", help="random-init models of the real sizes instead of the tiny test models")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per training step")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per mode in each round")
+    parser.add_argument("--repeats", "--rounds", dest="repeats", type=int, default=5,
+                        help="alternating rounds (cached, recomputed, then recomputed, cached, ...) to even out a shared machine")
+    parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps per mode first (allocator, kernels)")
+    parser.add_argument("--num-audio-tokens", type=int, default=DEFAULT_NUM_AUDIO_TOKENS, help="audio window in tokens (76 = 77 positions with BOS)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = measure(args.real_sizes, args.batch_size, args.steps, args.repeats, args.warmup_steps, args.num_audio_tokens, args.device,
+                     progress=args.real_sizes)
+    print(report(result), flush=True)
+    return result
 
 
 if __name__ == "__main__":
