@@ -46,6 +46,7 @@ from bench.side_by_side import alternate, format_ratio  # noqa: E402
 from generate.pipeline import AudioToImagePipeline, resolve_device_and_dtype  # noqa: E402
 
 PROMPT = "a dog barking in the rain"
+COMPILE_SECONDS = 120.0  # a guess at compiling SD 2.1's UNet on a GPU (a minute or two): the compile rung starts only with this much time left
 SOUND = (0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * 16_000) / 16_000)).astype(np.float32)  # 6 s at 16 kHz: one window
 
 
@@ -160,19 +161,21 @@ def ladder(ours: AudioToImagePipeline, device: torch.device, *, height: int, wid
     (`AttnProcessor2_0`) → `torch.compile` of the UNet (its compile time reported apart, in the warm-up) →
     model CPU offload (each model on the device only while it runs: the audio encoder leaves once it has encoded).
     `ours` must be in fp32 and is changed in place. `compile_unet=False` skips the compile rung (compiling takes
-    minutes on a CPU); a rung due after `deadline` is skipped, and says so."""
+    minutes on a CPU). A rung due after `deadline` is skipped and says so, and so is the compile rung when less
+    than `COMPILE_SECONDS` are left before it."""
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     half = torch.float16 if device.type == "cuda" else torch.bfloat16
     common = {"num_inference_steps": steps, "guidance_scale": 7.5, "height": height, "width": width, "output_type": "np"}
     rungs = []
 
-    def measure(name: str, pipe, skip: str | None = None) -> None:
-        if skip is None and deadline is not None and time.perf_counter() > deadline:
-            skip = "the time budget was spent"
+    def measure(name: str, pipe, skip: str | None = None, needs_seconds: float = 0.0) -> None:
+        left = None if deadline is None else deadline - time.perf_counter()
+        if skip is None and left is not None and left < needs_seconds:
+            skip = f"{max(left, 0):.0f} s of the time budget left, {needs_seconds:.0f} s needed" if needs_seconds else "the time budget was spent"
         if skip is not None:
             rungs.append({"rung": name, "skipped": skip})
-            print(f"{name:44}{'skipped: ' + skip:>30}", flush=True)
+            print(f"{name:44}skipped: {skip}", flush=True)
             return
 
         def run():
@@ -198,7 +201,7 @@ def ladder(ours: AudioToImagePipeline, device: torch.device, *, height: int, wid
     plain_unet = ours.unet
     if compile_unet:
         ours.unet = torch.compile(plain_unet)
-    measure("+ torch.compile(unet)", ours, None if compile_unet else "not asked for (compiling takes minutes on a CPU)")
+    measure("+ torch.compile(unet)", ours, None if compile_unet else "not asked for (compiling takes minutes on a CPU)", COMPILE_SECONDS)
     ours.unet = plain_unet  # offload hooks wrap the module; compiled modules do not take them
     if device.type == "cuda":
         ours.enable_model_cpu_offload(device=device)
