@@ -12,7 +12,7 @@ the same UNet, VAE and sampler (on the held-out voices' captions and seeds):
 - text → image, each caption encoded by the world's CLIP text encoder: the upper bound for audio, which can
   at best reproduce those states (diffusers' StableDiffusionPipeline on the same components);
 - random conditions, Gaussian with the per-position mean and spread of the real caption states: the floor;
-- the cascade baseline (`mode="cascade"`): the shipped scorer's CLAP names the nearest of the 72 captions and
+- the cascade baseline (`mode="cascade"`): the shipped scorer's CLAP names the nearest of the world's captions and
   the text path draws it, so it is as good as CLAP's hearing.
 Then the CLAP-scored evaluation of the project (`python -m evaluation`) runs on the same clips with the shipped
 scorer.
@@ -124,7 +124,7 @@ def markdown(results: dict) -> str:
                      + "".join(f"| {name} | {r['images']} | {_percentages(r)} |\n" for name, r in table.items()))
     clap = results.get("clap_scored")
     if clap:
-        text += ("\nCLAP-scored evaluation (`python -m evaluation`, shipped scorer, vocabulary = the 72 captions) on the same clips: "
+        text += ("\nCLAP-scored evaluation (`python -m evaluation`, shipped scorer, vocabulary = every caption of the world) on the same clips: "
                  + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in clap.items()) + ".\n")
     return text
 
