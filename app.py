@@ -518,12 +518,9 @@ def enlarged(image: Image.Image) -> Image.Image:
 
 
 def example_files(models: str = "real") -> list[str]:
-    """Sounds each model set understands: the miniature knows its spoken captions (examples/world) and its everyday
-    sounds (examples/world/sounds: real recordings from sources it never trained on)."""
-    if models != "world":
-        return sorted(str(p) for p in EXAMPLES_DIR.glob("*.wav"))
-    world = EXAMPLES_DIR / "world"
-    return sorted(str(p) for p in (world / "sounds").glob("*.wav")) + sorted(str(p) for p in world.glob("*.wav"))
+    """Sounds each model set understands: the miniature knows only its spoken captions (examples/world)."""
+    folder = EXAMPLES_DIR / "world" if models == "world" else EXAMPLES_DIR
+    return sorted(str(p) for p in folder.glob("*.wav"))
 
 
 def score_in_words(scorer, audio, images: list) -> tuple[str, list[str]]:
@@ -541,14 +538,13 @@ def introduction(models: str) -> str:
     """The page's first words: what this server draws, and for the world in miniature, what to say to it."""
     if models != "world":
         return "# Sound → image\nUpload or record a sound and Stable Diffusion 2.1 draws what it hears."
-    from world.scenes import COLOURS, POSITIONS, SHAPES, SOUND_CLASSES
+    from world.scenes import COLOURS, POSITIONS, SHAPES
 
     where = " / ".join("in the middle" if p == "middle" else f"on the {p}" for p in POSITIONS)
     return ("# Sound → image: the world in miniature\nThese small models come with the app (`models/world`, trained from "
-            "scratch by `python -m world.rebuild`) and draw a 32×32 picture. Play or upload one of its everyday sounds ("
-            + ", ".join(c.caption for c in SOUND_CLASSES) + "), or say, or upload someone saying, "
+            "scratch by `python -m world.rebuild`) and draw one shape on a 32×32 picture. Say, or upload someone saying, "
             f"**“a {' / '.join(COLOURS)} {' / '.join(SHAPES)} {where}”**, for example “a blue square in the middle”. "
-            "For any other sound, start the app with `--models real` (Stable Diffusion 2.1).")
+            "For any sound, start the app with `--models real` (Stable Diffusion 2.1).")
 
 
 def build_app(pipeline, scorer=None, settings: Settings | None = None, stop: ServerStop | None = None) -> gr.Blocks:

@@ -2,9 +2,9 @@
 
     python -m docs.make_figure                   # writes docs/images/world_examples.png
 
-Each row is one file of examples/world (a real recording from a source package no stage trained on, or a caption
-spoken by a held-out voice), its label, and the pictures `models/world` draws for it with seeds 0-3 (25 steps,
-guidance 3, as the app), enlarged pixel for pixel. Nothing is picked: every example file gets its row.
+Each row is one example sound the app offers in world mode (app.example_files: a caption spoken by a voice no stage
+trained on), its label, and the pictures `models/world` draws for it with seeds 0-3 (25 steps, guidance 3, as the
+app), enlarged pixel for pixel. Nothing is picked: every example gets its row.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ LABEL = 230
 
 
 def example_rows() -> list[tuple[str, Path]]:
-    """(label, file) for every example sound: the recordings first, then the spoken captions."""
-    folder = REPO / "examples" / "world"
-    sounds = [(f"recording: {p.stem.replace('_', ' ')}", p) for p in sorted((folder / "sounds").glob("*.wav"))]
-    spoken = [(f"said: “{p.stem.replace('_', ' ')}”", p) for p in sorted(folder.glob("*.wav"))]
-    return sounds + spoken
+    """(label, file) for every example sound the app offers in world mode."""
+    from app import example_files
+
+    return [(f"said: “{Path(f).stem.replace('_', ' ')}”", Path(f)) for f in example_files("world")]
 
 
 def main() -> Path:

@@ -355,15 +355,6 @@ def test_world_page_says_what_to_say_and_real_page_names_sd21():
     assert "a red / orange / yellow / green / blue / purple circle / square / triangle / cross" in world
     assert "on the left / in the middle / on the right" in world and "Stable Diffusion 2.1" not in world.split("--models real")[0]
     assert "Stable Diffusion 2.1" in real
-    from world.scenes import SOUND_CLASSES
-
-    assert all(c.caption in world for c in SOUND_CLASSES)  # the everyday sounds it hears, named
-
-
-def test_the_world_offers_its_real_recordings_and_its_spoken_captions_as_examples():
-    names = [Path(f).relative_to(app.EXAMPLES_DIR).as_posix() for f in app.example_files("world")]
-    assert any(n.startswith("world/sounds/") for n in names) and any(n.count("/") == 1 for n in names)
-    assert not any(n.startswith("world/") for n in [Path(f).relative_to(app.EXAMPLES_DIR).as_posix() for f in app.example_files("real")])
 
 
 def test_the_score_is_said_in_words_what_the_scorer_hears_and_sees():
