@@ -140,3 +140,19 @@ def test_ladder_skips_the_rungs_its_budget_has_no_room_for():
     assert [rung["rung"] for rung in rungs] == ["fp32, classic attention", "+ bfloat16", "+ SDPA attention", "+ torch.compile(unet)"]
     assert all(rung["skipped"] == "the time budget was spent" for rung in rungs[:3])
     assert rungs[3]["skipped"] == f"0 s of the time budget left, {pipeline_speed.COMPILE_SECONDS:.0f} s needed"
+
+
+def test_a_failing_part_is_recorded_and_fails_the_run(tmp_path, monkeypatch, capsys):
+    from bench import gpu_figures, train_throughput
+
+    def broken(**kwargs):
+        raise RuntimeError("no training today")
+
+    monkeypatch.setattr(train_throughput, "measure", broken)
+    out = tmp_path / "figures.json"
+    assert gpu_figures.main(["--dry-run", "--parts", "train_throughput", "feature_extraction", "--json", str(out)]) == 1
+    parts = json.loads(out.read_text())["parts"]
+    assert parts["train_throughput"]["status"] == "error" and "no training today" in parts["train_throughput"]["error"]
+    assert parts["feature_extraction"]["status"] == "ok"  # the part after it still ran
+    assert parts["pipeline_768"]["status"] == "skipped"
+    assert "failed: train_throughput" in capsys.readouterr().err
