@@ -53,8 +53,9 @@ COPY generate/ generate/
 COPY scoring/ scoring/
 COPY world/ world/
 COPY examples/ examples/
-# The offline default the app serves without a model hub (python -m world.rebuild made it).
-COPY models/ models/
+# The offline default the app serves without a model hub (python -m world.rebuild made it); models/world_stages is
+# what a rebuild goes on from, not what the app serves.
+COPY models/world/ models/world/
 
 # Numeric, so orchestrators that enforce runAsNonRoot can verify it without reading /etc/passwd.
 USER 1000:1000

@@ -121,7 +121,7 @@ def test_the_image_s_files_serve_a_picture_and_stop_cleanly(tmp_path, start_app)
     app = start_app(cwd=folder)  # the copy alone: nothing from the repository
     assert app.served, f"the app did not serve from the image's files:\n{app.output()[-3000:]}"
     gallery, status, video = Client(app.url, verbose=False).predict(handle_file(str(folder / WORLD_SOUND)), api_name="/generate")
-    assert len(gallery) == 2 and "ranked by CLAP" in status and video is None
+    assert len(gallery) == 2 and "ranked best first" in status and video is None
     for item in gallery:
         assert Path(item["image"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import httpx

@@ -21,7 +21,7 @@ Everyday sounds (world.sounds): the held-out recordings of trained sources (audi
 recordings of held-out source packages (audio/test_sound_sources) go through the same pipeline, and the checker
 names the sound class the picture shows; per class and overall, next to text → image for the same captions, the
 cascade (the scorer's CLAP names the nearest caption, text → image draws it) and random conditions.
-Writes `<out>/results.json` and `<out>/results.md` (the table for the README).
+Writes `<out>/results.json` and `<out>/results.md` (the tables for world/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The one command: rebuild the world and retrain everything, then ship it to models/world and measure it.
 
-    python -m world.rebuild                      # everything (4.2 h on 2 cores with bf16 hardware, ~4.6 h in fp32), resuming
+    python -m world.rebuild                      # everything (more than 6 h on 2 cores), resuming
+    python -m world.rebuild --from-committed     # the data and the sound stages, from the speech world in models/world_stages
     python -m world.rebuild --from unet          # redo the UNet and everything after it
     python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
@@ -14,27 +15,35 @@ first and the sound side after it, so `--from speech` redoes only the ears (the 
 from text; the error is in the ears):
 
     build     world.build        pictures; the captions spoken by many engines' voices through a microphone
-                                 (train / held-out voices of trained engines / the held-out engine, piper)
+                                 (train / held-out voices of trained engines / the held-out engine, piper), and said
+                                 the hard ways (inside a request, over music in a big room, pitched)
+    sounds    world.sounds       everyday sounds: real recordings from Debian packages fetched and checked, their
+                                 augmented training clips, held-out recordings and sources, their emoji pictures
     clip      world.train_clip   CLIP text + image towers, contrastive; the text tower is then frozen
     vae       world.train_vae    AutoencoderKL, 32×32 → 8×8×4
     unet      world.train_unet   UNet2DConditionModel on the latents, conditioned on the frozen text tower
     sharpen   world.train_unet   a second, gentler cycle from the unet stage's weights (--init): the first, cut by its
                                  time cap, drew some squares round enough to read as circles
+    words     world.train_words  the frozen text tower learns the sound captions' new words (only their rows), its
+                                 image tower the emoji: the shape captions' states do not change
+    sound_vae world.train_vae    a cycle of the VAE on shapes and sounds half and half (--init)
+    sound_unet world.train_unet  a cycle of the UNet on both, from sharpen's, on sound_vae's latents (--init)
     speech    world.sentences    thousands of other English sentences, spoken by the training voices  (--pretrain-speech)
     pretrain  world.pretrain_speech  the audio backbone learns speech: CTC on characters  (--pretrain-speech)
     audio     world.train_audio  the pretrained backbone + a fresh adapter, aligned by align.train to the text tower
     refine    world.train_audio  a second learning-rate cycle from the audio stage's encoder (--init): the first cycle
                                  ends at learning rate zero while held-out retrieval still climbs
     polish    world.train_audio  a third cycle from refine's encoder at half the peak learning rate, with every caption
-                                 a negative at every step (--extra-negatives 72); the shipped ears
-    clap      world.train_clap   CLAP on the spoken captions (the scorer's ears)
+                                 a negative at every step (--extra-negatives 72)
+    sound_ears world.train_audio a cycle from polish's ears on speech, hard speech and sounds (--init)
+    clap      world.train_clap   CLAP on the spoken captions and the sounds (the scorer's ears)
     assemble  world.assemble     AudioToImagePipeline + scorer, saved to models/world (float16 safetensors)
     evaluate  world.evaluate     held-out voices → pictures → model-free checker; text, cascade and random baselines; CLAP-scored
     edit      world.edit_eval    a rendered picture changed by a spoken caption, per strength, judged by the checker
 
 The two pretraining stages run only with --pretrain-speech (and in --smoke): measured on these CPUs, their
 35 minutes bought the alignment nothing (CTC stayed on its all-blank plateau, and alignment from its backbone
-scored below alignment from scratch in the same time; README, "The world in miniature"), so a full rebuild
+scored below alignment from scratch in the same time; world/README.md, "What each choice bought"), so a full rebuild
 gives those minutes to alignment instead.
 
 Once a stage runs, every later stage runs too (their inputs changed). Wall times go to <runs>/timings.json (a killed
@@ -63,7 +72,7 @@ STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_v
 SOUND_STAGES = ("words", "sound_vae", "sound_unet", "sound_ears")  # warm restarts that teach the speech world the sounds
 COMMITTED = ("clip", "vae", "unet", "sharpen", "audio", "refine", "polish")  # the speech world's stages kept in STAGE_INPUTS
 # What the sound stages start from, where this machine has no run of the stage before: the speech world's stage outputs,
-# committed (float16), so that `--from words` goes on from there on a fresh machine (README, "Rebuilding the world")
+# committed (float16), so that `--from-committed` goes on from there on a fresh machine (world/README.md, "Rebuilding it")
 STAGE_INPUTS = Path(__file__).resolve().parent.parent / "models" / "world_stages"
 PRETRAINING = ("speech", "pretrain")  # run only with --pretrain-speech (see the module doc)
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
@@ -86,18 +95,18 @@ FULL = {
     "pretrain": ["--minutes", "25", "--batch-size", "16"],
     "clip": ["--steps", "1200", "--minutes", "4"],
     # hidden 144 + frequency warping and masks: at equal wall time as good as hidden 96 without them, and ahead per step
-    # (runs/exp e1/e2, README); two processes use both cores
+    # (runs/exp e1/e2, world/README.md); two processes use both cores
     "audio": ["--steps", "2600", "--hidden", "144", *ALIGN_RECIPE],
     # the same recipe again from the audio stage's encoder, ~1.1 s a step on 2 cores (79 min): held-out R@1 0.72 → 0.87
     "refine": ["--steps", "4400", *ALIGN_RECIPE],
     # a third cycle, gentler (peak 5e-4 instead of 1e-3): refine's R@1 sat flat through its first 1100 steps at the high rate;
-    # held-out R@1 0.867 → 0.883 (held-out engine 0.875 → 0.903), in bf16 where the CPU has it: fp32 measured the same (README).
+    # held-out R@1 0.867 → 0.883 (held-out engine 0.875 → 0.903), in bf16 where the CPU has it: fp32 measured the same (world/README.md).
     # Every one of the 72 captions a negative at every step (a batch of 48 holds about 35), so each clip always meets the
-    # captions one word from its own: from the same encoder, held-out R@1 0.924 → 0.933, piper 0.847 → 0.903 (README)
+    # captions one word from its own: from the same encoder, held-out R@1 0.924 → 0.933, piper 0.847 → 0.903 (world/README.md)
     "polish": ["--steps", "4400", "--lr", "5e-4", "--extra-negatives", "72", *ALIGN_RECIPE],
     # 1500 steps (6 min) left its loss near log(72) and its held-out caption at 4 %; 4500 steps (11 min) reached 43 %.
     # Unstable from run to run: on the build with accented voices 4500 steps ended at 18 % (colour near chance) and
-    # 6500 at 46 % but colour 58 %, below the shipped scorer's 73 % on the same clips (README); seed 1 reached 53 %. A stalled
+    # 6500 at 46 % but colour 58 %, below the shipped scorer's 73 % on the same clips (world/README.md); seed 1 reached 53 %. A stalled
     # run (training loss above log 6 at 55 % of its steps) now starts again with the next seed (world.train_clap)
     "clap": ["--steps", "4500", "--minutes", "15"],
     "vae": ["--steps", "6000", "--batch-size", "64", "--minutes", "12"],

@@ -17,7 +17,7 @@ from align.files import write_json_atomic as write_json  # noqa: F401  (the stag
 
 def use_threads(threads: int | None = None) -> None:
     """Use the CPU's cores. These stages train in fp32: on a CPU with bf16 hardware, bf16 autocast slows the world's UNet
-    and gains CLAP little (bench/cpu_precision.py, figures in the README); the alignment gains most and takes it
+    and gains CLAP little (bench/cpu_precision.py, figures in docs/benchmarks.md); the alignment gains most and takes it
     (world.train_audio --precision)."""
     torch.set_num_threads(threads or int(os.environ.get("WORLD_THREADS", os.cpu_count() or 2)))
 

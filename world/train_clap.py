@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "clap", steps=800)
     parser.add_argument("--restarts", type=int, default=2, help="how many times a stalled run starts again with the next seed")
     args, out, log = start_stage(parser, argv)
-    scenes = world_scenes()
+    heard = {r["caption"] for r in read_metadata(Path(args.world) / "audio" / "train")}
+    scenes = [s for s in world_scenes() if s["caption"] in heard]  # the world's captions that have clips (a world without sounds: the shapes')
     captions = [s["caption"] for s in scenes]
     words = [w for c in captions + [SCORER_TEMPLATE.format("")] for w in c.split()]
     processor = world_clap_processor(words)
