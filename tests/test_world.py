@@ -519,7 +519,7 @@ def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path
         return all(torch.equal(shipped[k], given[k].half().float()) for k in given)
 
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "default")])
-    assert "24 everyday sounds" in (tmp_path / "default" / "README.md").read_text() or str(len(SOUND_CLASSES)) in (tmp_path / "default" / "README.md").read_text()
+    assert f"{len(SOUND_CLASSES)} everyday sounds" in (tmp_path / "default" / "README.md").read_text()
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "tried"), "--audio-encoder", str(tmp_path / "trial" / "final")])
     assert shipped_ears_match(tmp_path / "default", runs / "sound_ears" / "final")
     assert shipped_ears_match(tmp_path / "tried", tmp_path / "trial" / "final")

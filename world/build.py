@@ -390,7 +390,8 @@ def build_hard(audio: str | Path, clips_per_caption: int = 6, test_clips_per_cap
         texts = [carrier_text(s, rng) if c == "carrier" else s["caption"] for s, c in zip(said, conditions)]
         staging = audio / f"hard_{part}"
         shutil.rmtree(staging, ignore_errors=True)
-        rows = speak_clips(texts, pool, staging, rng, extra=[{**s, "said": x} for s, x in zip(said, texts)], max_seconds=None)
+        rows = speak_clips(texts, pool, staging, rng, extra=[{**s, "said": x, "hard": {"condition": c}} for s, x, c in zip(said, texts, conditions)],
+                           max_seconds=None)
         for folder in HARD_FOLDERS.values() if part == "test" else ():
             shutil.rmtree(audio / folder, ignore_errors=True)
         if part == "train":
@@ -398,7 +399,7 @@ def build_hard(audio: str | Path, clips_per_caption: int = 6, test_clips_per_cap
                 old.unlink()
         written: dict[str, list[dict]] = {}
         for row in rows:
-            condition = conditions[int(row["file_name"].split(".")[0])]
+            condition = row["hard"]["condition"]
             wave, info = harden(sf.read(staging / row["file_name"], dtype="float32")[0], condition, rng)
             folder = audio / ("train" if part == "train" else HARD_FOLDERS[condition])
             folder.mkdir(parents=True, exist_ok=True)

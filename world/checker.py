@@ -158,15 +158,19 @@ def check_sound(image) -> str:
     return names[int(np.argmin(own - 2 * cross))]
 
 
-def judge_scene(image, scene: dict) -> dict[str, bool]:
-    """What the picture gets right of the scene: a shape scene's colour, shape, position and all three; a sound
-    scene's class (as "sound" and "all")."""
+def scene_hits(seen: dict, scene: dict) -> dict[str, bool]:
+    """What `seen` (a picture's verdict, or the scene a clip was heard as) gets right of `scene`: a shape scene's colour,
+    shape, position and all three; a sound scene's class (as "sound" and "all"). A scene of the other kind gets nothing."""
     if "sound" in scene:
-        right = check_sound(image) == scene["sound"]
+        right = seen.get("sound") == scene["sound"]
         return {"sound": right, "all": right}
-    verdict = check_image(image)
-    ok = {key: verdict[key] == scene[key] for key in ATTRIBUTES}
+    ok = {key: seen.get(key) == scene[key] for key in ATTRIBUTES}
     return ok | {"all": all(ok.values())}
+
+
+def judge_scene(image, scene: dict) -> dict[str, bool]:
+    """What the picture gets right of the scene (scene_hits of the checker's verdict)."""
+    return scene_hits({"sound": check_sound(image)} if "sound" in scene else check_image(image), scene)
 
 
 def accuracy(images, scenes: list[dict]) -> dict[str, float]:

@@ -38,7 +38,7 @@ from diffusers import StableDiffusionPipeline
 from align.targets import encode_captions
 from generate.pipeline import AudioToImagePipeline
 from world.checker import ATTRIBUTES, accuracy
-from world.scenes import COLOURS, POSITIONS, SHAPES, SOUND_CLASSES, all_scenes, world_scenes
+from world.scenes import COLOURS, POSITIONS, SHAPES, SOUND_CLASSES, world_scenes
 from align.data import read_metadata
 from world.stage import Log, use_threads, write_json
 

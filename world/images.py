@@ -35,16 +35,21 @@ class WorldImages:
         return torch.stack([ids[torch.randint(len(ids), (1,), generator=generator)][0] for ids in self.by_caption])
 
     def kind_weights(self, scenes: list[dict]) -> torch.Tensor:
-        """A sampling weight per picture so that shape pictures and sound pictures are drawn half and half (each kind
-        uniformly within; all one kind when the other has no pictures)."""
-        is_sound = torch.tensor(["sound" in scenes[i] for i in self.caption_ids.tolist()])
-        weights = torch.ones(len(self))
-        for kind in (is_sound, ~is_sound):
-            if kind.any():
-                weights[kind] = 1.0 / kind.sum()
-        return weights
+        """kind_weights over these pictures' captions."""
+        return kind_weights(self.caption_ids, scenes)
 
     @staticmethod
     def to_unit(pixels: torch.Tensor) -> torch.Tensor:
         """uint8 → float in [-1, 1], the VAE's range."""
         return pixels.float() / 127.5 - 1.0
+
+
+def kind_weights(caption_ids: torch.Tensor, scenes: list[dict]) -> torch.Tensor:
+    """A sampling weight per picture (its caption's index into `scenes`) so that shape pictures and sound pictures are
+    drawn half and half, each kind uniformly within; all one kind when the other has no pictures."""
+    is_sound = torch.tensor(["sound" in scenes[i] for i in caption_ids.tolist()], dtype=torch.bool)
+    weights = torch.ones(len(caption_ids))
+    for kind in (is_sound, ~is_sound):
+        if kind.any():
+            weights[kind] = 1.0 / kind.sum()
+    return weights

@@ -69,7 +69,6 @@ from world.stage import write_json
 
 STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet", "speech", "pretrain", "audio", "refine",
           "polish", "sound_ears", "clap", "assemble", "evaluate", "edit")
-SOUND_STAGES = ("words", "sound_vae", "sound_unet", "sound_ears")  # warm restarts that teach the speech world the sounds
 COMMITTED = ("clip", "vae", "unet", "sharpen", "audio", "refine", "polish")  # the speech world's stages kept in STAGE_INPUTS
 # What the sound stages start from, where this machine has no run of the stage before: the speech world's stage outputs,
 # committed (float16), so that `--from-committed` goes on from there on a fresh machine (world/README.md, "Rebuilding it")
@@ -183,7 +182,7 @@ def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list
     if stage == "sound_unet":  # the UNet's second picture cycle draws from the sound-aware VAE's latents
         paths = [str(runs / "sound_vae") if p == str(runs / "vae") else p for p in paths]
     if init:
-        paths = paths + ["--init", str(stage_input(runs, init) if stage in SOUND_STAGES else runs / init)]
+        paths = paths + ["--init", str(stage_input(runs, init))]
     elif stage == "audio":
         paths = paths + pretrained_backbone(runs)
     return [sys.executable, "-m", module, *paths, *extra]

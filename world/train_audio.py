@@ -94,6 +94,7 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
     from align.encoder import load_audio_encoder
     from align.features import BatchedFeatureExtractor
     from align.metrics import sequence_cosine, similarity_matrix
+    from world.checker import scene_hits
     from world.scenes import legacy_caption, world_scenes
 
     scenes = world_scenes()
@@ -128,7 +129,7 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
             keep = np.asarray(keep)
             got = [scenes[t] for t in top[keep]]
             want = [rows[i] for i in keep]
-            verdicts = [_heard_right(g, w) for g, w in zip(got, want)]
+            verdicts = [scene_hits(g, w) for g, w in zip(got, want)]
             keys = sorted({k for v in verdicts for k in v}, key=lambda k: (*ATTRIBUTES, "sound", "all").index(k))
             hits = {k: float(np.mean([v[k] for v in verdicts if k in v])) for k in keys}
             return {"clips": int(len(keep)), "R@1": float(np.mean(ranks[keep] < 1)), "R@5": float(np.mean(ranks[keep] < 5)),
@@ -140,16 +141,6 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
         for name in sorted({r.get(field, "?") for r in rows}):
             results[f"{part}/{name}"] = summary([i for i, r in enumerate(rows) if r.get(field, "?") == name])
     return results
-
-
-def _heard_right(heard: dict, said: dict) -> dict[str, bool]:
-    """What the top caption gets right of the clip's: a spoken caption's attributes (a sound caption heard for it
-    gets none of them), or a sound's class."""
-    if "sound" in said:
-        right = heard.get("sound") == said["sound"]
-        return {"sound": right, "all": right}
-    ok = {a: heard.get(a) == said[a] for a in ATTRIBUTES}
-    return ok | {"all": all(ok.values())}
 
 
 def main(argv: list[str] | None = None) -> dict:

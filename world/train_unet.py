@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from align.targets import encode_captions
+from world.images import kind_weights
 from world.scenes import world_scenes
 from world.settings import TEXT_HIDDEN
 from world.stage import write_json, optimise, stage_parser, start_stage, update
@@ -65,8 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     latents = load_file(Path(args.vae) / "latents.safetensors")
     scaling = AutoencoderKL.load_config(Path(args.vae) / "vae")["scaling_factor"]
     means, stds, caption_ids = latents["mean"].float(), latents["std"].float(), latents["caption_ids"]
-    is_sound = torch.tensor(["sound" in scenes[i] for i in caption_ids.tolist()])
-    weights = torch.where(is_sound, 1.0 / max(int(is_sound.sum()), 1), 1.0 / max(int((~is_sound).sum()), 1))  # half and half
+    weights = kind_weights(caption_ids, scenes)
     noise_scheduler = DDPMScheduler(**SCHEDULE)
     unet = (UNet2DConditionModel.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32) if args.init else make_unet(args.seed)).train()
     ema = EMAModel(unet.parameters(), decay=args.ema_decay)  # decay 0 at update 1, then (1 + n) / (10 + n) at update n + 1, capped

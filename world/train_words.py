@@ -66,14 +66,14 @@ def sound_retrieval(model: CLIPModel, input_ids: torch.Tensor, scenes: list[dict
 
 def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "words", steps=600)
-    parser.add_argument("--clip", default="runs/world/clip", help="world.train_clip's output (clip/, text_encoder/, tokenizer/)")
+    parser.add_argument("--clip", default="runs/world/clip", help="world.train_clip's output (its clip/: the model and processor)")
     parser.add_argument("--uniformity", type=float, default=1.0, help="weight of the uniformity term")
     args, out, log = start_stage(parser, argv)
     scenes = world_scenes()
     captions = [s["caption"] for s in scenes]
     sounds = len(sound_scenes())
     model = CLIPModel.from_pretrained(Path(args.clip) / "clip", use_safetensors=True, dtype=torch.float32)
-    tokenizer = CLIPTokenizer.from_pretrained(Path(args.clip) / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(Path(args.clip) / "clip")  # saved with the CLIP's processor
     ids = tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt").input_ids
     prompted_ids = tokenizer([SCORER_TEMPLATE.format(c) for c in captions], padding="max_length", truncation=True, return_tensors="pt").input_ids
     shapes = captions[:-sounds]
