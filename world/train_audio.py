@@ -163,13 +163,20 @@ def main(argv: list[str] | None = None) -> dict:
                         help="align.train's cached captions added as negatives each step; 72 or more: every caption of the world is a "
                         "negative at every step, so each clip always meets the captions one word away from its own")
     parser.add_argument("--legacy-articles", action="store_true", help='the text encoder reads "a orange" (trained before issue 9)')
+    parser.add_argument("--speech-repeat", type=int, default=1,
+                        help="list each spoken clip this many times among the training rows, each sound once (in <out>/mix, hard links "
+                        "to <world>/audio): the speech keeps its share of every batch while the sounds are learned (1: the folder as it is)")
     args = parser.parse_args(argv)
+    if args.speech_repeat < 1:
+        raise SystemExit(f"--speech-repeat {args.speech_repeat}: give 1 (each clip once) or more")
     use_threads(args.threads)
     out = Path(args.out)
     clip = Path(args.clip)
     if args.init and args.pretrained:
         raise SystemExit("give --init (a whole encoder) or --pretrained (a backbone for a fresh adapter), not both")
     start_from = Path(args.init or args.pretrained or out / "init")
+    if "LOCAL_RANK" not in os.environ:  # the parent lays out the training folder once, before its processes start
+        training_folder(Path(args.world) / "audio", out, args.speech_repeat)
     if args.init and not (start_from / "model.safetensors").exists():
         raise SystemExit(f"--init {start_from}: no model.safetensors there; give a finished run's final/ folder")
     if not (args.pretrained or args.init) and not (start_from / "config.json").exists():  # the untrained encoder align.train starts from
@@ -197,10 +204,42 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def training_folder_path(audio: Path, out: Path, speech_repeat: int) -> Path:
+    return audio if speech_repeat == 1 else out / "mix"
+
+
+def training_folder(audio: Path, out: Path, speech_repeat: int) -> Path:
+    """The audiofolder align.train reads: `audio` itself, or with `speech_repeat` > 1 a copy made of hard links (a plain
+    copy across file systems) whose train/ metadata lists every spoken row `speech_repeat` times and every sound once,
+    and whose test/ is audio's. Rebuilt when its rows differ from what `audio` and `speech_repeat` give."""
+    folder = training_folder_path(audio, out, speech_repeat)
+    if folder == audio:
+        return folder
+    import shutil
+
+    for part in ("train", "test"):
+        rows = [json.loads(line) for line in (audio / part / "metadata.jsonl").read_text().splitlines() if line.strip()]
+        if part == "train":
+            rows = [r for r in rows for _ in range(1 if "sound" in r else speech_repeat)]
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        target = folder / part
+        if (target / "metadata.jsonl").exists() and (target / "metadata.jsonl").read_text() == text:
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for name in sorted({r["file_name"] for r in rows}):
+            if not (target / name).exists():
+                try:
+                    os.link(audio / part / name, target / name)
+                except OSError:
+                    shutil.copyfile(audio / part / name, target / name)
+        (target / "metadata.jsonl").write_text(text)
+    return folder
+
+
 def align_arguments(args, start_from: Path, out: Path, clip: Path, batch_size: int) -> list[str]:
     """align.train's command line for this stage (per process: `batch_size` clips a step)."""
     return [
-        "--data-dir", str(Path(args.world) / "audio"), "--audio-model", str(start_from),
+        "--data-dir", str(training_folder_path(Path(args.world) / "audio", out, args.speech_repeat)), "--audio-model", str(start_from),
         "--text-encoder", str(clip / "text_encoder"), "--tokenizer", str(clip / "tokenizer"),
         "--target-cache-dir", str(out / "targets"), "--output-dir", str(out),
         "--train-batch-size", str(batch_size), "--max-train-steps", str(args.steps), "--learning-rate", str(args.lr),
