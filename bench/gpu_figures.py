@@ -62,6 +62,7 @@ from align.device import resolve_device_and_dtype  # noqa: E402
 from architectures import real_models  # noqa: E402
 from bench import feature_speed, pipeline_speed, train_throughput  # noqa: E402
 from bench.side_by_side import format_ratio  # noqa: E402
+from generate.model_sets import SD_TURBO  # noqa: E402
 
 TOTAL_BUDGET_S = 600.0
 PARTS = ("pipeline_768", "pipeline_512", "few_step", "train_throughput", "feature_extraction", "ladder")
@@ -139,7 +140,7 @@ def run_parts(plan: Plan, device: torch.device, dtype: torch.dtype, scale: float
             if rows and time.perf_counter() > deadline:
                 rows.append({"steps": steps, "skipped": "the time budget was spent"})
                 continue
-            rows.append(pipeline_speed.compare(ours, stock, device, height=plan.small, width=plan.small, steps=steps, guidance=0.0,
+            rows.append(pipeline_speed.compare(ours, stock, device, height=plan.small, width=plan.small, steps=steps, guidance=SD_TURBO.guidance,
                                                repeats=plan.repeats, deadline=deadline, progress=True))
         return {"scheduler": "SD-Turbo (Euler, trailing timesteps)", "rows": rows}
 

@@ -12,7 +12,7 @@ prompt length the UNet attends to: 77 positions each). Models have random weight
     python bench/pipeline_speed.py --sizes real --height 768 --width 768 --steps 25   # a GPU run at SD 2.1's size
     python bench/pipeline_speed.py --sizes real --dtype fp16 --batch 4 --json out.json
     python bench/pipeline_speed.py --sizes real --ladder --height 768 --steps 25   # what fp16, SDPA, compile and offload each buy (GPU)
-    python bench/pipeline_speed.py --sizes real --turbo --steps 1 --height 512      # SD-Turbo's sampler: one step, no guidance
+    python bench/pipeline_speed.py --sizes real --turbo                              # SD-Turbo's sampler, no guidance: 1- and 4-step rows, 512 px on a GPU
 
 Side by side: after `--warmup` untimed calls of each, the two pipelines alternate over `--repeats` rounds (audio
 first, then text first, ...), and the figure is the median of the paired ratios with its spread, so that a second
@@ -36,17 +36,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline  # noqa: E402
+from diffusers import StableDiffusionPipeline  # noqa: E402
 from transformers import SeamlessM4TFeatureExtractor  # noqa: E402
 
 from align.clip_tokenizer import clip_tokenizer  # noqa: E402
 from align.targets import encode_captions  # noqa: E402
 from architectures import real_models, tiny_models  # noqa: E402
 from bench.side_by_side import alternate, format_ratio  # noqa: E402
+from generate.model_sets import SD_TURBO  # noqa: E402
 from generate.pipeline import AudioToImagePipeline, resolve_device_and_dtype  # noqa: E402
 
 PROMPT = "a dog barking in the rain"
 COMPILE_SECONDS = 120.0  # a guess at compiling SD 2.1's UNet on a GPU (a minute or two): the compile rung starts only with this much time left
+TURBO_STEPS = (1, 4)  # the few-step rows --turbo prints without --steps: SD-Turbo's one step, and its most
 SOUND = (0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * 16_000) / 16_000)).astype(np.float32)  # 6 s at 16 kHz: one window
 
 
@@ -59,12 +61,11 @@ def model_set(size: str) -> dict:
             "audio_encoder": tiny_models.tiny_audio_encoder()}
 
 
-def sd_turbo_scheduler() -> EulerDiscreteScheduler:
-    """SD-Turbo's sampler (stabilityai/sd-turbo's scheduler_config.json): Euler over trailing timesteps, epsilon
-    prediction; it draws in 1-4 steps without guidance. SD-Turbo's UNet, VAE and text tower have SD 2.1's
+def sd_turbo_scheduler():
+    """SD-Turbo's sampler (generate.model_sets.SD_TURBO: Euler over trailing timesteps, epsilon prediction) over SD 2.1's
+    noise schedule; it draws in 1-4 steps without guidance. SD-Turbo's UNet, VAE and text tower have SD 2.1's
     architecture, so the same random-weight models time it."""
-    return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="epsilon",
-                                  timestep_spacing="trailing", steps_offset=1)
+    return SD_TURBO.scheduler_from(real_models.sd21_scheduler().config)
 
 
 def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[AudioToImagePipeline, StableDiffusionPipeline, dict]:
@@ -138,19 +139,23 @@ def default_height(size: str, device: torch.device, turbo: bool = False) -> int:
 
 
 def default_steps(size: str, device: torch.device, turbo: bool = False) -> int:
-    return 1 if turbo else 2 if size == "tiny" or device.type == "cpu" else 25
+    return SD_TURBO.steps if turbo else 2 if size == "tiny" or device.type == "cpu" else 25
 
 
-def bench(size: str, args, device: torch.device, dtype: torch.dtype) -> dict:
+def bench(size: str, args, device: torch.device, dtype: torch.dtype) -> list[dict]:
+    """One row per step count: --steps, else the default (with --turbo: TURBO_STEPS, each a row)."""
     ours, stock, info = build(size, device, dtype)
     if args.turbo:
         set_scheduler(ours, stock, sd_turbo_scheduler())
     height = args.height or default_height(size, device, args.turbo)
-    figures = compare(ours, stock, device, height=height, width=args.width or height, steps=args.steps or default_steps(size, device, args.turbo),
-                      batch=args.batch, guidance=0.0 if args.turbo else 7.5, repeats=args.repeats, warmup=args.warmup,
-                      progress=size == "real")
-    return {"size": size, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-            "scheduler": "SD-Turbo (Euler, trailing)" if args.turbo else "DPM-Solver++", **info, **figures}
+    rows = []
+    for steps in [args.steps] if args.steps else TURBO_STEPS if args.turbo else [default_steps(size, device)]:
+        figures = compare(ours, stock, device, height=height, width=args.width or height, steps=steps, batch=args.batch,
+                          guidance=SD_TURBO.guidance if args.turbo else 7.5, repeats=args.repeats, warmup=args.warmup,
+                          progress=size == "real")
+        rows.append({"size": size, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+                     "scheduler": "SD-Turbo (Euler, trailing)" if args.turbo else "DPM-Solver++", **info, **figures})
+    return rows
 
 
 def ladder(ours: AudioToImagePipeline, device: torch.device, *, height: int, width: int, steps: int, batch: int = 1, warmup: int = 1,
@@ -227,7 +232,7 @@ def report(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", choices=["tiny", "real"], default=["tiny", "real"], help="which model sizes to run")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: 2 on CPU or tiny, 25 for real on GPU, 1 with --turbo)")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: 2 on CPU or tiny, 25 for real on GPU; with --turbo a row each at 1 and 4)")
     parser.add_argument("--height", type=int, default=None, help="pixels (default: 32 tiny; real: 768 on CUDA (512 with --turbo), 256 on CPU)")
     parser.add_argument("--width", type=int, default=None, help="pixels (default: = height)")
     parser.add_argument("--batch", type=int, default=1, help="sounds / prompts per call")
@@ -256,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                            batch=args.batch, warmup=args.warmup, repeats=args.repeats, compile_unet=not args.no_compile)
             results.append({"size": size, "device": str(device), "ladder": rungs})
             continue
-        results.append(bench(size, args, device, dtype))
-        print(report(results[-1]), flush=True)
+        for row in bench(size, args, device, dtype):
+            results.append(row)
+            print(report(row), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}, indent=2))
     return 0

@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = parser.add_argument_group("generation")
     gen.add_argument("--num-audio-tokens", type=int, default=None, help="window of a plain Wav2Vec2BertModel encoder (the original: 47)")
     gen.add_argument("--num-images", type=int, default=1, help="images per clip (default: 1)")
-    gen.add_argument("--steps", type=int, default=25, help="denoising steps (default: 25)")
-    gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: 3 for the world, 7.5 for real)")
+    gen.add_argument("--steps", type=int, default=None, help="denoising steps (default: the base model's: 25; 1 for a few-step base such as stabilityai/sd-turbo)")
+    gen.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: 3 for the world, 7.5 for real, 0 for a few-step base)")
     gen.add_argument("--height", type=int, default=None, help="image height, a multiple of 8 (default: the UNet's; 768 for SD 2.1)")
     gen.add_argument("--width", type=int, default=None, help="image width, a multiple of 8 (default: the UNet's)")
     gen.add_argument("--mode", choices=(*MODES, "both"), default="direct",

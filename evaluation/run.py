@@ -149,13 +149,14 @@ def run(args) -> dict | None:
     from generate.pipeline import resolve_device_and_dtype
     from scoring.scorer import AudioImageScorer
 
+    # The models, as the CLI and the app choose them; written back so run.json records what was resolved.
+    models = resolve_models(args)
+    args.steps = models.steps if args.steps is None else args.steps  # the base model's own (generate.model_sets.Sampling)
     for name in ("num_images", "steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1")
-    # The models, as the CLI and the app choose them; written back so run.json records what was resolved.
-    models = resolve_models(args)
     args.pipeline, args.base_model, args.audio_encoder = models.pipeline, models.base_model, models.audio_encoder
     args.clap_model, args.clip_model = models.clap_model, models.clip_model
     args.vocabulary = scorer_vocabulary(models.clap_model, models.vocabulary)

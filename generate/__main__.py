@@ -58,10 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = parser.add_argument_group("generation")
     gen.add_argument("--num-images", type=int, default=1, help=f"images per sound window (1 to {limits.MAX_IMAGES})")
-    gen.add_argument("--steps", type=int, default=25, help=f"denoising steps, DPM-Solver++ (1 to {limits.MAX_STEPS})")
+    gen.add_argument("--steps", type=int, default=None, help=f"denoising steps, 1 to {limits.MAX_STEPS} (default: the base model's, "
+                     "25 DPM-Solver++ steps; 1 for a few-step base such as stabilityai/sd-turbo)")
     gen.add_argument("--guidance", type=float, default=None,
-                     help=f"classifier-free guidance scale, {limits.MIN_GUIDANCE:g} to {limits.MAX_GUIDANCE:g} (1 or less: off; "
-                          "default: 3 for the world, 7.5 for real)")
+                     help=f"classifier-free guidance scale, {limits.MIN_GUIDANCE:g} to {limits.MAX_GUIDANCE:g} (1 or less: off, one UNet "
+                          "pass a step; default: 3 for the world, 7.5 for real, 0 for a few-step base)")
     gen.add_argument("--seed", type=int, default=0,
                      help=f"seed of the initial noise, 0 to {limits.MAX_SEED} (drawn on the CPU: the same on every device)")
     gen.add_argument("--height", type=int, default=None,
@@ -144,7 +145,8 @@ def _load_scorer(models, device):
 def check_arguments(args) -> None:
     """Every setting inside its range (generate.limits), before anything loads; a LimitError names the first one that is not."""
     args.num_images = limits.whole(args.num_images, "--num-images", 1, limits.MAX_IMAGES)
-    args.steps = limits.whole(args.steps, "--steps", 1, limits.MAX_STEPS)
+    if args.steps is not None:
+        args.steps = limits.whole(args.steps, "--steps", 1, limits.MAX_STEPS)
     if args.guidance is not None:
         args.guidance = limits.number(args.guidance, "--guidance", limits.MIN_GUIDANCE, limits.MAX_GUIDANCE)
     args.seed = limits.seed(args.seed, "--seed")
@@ -192,6 +194,7 @@ def run(args) -> dict:
     """Check every setting, then generate and write the images and settings.json; returns the settings written."""
     check_arguments(args)
     models = resolve_models(args)
+    args.steps = models.steps if args.steps is None else args.steps  # the base model's own (generate.model_sets.Sampling)
     check_model_size(args, models)
     pictures = {name: limits.open_picture(path, flag, mode) for name, path, flag, mode in
                 (("image", args.init_image, "--init-image", "RGB"), ("mask_image", args.mask, "--mask", "L")) if path is not None}

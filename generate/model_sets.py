@@ -3,7 +3,12 @@ evaluation runs.
 
     world (default)  the miniature trained by `python -m world.rebuild`, shipped in models/world: offline, CPU-sized;
                      it knows only spoken captions such as "a red circle on the left"
-    real             Stable Diffusion 2.1 + the audio encoder + CLAP/CLIP, from the Hub (or local folders)
+    real             Stable Diffusion 2.1 + the audio encoder + CLAP/CLIP, from the Hub (or local folders); any base whose
+                     text encoder is SD 2.1's works, e.g. `--base-model stabilityai/sd-turbo`
+
+How a model set samples by default (steps, guidance, scheduler: `Sampling`) is defined here once, for the CLI, the app,
+evaluation runs, the pipeline and the benchmarks: SD 2.1 and others 25 DPM-Solver++ steps, the world its own, and a
+few-step base (FEW_STEP_BASES, keyed by its Hub id) its distilled sampler: 1-4 steps, no guidance.
 
 Every flag also reads an environment variable (a flag wins). Torch-free, so `--help` and bad paths answer at once.
 """
@@ -14,8 +19,9 @@ import argparse
 import json
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from align.model_ids import DEFAULT_BASE_MODEL, DEFAULT_CLAP, DEFAULT_CLIP, ORIGINAL_CHECKPOINT
 
@@ -27,6 +33,7 @@ DEFAULT_MODEL_SET = "world"
 WORLD_MODELS = Path(__file__).resolve().parent.parent / "models" / "world"
 WORLD_GUIDANCE = 3.0  # the miniature UNet's best guidance on text → image (world/RESULTS.md)
 REAL_GUIDANCE = 7.5
+DEFAULT_STEPS = 25  # DPM-Solver++ draws well in 20-25 steps
 VOCABULARY_FILE = "vocabulary.txt"  # a scorer folder (clap/, clip/, vocabulary.txt) carries the words it ranks over
 # flag → environment variable; the same names in the CLI, the app, evaluation and the Docker image
 ENVIRONMENT = {
@@ -35,6 +42,73 @@ ENVIRONMENT = {
     "clip_model": "AUDIO2IMAGE_CLIP_MODEL", "vocabulary": "AUDIO2IMAGE_VOCABULARY",
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a model samples by default: denoising steps, guidance (0 or up to 1: no unconditional pass, one UNet pass a
+    step), the diffusers scheduler class and the settings laid over the base's own scheduler config, and the steps
+    live mode draws with (the cheapest that keeps the picture right; `steps` unless measured otherwise)."""
+
+    steps: int
+    guidance: float
+    scheduler: str = "DPMSolverMultistepScheduler"
+    scheduler_settings: dict[str, Any] = field(default_factory=dict)
+    live_steps: int | None = None
+
+    @property
+    def live(self) -> int:
+        return self.live_steps or self.steps
+
+    def scheduler_from(self, config: dict):
+        """This sampling's scheduler over a base's scheduler `config` (its noise schedule); imports diffusers."""
+        import diffusers
+
+        return getattr(diffusers, self.scheduler).from_config({**config, **self.scheduler_settings})
+
+
+STANDARD_SAMPLING = Sampling(steps=DEFAULT_STEPS, guidance=REAL_GUIDANCE)
+# The world's own: its pipeline folder carries its scheduler (DPM-Solver++ over trailing timesteps). Live mode draws
+# with 2 steps: on the held-out clips and the examples as often right as 25 steps (bench/live.py, docs/app.md).
+WORLD_SAMPLING = Sampling(steps=DEFAULT_STEPS, guidance=WORLD_GUIDANCE, live_steps=2)
+# Bases distilled from SD 2.1 for few steps, with SD 2.1's text encoder (OpenCLIP ViT-H, 77 × 1024 states), so the
+# audio encoder drives them unchanged. SD-Turbo: stabilityai/sd-turbo's scheduler_config.json (Euler over trailing
+# timesteps, epsilon prediction), 512 px, 1-4 steps without guidance (its model card).
+FEW_STEP_BASES = {
+    "stabilityai/sd-turbo": Sampling(steps=1, guidance=0.0, scheduler="EulerDiscreteScheduler",
+                                     scheduler_settings={"timestep_spacing": "trailing", "prediction_type": "epsilon"}),
+}
+SD_TURBO = FEW_STEP_BASES["stabilityai/sd-turbo"]
+_CACHE_FOLDER = re.compile(r"models--([\w.-]+)--([\w.-]+)$")  # the Hub cache's name for owner/name
+
+
+def base_model_id(source: str | os.PathLike | None) -> str | None:
+    """The Hub id a base model stands for: the id itself; for a local folder, the id its Hub cache folder names
+    (models--owner--name/snapshots/<commit>), the base a saved pipeline folder was built from (model_index.json's
+    `_base_model`), or a table id whose name the folder has (`huggingface-cli download stabilityai/sd-turbo
+    --local-dir sd-turbo`)."""
+    if source is None:
+        return None
+    text = str(source)
+    if _HUB_ID.match(text) and not Path(text).exists():
+        return text
+    folder = Path(text)
+    for part in (folder, *folder.parents):
+        match = _CACHE_FOLDER.match(part.name)
+        if match:
+            return f"{match.group(1)}/{match.group(2)}"
+    try:
+        base = json.loads((folder / "model_index.json").read_text()).get("_base_model")
+    except (OSError, ValueError, AttributeError):
+        base = None
+    if base and base != text:
+        return base_model_id(base)
+    return next((hub_id for hub_id in FEW_STEP_BASES if hub_id.split("/")[1] == folder.name), None)
+
+
+def sampling_for(base_model: str | os.PathLike | None) -> Sampling:
+    """The sampling a base model (Hub id, local folder or saved pipeline folder) draws with by default."""
+    return FEW_STEP_BASES.get(base_model_id(base_model) or "", STANDARD_SAMPLING)
 
 
 @dataclass(frozen=True)
@@ -48,7 +122,16 @@ class ModelChoice:
     clap_model: str
     clip_model: str
     vocabulary: str | tuple[str, ...] | None  # None: the scorer folder's own words, else ESC-50 (scoring.vocabulary)
-    guidance: float  # the default guidance scale: the world's own pipeline likes 3, SD 2.1 (and any other) 7.5
+    sampling: Sampling = STANDARD_SAMPLING  # default steps, guidance and scheduler (see Sampling)
+
+    @property
+    def guidance(self) -> float:
+        """The default guidance scale: the world's own pipeline likes 3, SD 2.1 (and others) 7.5, few-step bases 0."""
+        return self.sampling.guidance
+
+    @property
+    def steps(self) -> int:
+        return self.sampling.steps
 
 
 def _env(name: str) -> str | None:
@@ -108,10 +191,11 @@ def resolve_models(args: argparse.Namespace) -> ModelChoice:
         clap_model=getattr(args, "clap_model", None) or str(scorer / "clap" if world else DEFAULT_CLAP),
         clip_model=getattr(args, "clip_model", None) or str(scorer / "clip" if world else DEFAULT_CLIP),
         vocabulary=vocabulary,
-        guidance=REAL_GUIDANCE,
     )
     if choice.pipeline == str(WORLD_MODELS / "pipeline"):
-        choice = replace(choice, guidance=WORLD_GUIDANCE)
+        choice = replace(choice, sampling=WORLD_SAMPLING)
+    else:
+        choice = replace(choice, sampling=sampling_for(choice.pipeline or choice.base_model))
     if world and choice.pipeline == str(WORLD_MODELS / "pipeline") and not (WORLD_MODELS / "pipeline" / "model_index.json").is_file():
         raise FileNotFoundError(f"the offline default models are missing: no saved pipeline in {WORLD_MODELS / 'pipeline'}. "
                                 "Rebuild them with `python -m world.rebuild`, or use the real models with --models real.")

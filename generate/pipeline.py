@@ -39,7 +39,7 @@ from align.encoder import AudioPromptEncoder, load_audio_encoder
 from align.model_ids import DEFAULT_BASE_MODEL, ORIGINAL_CHECKPOINT
 from align.targets import encode_captions
 from generate.limits import side_for_model
-from generate.model_sets import MODES
+from generate.model_sets import MODES, Sampling, sampling_for
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         Assemble the pipeline from an SD 2.1 base model (Hub id or local diffusers folder) and an audio encoder.
 
         Loads `vae`, `unet` and the scheduler config from `base_model` (as a [`DPMSolverMultistepScheduler`], i.e.
-        DPM-Solver++), the encoder with `load_audio_encoder` (our checkpoint, or the original public
+        DPM-Solver++, or a few-step base's own sampler: `generate.model_sets.sampling_for`), the encoder with `load_audio_encoder` (our checkpoint, or the original public
         `Wav2Vec2BertModel` layout with `num_audio_tokens`, default 47), and the feature extractor. When the
         encoder does not store the empty-caption encoding (the original layout), it is computed once from the
         base model's text encoder, which is then dropped unless `text_mixing=True` keeps it for `prompt=`.
@@ -209,7 +209,10 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
         base = str(base_model)
         vae = load("VAE", lambda: AutoencoderKL.from_pretrained(base, subfolder="vae", use_safetensors=True, dtype=dtype, **kwargs), base)
         unet = load("UNet", lambda: UNet2DConditionModel.from_pretrained(base, subfolder="unet", use_safetensors=True, dtype=dtype, **kwargs), base)
-        scheduler = load("scheduler", lambda: DPMSolverMultistepScheduler.from_pretrained(base, subfolder="scheduler", **kwargs), base)
+        # The base's own noise schedule, sampled as generate.model_sets says for it: DPM-Solver++ for SD 2.1, a few-step
+        # base's own sampler (SD-Turbo: Euler over trailing timesteps)
+        scheduler = load("scheduler", lambda: sampling_for(base).scheduler_from(
+            DPMSolverMultistepScheduler.load_config(base, subfolder="scheduler", **kwargs)), base)
 
         if isinstance(audio_encoder, AudioPromptEncoder):
             encoder, encoder_source = audio_encoder, None
@@ -498,6 +501,12 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         return images[kept.to(images.device)], torch.cat(scores)
 
     @property
+    def sampling(self) -> Sampling:
+        """How this pipeline samples by default: its base model's steps and guidance (generate.model_sets). Loaded from a
+        saved folder, the base is the one its model_index.json names (diffusers does not load private config keys back)."""
+        return sampling_for(self.config.get("_base_model") or self.config.get("_name_or_path"))
+
+    @property
     def guidance_scale(self):
         return self._guidance_scale
 
@@ -616,8 +625,8 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         sampling_rate: int | None = None,
         prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         height: int | None = None,
         width: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -654,10 +663,12 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
                 `text_encoder` and `tokenizer`. How they combine: see `encode_prompt`.
             num_images_per_prompt (`int`, defaults to 1):
                 Images per sound window.
-            num_inference_steps (`int`, defaults to 25):
-                Denoising steps (DPM-Solver++: 20-25 is plenty).
-            guidance_scale (`float`, defaults to 7.5):
-                Classifier-free guidance against the empty caption; 1 or less turns it off.
+            num_inference_steps (`int`, *optional*):
+                Denoising steps; defaults to the base model's (`sampling`): 25 for SD 2.1 (DPM-Solver++: 20-25 is
+                plenty), 1 for SD-Turbo.
+            guidance_scale (`float`, *optional*):
+                Classifier-free guidance against the empty caption; 1 or less turns it off (one UNet pass a step).
+                Defaults to the base model's: 7.5 for SD 2.1, 0 for SD-Turbo.
             height / width (`int`, *optional*):
                 Image size in pixels, multiples of 8; defaults to the UNet's (768 for SD 2.1).
             generator (`torch.Generator` or a list, one per generated candidate):
@@ -706,7 +717,9 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
 
-        # 0. Default height and width to unet
+        # 0. Default steps and guidance to the base model's sampling, height and width to unet
+        num_inference_steps = self.sampling.steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = self.sampling.guidance if guidance_scale is None else guidance_scale
         sample_size = self.unet.config.sample_size
         sample_size = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
         height = sample_size[0] * self.vae_scale_factor if height is None else height  # 0 is refused below, not replaced

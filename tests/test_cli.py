@@ -78,7 +78,7 @@ def test_cli_help_explains():
         assert flag in result.stdout
     text = " ".join(result.stdout.split())
     assert "(default: None)" not in text  # required flags and flags whose default depends on the models
-    assert text.count("default: 3 for the world") == 1 and "(default: 25)" in text and "1 to 100" in text
+    assert text.count("default: 3 for the world") == 1 and "default: the base model's, 25" in text and "1 to 100" in text
 
 
 SLOW = str(2**70)
