@@ -6,6 +6,11 @@
     python app.py --pipeline runs/pipeline          # a saved AudioToImagePipeline folder (save_pretrained)
     python app.py --no-scorer --device cpu          # no CLAP ranking, CPU only
     python app.py --port 8080 --host 127.0.0.1
+    python app.py --models real --base-model stabilityai/sd-turbo   # SD-Turbo: one step, no guidance; live mode on a GPU
+
+Live mode (the "Live" section of the page) draws a new picture about every --live-interval seconds from the last
+window of what the microphone hears, with --live-steps steps (default: the models' cheapest that keeps the picture
+right: 2 for the world, 1 for SD-Turbo); silence (RMS below --live-silence-db) keeps the last picture.
 
 Models are chosen as the CLI and evaluation choose them (generate.model_sets). Every setting also reads an
 environment variable (named in `--help`); a flag wins over the variable. Models load once, at start. If one
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import inspect
 import logging
 import os
@@ -45,7 +51,8 @@ from align.audio import SAMPLE_RATE, AudioError, AudioWarning
 from align.device import DTYPE_CHOICES
 from align.model_ids import DEFAULT_BASE_MODEL, DEFAULT_CLAP, DEFAULT_CLIP, ORIGINAL_CHECKPOINT
 from generate import limits
-from generate.model_sets import DEFAULT_MODEL_SET, REAL_GUIDANCE, add_model_arguments, native_size, resolve_models, scorer_vocabulary
+from generate import live
+from generate.model_sets import DEFAULT_MODEL_SET, DEFAULT_STEPS, REAL_GUIDANCE, add_model_arguments, native_size, resolve_models, scorer_vocabulary
 
 logger = logging.getLogger("audio2image.app")
 
@@ -70,6 +77,10 @@ GENERATION_GRACE_S, DELIVERY_S, CLOSE_GRACE_S = 1.5, 0.3, 1.5
 MAX_CONCURRENCY = 16
 MAX_QUEUE = 1000
 MAX_CACHE_MINUTES = 7 * 24 * 60.0
+# A live stream holds one of the live group's workers while it lasts (Gradio's streaming events do): it ends after this
+# long, so a forgotten tab does not keep it for ever.
+LIVE_TIME_LIMIT_S = 600
+LIVE_SEED = 0  # one noise for every live picture: the picture changes when the sound does, not at random
 
 
 def _env(name: str, default: Any = None) -> Any:
@@ -106,8 +117,11 @@ class Settings:
     concurrency: int = 1  # one model on one device: parallel runs only contend for it
     max_queue: int = 32
     max_images: int = 4
-    default_steps: int = 25
+    default_steps: int = DEFAULT_STEPS
     default_guidance: float = REAL_GUIDANCE
+    live_steps: int | None = None  # None: default_steps; from_args: the models' live steps (generate.model_sets.Sampling)
+    live_interval: float = live.DEFAULT_INTERVAL_S  # seconds of sound between two live pictures
+    live_silence_db: float = live.SILENCE_DBFS  # a stretch quieter than this (RMS, dBFS) keeps the last live picture
     image_size: int | None = None  # None: the model's own size (768 for SD 2.1); small values for CPU
     max_audio_seconds: float = limits.APP_AUDIO_SECONDS  # uploads may be as large as a sound this long (max_upload_bytes)
     cache_minutes: float = 60.0  # uploads and generated images older than this are deleted from Gradio's cache
@@ -124,6 +138,10 @@ class Settings:
         self.max_images = limits.whole(self.max_images, "--max-images", 1, limits.MAX_IMAGES)
         self.default_steps = limits.whole(self.default_steps, "--default-steps", 1, limits.MAX_STEPS)
         self.default_guidance = limits.number(self.default_guidance, "guidance", limits.MIN_GUIDANCE, limits.MAX_GUIDANCE)
+        if self.live_steps is not None:
+            self.live_steps = limits.whole(self.live_steps, "--live-steps", 1, limits.MAX_STEPS)
+        self.live_interval = limits.number(self.live_interval, "--live-interval", live.MIN_INTERVAL_S, live.MAX_INTERVAL_S)
+        self.live_silence_db = limits.number(self.live_silence_db, "--live-silence-db", live.MIN_SILENCE_DBFS, live.MAX_SILENCE_DBFS)
         if self.image_size is not None:
             self.image_size = limits.side(self.image_size, "--image-size")
             native = native_size(self.pipeline)
@@ -142,6 +160,9 @@ class Settings:
         args.update(models=choice.models, pipeline=choice.pipeline, base_model=choice.base_model, audio_encoder=choice.audio_encoder,
                     clap_model=choice.clap_model, clip_model=choice.clip_model, default_guidance=choice.guidance,
                     vocabulary=scorer_vocabulary(choice.clap_model, choice.vocabulary))
+        # steps follow the models unless a flag says otherwise: 25 for SD 2.1, 1 for SD-Turbo; live mode the cheapest
+        args["default_steps"] = choice.steps if args["default_steps"] is None else args["default_steps"]
+        args["live_steps"] = choice.sampling.live if args["live_steps"] is None else args["live_steps"]
         return cls(**args).check()
 
 
@@ -175,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "[AUDIO2IMAGE_MAX_QUEUE; default %(default)s]")
     serving.add_argument("--max-images", type=int, default=_env("AUDIO2IMAGE_MAX_IMAGES", d.max_images),
                          help=f"most images a request may ask for, 1 to {limits.MAX_IMAGES} [AUDIO2IMAGE_MAX_IMAGES; default %(default)s]")
-    serving.add_argument("--default-steps", type=int, default=_env("AUDIO2IMAGE_DEFAULT_STEPS", d.default_steps),
-                         help=f"denoising steps the form starts with, 1 to {limits.MAX_STEPS} [AUDIO2IMAGE_DEFAULT_STEPS; default %(default)s]")
+    serving.add_argument("--default-steps", type=int, default=_env("AUDIO2IMAGE_DEFAULT_STEPS"),
+                         help=f"denoising steps the form starts with, 1 to {limits.MAX_STEPS} [AUDIO2IMAGE_DEFAULT_STEPS; default: the "
+                              "models', 25, or 1 for a few-step base such as stabilityai/sd-turbo]")
     serving.add_argument("--image-size", type=int, default=_env("AUDIO2IMAGE_IMAGE_SIZE", d.image_size),
                          help=f"image side in pixels, a multiple of {limits.SIDE_MULTIPLE} up to {limits.MAX_SIDE} and {limits.MAX_SIDE_FACTOR}× "
                               "the model's own [AUDIO2IMAGE_IMAGE_SIZE; default: the model's own, 32 for the world, 768 for SD 2.1; "
@@ -188,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--cache-minutes", type=float, default=_env("AUDIO2IMAGE_CACHE_MINUTES", d.cache_minutes),
                          help="uploads and images are deleted from the server's cache after this long "
                               "[AUDIO2IMAGE_CACHE_MINUTES; default %(default)s]")
+    listening = parser.add_argument_group("live mode (the picture follows the microphone)")
+    listening.add_argument("--live-interval", type=float, default=_env("AUDIO2IMAGE_LIVE_INTERVAL", d.live_interval),
+                           help=f"seconds of sound between two pictures, {live.MIN_INTERVAL_S:g} to {live.MAX_INTERVAL_S:g} "
+                                "[AUDIO2IMAGE_LIVE_INTERVAL; default %(default)s]")
+    listening.add_argument("--live-steps", type=int, default=_env("AUDIO2IMAGE_LIVE_STEPS"),
+                           help=f"denoising steps of a live picture, 1 to {limits.MAX_STEPS} [AUDIO2IMAGE_LIVE_STEPS; default: the "
+                                "models' cheapest that keeps the picture right: 2 for the world, 1 for SD-Turbo, else --default-steps]")
+    listening.add_argument("--live-silence-db", type=float, default=_env("AUDIO2IMAGE_LIVE_SILENCE_DB", d.live_silence_db),
+                           help="a stretch of sound quieter than this (RMS, dB below full scale) keeps the last picture "
+                                "[AUDIO2IMAGE_LIVE_SILENCE_DB; default %(default)s]")
     return parser
 
 
@@ -468,6 +500,81 @@ def make_edit_handler(generate):
     return edit
 
 
+def live_pipeline(pipeline):
+    """The pipeline live mode draws with: the same models, its own scheduler. A scheduler keeps the state of the call
+    under way (its timesteps, its step), and a live picture may be drawn while the Generate button's request runs."""
+    components = getattr(pipeline, "components", None)
+    if components is None or getattr(pipeline, "scheduler", None) is None:
+        return pipeline
+    own = type(pipeline)(**{**components, "scheduler": copy.deepcopy(pipeline.scheduler)})
+    own.set_progress_bar_config(disable=True)
+    return own
+
+
+def make_live_handler(pipeline, settings: Settings | None = None, stop: ServerStop | None = None):
+    """(listen, stop_listening): the Live section's streaming microphone → a new picture about every interval, and the
+    end of a stream. `listen(chunk, listener, steps, interval)` takes each chunk Gradio streams, (rate, samples), with
+    the session's generate.live.LiveListener (None at first), and returns (picture or gr.skip() to keep the last one,
+    status, listener)."""
+    settings = settings or Settings()
+    stop = stop or ServerStop()
+    drawing = live_pipeline(pipeline)
+    lock = threading.Lock()  # live sessions share one scheduler: one picture at a time
+    window = _window_samples(pipeline)
+
+    def listen(chunk=None, listener: live.LiveListener | None = None, steps: float = settings.live_steps or settings.default_steps,
+               interval: float = settings.live_interval):
+        import torch
+
+        stop.check()
+        try:
+            steps = limits.whole(steps, "Live steps", 1, limits.MAX_STEPS)
+            interval = limits.number(interval, "Seconds between pictures", live.MIN_INTERVAL_S, live.MAX_INTERVAL_S)
+        except ValueError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        if listener is None:
+            listener = live.LiveListener(window=window, silence_dbfs=settings.live_silence_db)
+        listener.interval_s = interval
+        if chunk is None:
+            return gr.skip(), "Listening…", listener
+        try:
+            wave = listener.hear(*chunk)
+        except (AudioError, ValueError) as error:  # a chunk that is no sound (over the API anything can arrive)
+            raise gr.Error(f"Cannot hear this stream: {error}", print_exception=False) from None
+        heard_s = listener.heard / SAMPLE_RATE
+        if wave is None:
+            if listener.state == "silence":
+                return gr.skip(), f"Silence: the last picture stays · {heard_s:.0f} s heard", listener
+            return gr.skip(), gr.skip(), listener
+
+        def on_step_end(pipe, step, timestep, callback_kwargs):
+            stop.check()  # a stop ends the picture here and tells the client why
+            return callback_kwargs
+
+        started = time.perf_counter()
+        try:
+            with lock, stop.running():
+                image = drawing((SAMPLE_RATE, wave), num_inference_steps=steps, guidance_scale=settings.default_guidance,
+                                height=settings.image_size, width=settings.image_size,
+                                generator=torch.Generator("cpu").manual_seed(LIVE_SEED), callback_on_step_end=on_step_end,
+                                callback_on_step_end_tensor_inputs=[], max_audio_seconds=None).images[0]
+        except gr.Error:
+            raise
+        except AudioError:  # nothing in this window after all (a click, digital silence): keep the last picture
+            return gr.skip(), f"Nothing to hear: the last picture stays · {heard_s:.0f} s heard", listener
+        except Exception as error:  # keep serving: the user gets a message, the log the traceback
+            logger.exception("live picture failed")
+            raise gr.Error(f"Drawing failed ({type(error).__name__}: {error}).") from error
+        seconds = time.perf_counter() - started
+        return enlarged(image), f"Picture {listener.pictures} in {seconds:.2f} s · {steps} step(s) · {heard_s:.0f} s heard", listener
+
+    def stop_listening(listener: live.LiveListener | None = None):
+        pictures = listener.pictures if listener is not None else 0
+        return f"Stopped: {pictures} picture(s) drawn; the last one stays. Record again to go on.", None
+
+    return listen, stop_listening
+
+
 def bounded_picture(component: gr.Image) -> gr.Image:
     """`component` refusing an upload by the pixel count its header states, before gr.Image decodes it
     (generate.limits); within the limit it decodes as usual. (The component itself is wrapped, not subclassed: Gradio
@@ -586,6 +693,30 @@ def build_app(pipeline, scorer=None, settings: Settings | None = None, stop: Ser
                 status = gr.Markdown(label="Status", elem_id="status")
                 video = gr.Video(label="Storyboard: every window's image while its sound plays", elem_id="storyboard",
                                  interactive=False)
+        with gr.Accordion("Live: the picture follows the microphone", open=False, elem_id="live"):
+            gr.Markdown(f"Press Record and speak (or play a sound): every {settings.live_interval:g} s or so a new picture shows "
+                        "what the last window of sound says. Silence keeps the last picture; Stop ends it.")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    live_audio = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone (live)",
+                                          elem_id="live-audio")
+                    live_interval = gr.Slider(live.MIN_INTERVAL_S, live.MAX_INTERVAL_S, value=settings.live_interval, step=0.25,
+                                              label="Seconds between pictures")
+                    live_steps = gr.Slider(1, limits.MAX_STEPS, value=settings.live_steps or settings.default_steps, step=1,
+                                           label="Denoising steps of a live picture (fewer: faster)")
+                with gr.Column(scale=2):
+                    live_picture = gr.Image(label="Live picture", elem_id="live-picture", format="png", interactive=False,
+                                            height=SHOWN_SIZE + 40)
+                    live_status = gr.Markdown(elem_id="live-status")
+            listener = gr.State(None)
+        listen, stop_listening = make_live_handler(pipeline, settings, stop)
+        # stream_every: chunks a quarter of an interval apart, so a picture is at most that late; a stream holds a
+        # worker of its own group ("live") while it lasts, so uploads are still served.
+        live_audio.stream(listen, inputs=[live_audio, listener, live_steps, live_interval], outputs=[live_picture, live_status, listener],
+                          api_name="live", stream_every=max(live.MIN_INTERVAL_S, settings.live_interval / 4),
+                          time_limit=LIVE_TIME_LIMIT_S, concurrency_limit=settings.concurrency, concurrency_id="live",
+                          show_progress="hidden")
+        live_audio.stop_recording(stop_listening, inputs=[listener], outputs=[live_status, listener], api_name="live_stop")
         examples = example_files(settings.models)
         if examples:
             gr.Examples(examples=[[f] for f in examples], inputs=[audio], label="Example sounds (click one, then Generate)",

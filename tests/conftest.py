@@ -73,6 +73,12 @@ def synthetic_data(tmp_path_factory):
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# The browser tests (tests/test_app.py, tests/test_live.py) drive Debian's Chromium through Playwright, headless and
+# offline; a test adds its own switches (the fake microphone's) to BROWSER_ARGS.
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,11 +29,10 @@ import app
 from generate import limits
 from generate.model_sets import WORLD_MODELS
 from architectures import tiny_models
-from tests.conftest import huge_png
+from tests.conftest import BROWSER_ARGS, CHROMIUM, free_port, huge_png, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "siren.wav"
-CHROMIUM = Path("/usr/bin/chromium")
 SETTINGS = dict(max_images=3, default_steps=2, max_audio_seconds=30.0)
 
 
@@ -381,16 +379,10 @@ def test_the_score_is_said_in_words_what_the_scorer_hears_and_sees():
 # --- the served app, through gradio_client ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(models):
     demo = app.build_app(*models, app.Settings(**SETTINGS))
-    port = _free_port()
+    port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
@@ -492,15 +484,13 @@ def test_queue_serves_simultaneous_requests_in_turn(client):
 # --- a real browser -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
+@needs_chromium
 def test_browser_upload_shows_ranked_images(served, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
     shot = tmp_path / "app_gallery.png"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(served)
@@ -531,7 +521,7 @@ def test_uploads_and_images_leave_the_cache_after_their_time(models, tmp_path, m
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
     demo = app.build_app(*models, app.Settings(**{**SETTINGS, "cache_minutes": 2 / 60}))  # 2 s, swept every second
-    port = _free_port()
+    port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
