@@ -10,7 +10,7 @@
 
 Live mode (the "Live" section of the page) draws a new picture about every --live-interval seconds from the last
 window of what the microphone hears, with --live-steps steps (default: the models' cheapest that keeps the picture
-right: 2 for the world, 1 for SD-Turbo); silence (RMS below --live-silence-db) keeps the last picture.
+right: 4 for the world, 1 for SD-Turbo); silence (RMS below --live-silence-db) keeps the last picture.
 
 Models are chosen as the CLI and evaluation choose them (generate.model_sets). Every setting also reads an
 environment variable (named in `--help`); a flag wins over the variable. Models load once, at start. If one
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "[AUDIO2IMAGE_LIVE_INTERVAL; default %(default)s]")
     listening.add_argument("--live-steps", type=int, default=_env("AUDIO2IMAGE_LIVE_STEPS"),
                            help=f"denoising steps of a live picture, 1 to {limits.MAX_STEPS} [AUDIO2IMAGE_LIVE_STEPS; default: the "
-                                "models' cheapest that keeps the picture right: 2 for the world, 1 for SD-Turbo, else --default-steps]")
+                                "models' cheapest that keeps the picture right: 4 for the world, 1 for SD-Turbo, else --default-steps]")
     listening.add_argument("--live-silence-db", type=float, default=_env("AUDIO2IMAGE_LIVE_SILENCE_DB", d.live_silence_db),
                            help="a stretch of sound quieter than this (RMS, dB below full scale) keeps the last picture "
                                 "[AUDIO2IMAGE_LIVE_SILENCE_DB; default %(default)s]")
