@@ -155,6 +155,36 @@ def test_augmentation_keeps_a_clip_finite_bounded_and_within_the_window():
         assert len(clip) <= 48_000 * 1.2 and "peak_db" in info
 
 
+def test_a_crop_of_a_recording_s_silence_becomes_its_loudest_window_and_other_clips_stay_as_they_were():
+    window = 16_000
+    wave = np.zeros(10 * window, np.float32)  # nine windows of silence, then a tone
+    wave[-window:] = np.sin(np.arange(window) / 5).astype(np.float32)
+    for seed in range(12):
+        clip, info = sounds.augment(wave, np.random.default_rng(seed), [], window)
+        assert np.abs(clip).max() > 10 * sounds.SILENT_PEAK, (seed, info)
+        assert info["crop_s"] == 9.0 or np.abs(wave[int(info["crop_s"] * 16_000):][:window]).max() > sounds.SILENT_PEAK
+    loud = np.sin(np.arange(3 * window) / 5).astype(np.float32)  # no silent crop: the crop is the first draw, as before the rule
+    start = int(np.random.default_rng(5).integers(0, 2 * window + 1))
+    assert sounds.augment(loud, np.random.default_rng(5), [], window)[1]["crop_s"] == round(start / 16_000, 2)
+    assert sounds.loudest_start(wave, window) == 9 * window
+
+
+def test_clap_training_leaves_out_a_silent_clip_in_one_line(tmp_path, capsys):
+    import soundfile as sf
+
+    from world.train_clap import clip_features, world_clap_processor
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    sf.write(folder / "loud.wav", (np.sin(np.arange(16_000) / 5) * 0.5).astype(np.float32), 16_000)
+    sf.write(folder / "silent.wav", np.zeros(16_000, np.float32), 16_000)
+    (folder / "metadata.jsonl").write_text('{"file_name": "loud.wav", "caption": "a dog barking"}\n'
+                                           '{"file_name": "silent.wav", "caption": "rain"}\n')
+    features, rows = clip_features(folder, world_clap_processor(["a", "dog", "barking", "rain"]))
+    assert [r["file_name"] for r in rows] == ["loud.wav"] and features.shape[0] == 1
+    assert "1 of 2 clips left out" in capsys.readouterr().out
+
+
 def test_the_checker_names_the_sound_of_every_render_and_judges_shapes_and_sounds_together():
     rng = np.random.default_rng(3)
     scenes = sound_scenes() * 5

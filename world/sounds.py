@@ -301,12 +301,23 @@ def _files_of(package: str, archive: Path, paths: set[str]) -> dict[str, bytes]:
 
 # --- augmentation: one recording heard many ways ----------------------------------------------------------------------
 
+SILENT_PEAK = 1e-4  # a recording or crop whose peak stays under this holds no sound to learn
+
+
+def loudest_start(wave: np.ndarray, window: int) -> int:
+    """Where the `window` samples of `wave` with the most energy begin."""
+    energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
+    return int(np.argmax(energy[window:] - energy[:-window]))
+
+
 def augment(wave: np.ndarray, rng: np.random.Generator, backgrounds: list[np.ndarray], window: int) -> tuple[np.ndarray, dict]:
     """A training clip from a recording: a random crop of at most `window` samples, speed and pitch, another sound or
     noise behind it at 3-30 dB SNR, a room, band limits, a level and sometimes a codec."""
     info = {}
     if len(wave) > window:
         start = int(rng.integers(0, len(wave) - window + 1))
+        if np.abs(wave[start : start + window]).max() <= SILENT_PEAK:  # a crop of the recording's silence: its loudest
+            start = loudest_start(wave, window)  # window instead, without a draw, so every other clip stays as it was
         wave, info["crop_s"] = wave[start : start + window], round(start / SAMPLE_RATE, 2)
     if rng.random() < 0.6:
         info["speed"] = round(float(rng.uniform(0.85, 1.15)), 3)
@@ -375,7 +386,7 @@ def write_clips(rows: list[dict], recordings: Path, audio: Path, clips_per_class
     waves = {}
     for r in rows:
         wave = decode(recordings / r["package"] / r["path"])
-        if wave is not None and np.abs(wave).max() > 1e-4:
+        if wave is not None and np.abs(wave).max() > SILENT_PEAK:
             waves[(r["package"], r["path"])] = wave
     usable = [r for r in rows if (r["package"], r["path"]) in waves]
     counts = Counter()

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
 
-from align.audio import SAMPLE_RATE, load_audio, resample
+from align.audio import SAMPLE_RATE, AudioError, load_audio, resample
 from align.clap_tokenizer import clap_tokenizer
 from world.scenes import world_scenes
 from align.data import read_metadata
@@ -66,9 +66,17 @@ def make_clap(vocab_size: int, seed: int = 0) -> ClapModel:
 
 
 def clip_features(folder: Path, processor: ClapProcessor) -> tuple[torch.Tensor, list[dict]]:
-    """Every clip of an audiofolder split → CLAP input features (N, 1, frames, mels), with its metadata row."""
-    rows = read_metadata(folder)
-    waves = [resample(load_audio(folder / r["file_name"]), SAMPLE_RATE, CLAP_RATE) for r in rows]
+    """Every clip of an audiofolder split → CLAP input features (N, 1, frames, mels), with its metadata row; a clip
+    align.audio refuses (silent, unreadable) is left out and counted in one line."""
+    rows, waves, refused = [], [], []
+    for row in read_metadata(folder):
+        try:
+            waves.append(resample(load_audio(folder / row["file_name"]), SAMPLE_RATE, CLAP_RATE))
+            rows.append(row)
+        except AudioError as error:  # left out and counted, as align.train leaves out a clip it cannot hear
+            refused.append(str(error))
+    if refused:
+        print(f"{folder}: {len(refused)} of {len(rows) + len(refused)} clips left out (the first: {refused[0]})", flush=True)
     features = processor.feature_extractor(waves, sampling_rate=CLAP_RATE, return_tensors="pt")["input_features"]
     return features, rows
 
