@@ -239,17 +239,17 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     rebuild.main(paths)
     assert ran == ["world.build", "world.sounds", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_unet",
                    "world.train_words", "world.train_vae", "world.train_unet", "world.train_audio", "world.train_audio",
-                   "world.train_audio", "world.train_audio", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+                   "world.train_audio", "world.train_audio", "world.train_audio", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
     runs = tmp_path / "r"
     by_out = {Path(c[c.index("--out") + 1]).name: c for c in commands if "--out" in c}
     # each later learning-rate cycle starts from the weights the cycle before it finished; a sound stage from the committed
     # speech world where this machine has no run of the stage before it (here none ran: subprocess.run is a stand-in)
     for out, init in (("sharpen", runs / "unet/unet"), ("refine", runs / "audio/final"), ("polish", runs / "refine/final"),
                       ("sound_vae", rebuild.STAGE_INPUTS / "vae/vae"), ("sound_unet", rebuild.STAGE_INPUTS / "sharpen/unet"),
-                      ("sound_ears", rebuild.STAGE_INPUTS / "polish/final")):
+                      ("sound_ears", rebuild.STAGE_INPUTS / "polish/final"), ("sound_mix", runs / "sound_ears/final")):
         assert by_out[out][by_out[out].index("--init") + 1] == str(init), out
     assert by_out["words"][by_out["words"].index("--clip") + 1] == str(rebuild.STAGE_INPUTS / "clip")
-    for out in ("sound_unet", "audio", "refine", "polish", "sound_ears"):  # the text tower that knows the sounds' words
+    for out in ("sound_unet", "audio", "refine", "polish", "sound_ears", "sound_mix"):  # the text tower that knows the sounds' words
         assert by_out[out][by_out[out].index("--clip") + 1] == str(runs / "words"), out
     assert by_out["sound_unet"][by_out["sound_unet"].index("--vae") + 1] == str(runs / "sound_vae")
     assert by_out["unet"][by_out["unet"].index("--clip") + 1] == str(runs / "clip")
@@ -261,7 +261,7 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     assert rebuild.stage_input(runs, "vae/vae") == runs / "vae/vae"
     ran.clear()
     rebuild.main([*paths, "--pretrain-speech", "--from", "speech"])  # the sound side again, with pretraining
-    assert ran == ["world.sentences", "world.pretrain_speech", "world.train_audio", "world.train_audio", "world.train_audio", "world.train_audio",
+    assert ran == ["world.sentences", "world.pretrain_speech", *["world.train_audio"] * 5,
                    "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
 
 
@@ -274,7 +274,7 @@ def test_a_rebuild_from_the_committed_speech_world_runs_only_the_data_and_the_so
     monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     rebuild.main(["--world", str(tmp_path / "w"), "--runs", str(tmp_path / "r"), "--models", str(tmp_path / "m"), "--from-committed"])
     assert ran == ["world.build", "world.sounds", "world.train_words", "world.train_vae", "world.train_unet", "world.train_audio",
-                   "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+                   "world.train_audio", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
     build = commands[0]
     assert build[build.index("--clips-per-caption") + 1] == "48"
     for part in ("clip", "vae/vae", "sharpen/unet", "polish/final/model.safetensors"):  # what the sound stages go on from is committed
@@ -389,6 +389,30 @@ def test_train_audio_init_needs_a_finished_encoder_and_excludes_pretrained(tmp_p
         train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="not both"):
         train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path), "--pretrained", str(tmp_path)])
+
+
+def test_speech_repeat_lists_each_spoken_row_that_many_times_and_each_sound_once(tmp_path):
+    from world import train_audio
+
+    audio = tmp_path / "audio"
+    rows = {"train": [{"file_name": "a.wav", "caption": "a red circle on the left", "engine": "flite"},
+                      {"file_name": "sound_dog_0.wav", "caption": "a dog barking", "sound": "dog"}],
+            "test": [{"file_name": "b.wav", "caption": "a blue square in the middle", "engine": "pico"}]}
+    for part, part_rows in rows.items():
+        (audio / part).mkdir(parents=True)
+        for row in part_rows:
+            (audio / part / row["file_name"]).write_bytes(row["file_name"].encode())
+        (audio / part / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part_rows))
+    assert train_audio.training_folder(audio, tmp_path / "out", 1) == audio  # once each: the world's own folder
+    mix = train_audio.training_folder(audio, tmp_path / "out", 3)
+    listed = [json.loads(line)["file_name"] for line in (mix / "train" / "metadata.jsonl").read_text().splitlines()]
+    assert sorted(listed) == ["a.wav"] * 3 + ["sound_dog_0.wav"]
+    assert (mix / "train" / "a.wav").read_bytes() == b"a.wav" and (mix / "train" / "a.wav").stat().st_ino == (audio / "train" / "a.wav").stat().st_ino
+    assert (mix / "test" / "metadata.jsonl").read_text() == (audio / "test" / "metadata.jsonl").read_text()
+    assert train_audio.training_folder(audio, tmp_path / "out", 2) == mix  # a different repeat rewrites the rows
+    assert len((mix / "train" / "metadata.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(SystemExit, match="--speech-repeat 0"):
+        train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--speech-repeat", "0"])
 
 
 @pytest.mark.parametrize("hardware", [True, False])
@@ -506,7 +530,7 @@ def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path
     for stage, name, (model, processor) in (("words", "clip", tiny_models.tiny_clip()), ("clap", "clap", tiny_models.tiny_clap())):
         model.save_pretrained(runs / stage / name)
         processor.save_pretrained(runs / stage / name)
-    for shift, folder in ((0.0, runs / "sound_ears" / "final"), (0.25, tmp_path / "trial" / "final")):
+    for shift, folder in ((0.0, runs / "sound_mix" / "final"), (0.25, tmp_path / "trial" / "final")):
         encoder = tiny_models.tiny_audio_encoder()  # built the same each time: the trial's weights are moved
         with torch.no_grad():
             for weight in encoder.parameters():
@@ -521,9 +545,9 @@ def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "default")])
     assert f"{len(SOUND_CLASSES)} everyday sounds" in (tmp_path / "default" / "README.md").read_text()
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "tried"), "--audio-encoder", str(tmp_path / "trial" / "final")])
-    assert shipped_ears_match(tmp_path / "default", runs / "sound_ears" / "final")
+    assert shipped_ears_match(tmp_path / "default", runs / "sound_mix" / "final")
     assert shipped_ears_match(tmp_path / "tried", tmp_path / "trial" / "final")
-    assert not shipped_ears_match(tmp_path / "tried", runs / "sound_ears" / "final")
+    assert not shipped_ears_match(tmp_path / "tried", runs / "sound_mix" / "final")
     assert (tmp_path / "tried" / "scorer" / "vocabulary.txt").read_text().count("\n") == 1 + len(world_scenes())
     with pytest.raises(SystemExit):
         assemble.main(["--runs", str(runs), "--out", str(tmp_path / "none"), "--audio-encoder", str(tmp_path / "missing")])
