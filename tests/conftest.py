@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,20 @@ def audio_encoder():
     return tiny_models.tiny_audio_encoder()
 
 
+def save_tiny_sd_base(folder: Path) -> Path:
+    """A tiny SD 2.1-like base model saved to `folder`: the tiny components and the DDIM config SD 2.1 ships
+    (v-prediction, leading timesteps)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="v_prediction",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    StableDiffusionPipeline(
+        vae=tiny_models.tiny_vae(), text_encoder=tiny_models.tiny_text_encoder(), tokenizer=tiny_models.tiny_tokenizer(),
+        unet=tiny_models.tiny_unet(), scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    ).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):
     """A small synthetic audiofolder (train/ and test/ splits) whose sounds differ with their captions."""
@@ -85,6 +100,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def serving(demo):
+    """A Gradio app served in this process on a free port: its address while the block lasts, closed after."""
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
 
 
 @dataclass

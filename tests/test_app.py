@@ -29,7 +29,7 @@ import app
 from generate import limits
 from generate.model_sets import WORLD_MODELS
 from architectures import tiny_models
-from tests.conftest import BROWSER_ARGS, CHROMIUM, free_port, huge_png, needs_chromium
+from tests.conftest import BROWSER_ARGS, CHROMIUM, huge_png, needs_chromium, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "siren.wav"
@@ -381,13 +381,8 @@ def test_the_score_is_said_in_words_what_the_scorer_hears_and_sees():
 
 @pytest.fixture(scope="module")
 def served(models):
-    demo = app.build_app(*models, app.Settings(**SETTINGS))
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with serving(app.build_app(*models, app.Settings(**SETTINGS))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -521,10 +516,8 @@ def test_uploads_and_images_leave_the_cache_after_their_time(models, tmp_path, m
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
     demo = app.build_app(*models, app.Settings(**{**SETTINGS, "cache_minutes": 2 / 60}))  # 2 s, swept every second
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with serving(demo) as url:
+        client = Client(url, verbose=False)
         client.predict(handle_file(str(EXAMPLE)), "", 1, 2, 7.5, 0, "first", api_name="/generate")
         cached = lambda: [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # noqa: E731
         assert cached(), "the request left nothing in the cache: the test would prove nothing"
@@ -532,8 +525,6 @@ def test_uploads_and_images_leave_the_cache_after_their_time(models, tmp_path, m
         while cached() and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not cached(), f"still cached after 20 s: {cached()}"
-    finally:
-        demo.close()
 
 
 @pytest.mark.skipif(not (WORLD_MODELS / "pipeline" / "model_index.json").is_file(), reason="models/world not built (python -m world.rebuild)")

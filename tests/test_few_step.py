@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline
 
 import app
 from align.audio import SAMPLE_RATE
@@ -22,6 +22,7 @@ from architectures import tiny_models
 from generate import model_sets
 from generate.model_sets import SD_TURBO, STANDARD_SAMPLING, base_model_id, resolve_models, sampling_for
 from generate.pipeline import AudioToImagePipeline
+from tests.conftest import save_tiny_sd_base
 from tests.test_pipeline import build_pipeline, tone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +39,7 @@ def count_unet_passes(pipe) -> tuple[list[int], object]:
 def turbo_base(tmp_path_factory) -> Path:
     """A tiny base folder named as a local copy of stabilityai/sd-turbo is (`--local-dir sd-turbo`), saved with SD 2.1's
     DDIM config (v-prediction, leading timesteps), so only the table can make it sample as SD-Turbo does."""
-    folder = tmp_path_factory.mktemp("bases") / "sd-turbo"
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="v_prediction",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    StableDiffusionPipeline(
-        vae=tiny_models.tiny_vae(), text_encoder=tiny_models.tiny_text_encoder(), tokenizer=tiny_models.tiny_tokenizer(),
-        unet=tiny_models.tiny_unet(), scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    ).save_pretrained(folder)
-    return folder
+    return save_tiny_sd_base(tmp_path_factory.mktemp("bases") / "sd-turbo")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import app
 from align.audio import SAMPLE_RATE, resample
 from generate import live
 from generate.model_sets import WORLD_MODELS
-from tests.conftest import BROWSER_ARGS, CHROMIUM, free_port, needs_chromium
+from tests.conftest import BROWSER_ARGS, CHROMIUM, needs_chromium, serving
 from tests.test_app import _pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,13 +181,8 @@ def microphone_file(example: Path, folder: Path) -> Path:
 def world_served():
     """The app on the shipped world's models, served in this process."""
     settings = app.Settings.from_args(["--device", "cpu", "--no-scorer"])
-    demo = app.create_app(settings)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with serving(app.create_app(settings)) as url:
+        yield url
 
 
 def live_pictures(url: str, sound: Path, want: dict, seconds: float) -> tuple[float | None, list[dict], str]:

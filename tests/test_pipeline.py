@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from diffusers import DDIMScheduler, StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline
 from transformers import Wav2Vec2BertConfig
 
 from align.audio import ONSET_MARGIN_S, SAMPLE_RATE, AudioError
@@ -16,6 +16,7 @@ from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_
 from align.targets import encode_captions
 from generate.pipeline import AudioToImagePipeline, AudioToImagePipelineOutput
 from architectures import tiny_models
+from tests.conftest import save_tiny_sd_base
 
 FAST = {"num_inference_steps": 2, "height": 32, "width": 32}
 
@@ -78,14 +79,7 @@ def capture_unet(pipe):
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
     """A tiny SD 2.1-like base model folder (DDIM scheduler config with v-prediction, as SD 2.1 ships)."""
-    folder = tmp_path_factory.mktemp("base")
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="v_prediction",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    StableDiffusionPipeline(
-        vae=tiny_models.tiny_vae(), text_encoder=tiny_models.tiny_text_encoder(), tokenizer=tiny_models.tiny_tokenizer(),
-        unet=tiny_models.tiny_unet(), scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    ).save_pretrained(folder)
-    return folder
+    return save_tiny_sd_base(tmp_path_factory.mktemp("base"))
 
 
 # -- end to end -------------------------------------------------------------------------------------------------
