@@ -80,7 +80,11 @@ MAX_CACHE_MINUTES = 7 * 24 * 60.0
 # A live stream holds one of the live group's workers while it lasts (Gradio's streaming events do): it ends after this
 # long, so a forgotten tab does not keep it for ever.
 LIVE_TIME_LIMIT_S = 600
+# Streams listening at once. A stream's handler only listens (the painter draws, one picture at a time for all of them),
+# so one person's open stream does not shut out the next; each holds about three windows of sound.
+LIVE_STREAMS = 16
 LIVE_SEED = 0  # one noise for every live picture: the picture changes when the sound does, not at random
+STOP_PICTURE_S = 10.0  # Stop waits this long for the picture of the stream's last window
 
 
 def _env(name: str, default: Any = None) -> Any:
@@ -515,17 +519,49 @@ def make_live_handler(pipeline, settings: Settings | None = None, stop: ServerSt
     """(listen, stop_listening): the Live section's streaming microphone → a new picture about every interval, and the
     end of a stream. `listen(chunk, listener, steps, interval)` takes each chunk Gradio streams, (rate, samples), with
     the session's generate.live.LiveListener (None at first), and returns (picture or gr.skip() to keep the last one,
-    status, listener)."""
+    status, listener). It returns at once: a window due is drawn by a generate.live.LivePainter on its own thread
+    (`listen.painter`), and its picture goes to the page with the next chunk, or with Stop."""
     settings = settings or Settings()
     stop = stop or ServerStop()
     drawing = live_pipeline(pipeline)
-    lock = threading.Lock()  # live sessions share one scheduler: one picture at a time
     window = _window_samples(pipeline)
+
+    def draw(wave, steps: int):
+        import torch
+
+        def on_step_end(pipe, step, timestep, callback_kwargs):
+            stop.check()  # a stop ends the picture here and tells the client why
+            return callback_kwargs
+
+        stop.check()
+        with stop.running():
+            image = drawing((SAMPLE_RATE, wave), num_inference_steps=steps, guidance_scale=settings.default_guidance,
+                            height=settings.image_size, width=settings.image_size,
+                            generator=torch.Generator("cpu").manual_seed(LIVE_SEED), callback_on_step_end=on_step_end,
+                            callback_on_step_end_tensor_inputs=[], max_audio_seconds=None).images[0]
+        return image, steps
+
+    painter = live.LivePainter(draw, max_sessions=LIVE_STREAMS)
+
+    def shown(listener: live.LiveListener, heard_s: float):
+        """(picture, status) for the session's newest drawn picture, or None when there is none new."""
+        picture = painter.latest(listener.session, after=listener.shown)
+        if picture is None:
+            return None
+        listener.shown = picture.number
+        error = picture.error
+        if error is None:
+            image, steps = picture.value
+            return enlarged(image), f"Picture {picture.number} in {picture.seconds:.2f} s · {steps} step(s) · {heard_s:.0f} s heard"
+        if isinstance(error, gr.Error):  # the server is stopping
+            raise error
+        if isinstance(error, AudioError):  # nothing in this window after all (a click, digital silence)
+            return gr.skip(), f"Nothing to hear: the last picture stays · {heard_s:.0f} s heard"
+        logger.error("live picture failed", exc_info=error)  # keep serving: the user gets a message, the log the traceback
+        raise gr.Error(f"Drawing failed ({type(error).__name__}: {error}).")
 
     def listen(chunk=None, listener: live.LiveListener | None = None, steps: float = settings.live_steps or settings.default_steps,
                interval: float = settings.live_interval):
-        import torch
-
         stop.check()
         try:
             steps = limits.whole(steps, "Live steps", 1, limits.MAX_STEPS)
@@ -542,36 +578,28 @@ def make_live_handler(pipeline, settings: Settings | None = None, stop: ServerSt
         except (AudioError, ValueError) as error:  # a chunk that is no sound (over the API anything can arrive)
             raise gr.Error(f"Cannot hear this stream: {error}", print_exception=False) from None
         heard_s = listener.heard / SAMPLE_RATE
-        if wave is None:
-            if listener.state == "silence":
-                return gr.skip(), f"Silence: the last picture stays · {heard_s:.0f} s heard", listener
-            return gr.skip(), gr.skip(), listener
-
-        def on_step_end(pipe, step, timestep, callback_kwargs):
-            stop.check()  # a stop ends the picture here and tells the client why
-            return callback_kwargs
-
-        started = time.perf_counter()
-        try:
-            with lock, stop.running():
-                image = drawing((SAMPLE_RATE, wave), num_inference_steps=steps, guidance_scale=settings.default_guidance,
-                                height=settings.image_size, width=settings.image_size,
-                                generator=torch.Generator("cpu").manual_seed(LIVE_SEED), callback_on_step_end=on_step_end,
-                                callback_on_step_end_tensor_inputs=[], max_audio_seconds=None).images[0]
-        except gr.Error:
-            raise
-        except AudioError:  # nothing in this window after all (a click, digital silence): keep the last picture
-            return gr.skip(), f"Nothing to hear: the last picture stays · {heard_s:.0f} s heard", listener
-        except Exception as error:  # keep serving: the user gets a message, the log the traceback
-            logger.exception("live picture failed")
-            raise gr.Error(f"Drawing failed ({type(error).__name__}: {error}).") from error
-        seconds = time.perf_counter() - started
-        return enlarged(image), f"Picture {listener.pictures} in {seconds:.2f} s · {steps} step(s) · {heard_s:.0f} s heard", listener
+        if wave is not None:
+            painter.submit(listener.session, listener.pictures, wave, steps)
+        new = shown(listener, heard_s)
+        if new is not None:
+            return (*new, listener)
+        if listener.state == "silence":
+            return gr.skip(), f"Silence: the last picture stays · {heard_s:.0f} s heard", listener
+        return gr.skip(), gr.skip(), listener
 
     def stop_listening(listener: live.LiveListener | None = None):
-        pictures = listener.pictures if listener is not None else 0
-        return f"Stopped: {pictures} picture(s) drawn; the last one stays. Record again to go on.", None
+        """The end of a stream: the picture of its last window when it comes within STOP_PICTURE_S, and the count."""
+        if listener is None:
+            return gr.skip(), "Stopped. Record again to go on.", None
+        painter.wait(listener.session, timeout=STOP_PICTURE_S)
+        try:
+            new = shown(listener, listener.heard / SAMPLE_RATE)
+        finally:
+            painter.forget(listener.session)
+        picture = new[0] if new is not None else gr.skip()
+        return picture, f"Stopped: {listener.shown} picture(s) drawn; the last one stays. Record again to go on.", None
 
+    listen.painter = painter
     return listen, stop_listening
 
 
@@ -711,12 +739,13 @@ def build_app(pipeline, scorer=None, settings: Settings | None = None, stop: Ser
             listener = gr.State(None)
         listen, stop_listening = make_live_handler(pipeline, settings, stop)
         # stream_every: chunks a quarter of an interval apart, so a picture is at most that late; a stream holds a
-        # worker of its own group ("live") while it lasts, so uploads are still served.
+        # worker of its own group ("live", LIVE_STREAMS of them) while it lasts, so uploads are still served.
         live_audio.stream(listen, inputs=[live_audio, listener, live_steps, live_interval], outputs=[live_picture, live_status, listener],
                           api_name="live", stream_every=max(live.MIN_INTERVAL_S, settings.live_interval / 4),
-                          time_limit=LIVE_TIME_LIMIT_S, concurrency_limit=settings.concurrency, concurrency_id="live",
+                          time_limit=LIVE_TIME_LIMIT_S, concurrency_limit=LIVE_STREAMS, concurrency_id="live",
                           show_progress="hidden")
-        live_audio.stop_recording(stop_listening, inputs=[listener], outputs=[live_status, listener], api_name="live_stop")
+        live_audio.stop_recording(stop_listening, inputs=[listener], outputs=[live_picture, live_status, listener], api_name="live_stop",
+                                  concurrency_limit=LIVE_STREAMS, concurrency_id="live_stop")
         examples = example_files(settings.models)
         if examples:
             gr.Examples(examples=[[f] for f in examples], inputs=[audio], label="Example sounds (click one, then Generate)",

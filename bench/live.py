@@ -2,6 +2,7 @@
 
     python bench/live.py                     # held-out clips (data/world/audio/test, if built) and the shipped examples
     python bench/live.py --clips 144 --threads 2
+    python bench/live.py --live-only         # only part 2
 
 1. Right-picture rate and time per image at 25, 8, 4 and 2 steps (guidance 3, the world's): the world's model-free
    checker (world/checker.py) judges one picture per clip, on `--clips` held-out clips evenly spread over
@@ -9,9 +10,9 @@
    (examples/world, two seeds each). Time per image: one picture a call, as live mode draws, median over the examples.
 2. The live loop against the file-upload path, through the app's own handlers (app.make_live_handler,
    app.make_handler) on the shipped models: the examples are played in real time as a microphone would send them
-   (chunks every --stream-every seconds; what was recorded while a picture was drawn comes in the next chunk) and
-   the script prints the seconds between two live pictures while sound arrives, and whether the picture that stays
-   after each spoken sentence shows it; against it, the seconds one upload request takes (the app's defaults: two
+   (chunks every --stream-every seconds; the handler returns at once and the painter's picture comes with a later
+   chunk, the last with Stop) and the script prints the seconds between two pictures the page gets while sound
+   arrives, and whether the picture that stays after each spoken sentence shows it; against it, the seconds one upload request takes (the app's defaults: two
    images at 25 steps, ranked by the scorer).
 Nothing here is picked after the fact: every clip and example counts.
 """
@@ -91,9 +92,9 @@ def microphone(paths: list[Path], before_s: float, after_s: float) -> tuple[np.n
     return (np.concatenate(parts) * 32767).astype(np.int16), ends  # int16, as Gradio hands the app a microphone's chunk
 
 
-def play_live(listen, sound: np.ndarray, steps: int, interval: float, stream_every: float) -> list[tuple[float, float, object]]:
+def play_live(listen, stop_listening, sound: np.ndarray, steps: int, interval: float, stream_every: float) -> list[tuple[float, float, object]]:
     """Play `sound` to the live handler in real time: every `stream_every` s it gets what the microphone recorded since
-    the last chunk (more when a picture took longer). Returns (wall seconds, seconds of sound heard, picture) per picture."""
+    the last chunk, then Stop. Returns (wall seconds, seconds of sound heard, picture) for each picture the page gets."""
     from PIL import Image
 
     listener, sent, pictures = None, 0, []
@@ -107,6 +108,9 @@ def play_live(listen, sound: np.ndarray, steps: int, interval: float, stream_eve
         sent = recorded
         if isinstance(picture, Image.Image):
             pictures.append((time.perf_counter() - started, sent / MIC_RATE, picture))
+    picture, _, _ = stop_listening(listener)  # the last window's picture comes with Stop
+    if isinstance(picture, Image.Image):
+        pictures.append((time.perf_counter() - started, sent / MIC_RATE, picture))
     return pictures
 
 
@@ -123,15 +127,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--interval", type=float, default=1.0, help="live: seconds of sound between pictures (default %(default)s)")
     parser.add_argument("--stream-every", type=float, default=0.25, help="live: seconds between microphone chunks (default %(default)s)")
+    parser.add_argument("--live-only", action="store_true", help="skip part 1 (the step counts); only the live loop against the upload")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    import app
     from world.evaluate import load_world_pipeline
 
     pipe = load_world_pipeline(WORLD_MODELS)
     pipe.set_progress_bar_config(disable=True)
-    examples, held_out = example_scenes(), held_out_scenes(args.clips)
+    examples, held_out = example_scenes(), held_out_scenes(0 if args.live_only else args.clips)
+    if not args.live_only:
+        step_counts(pipe, examples, held_out)
+    live_against_upload(pipe, examples, args)
+    return 0
+
+
+def step_counts(pipe, examples: list[tuple[Path, dict]], held_out: list[tuple[Path, dict]]) -> None:
     print(f"== the world in miniature on {torch.get_num_threads()} torch thread(s): {len(held_out)} held-out clips "
           f"({'data/world/audio/test' if held_out else 'not built'}), {len(examples)} shipped examples × 2 seeds; guidance {WORLD_SAMPLING.guidance:g}", flush=True)
     print(f"{'steps':>5}  {'held-out right':>14}  {'examples right':>14}  {'s / image':>9}", flush=True)
@@ -147,18 +158,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cheapest that keeps the picture right (examples as right as {STEPS[0]} steps, held-out within 2 points): "
           f"{min(keeps)} steps; live mode's default: {WORLD_SAMPLING.live}", flush=True)
 
+
+def live_against_upload(pipe, examples: list[tuple[Path, dict]], args) -> None:
+    import app
+
     settings = app.Settings.from_args(["--device", "cpu", "--live-interval", str(args.interval)])
-    listen, _ = app.make_live_handler(pipe, settings)
+    listen, stop_listening = app.make_live_handler(pipe, settings)
     paths = [path for path, _ in examples]
     print(f"\n== live ({settings.live_steps} steps, a picture every {args.interval:g} s of sound, chunks every {args.stream_every:g} s) "
           "against the file upload", flush=True)
     talk, _ = microphone(paths * 2, 0.0, 0.3)  # sentence after sentence, short pauses: sound all the time
-    pictures = play_live(listen, talk, settings.live_steps, args.interval, args.stream_every)
+    pictures = play_live(listen, stop_listening, talk, settings.live_steps, args.interval, args.stream_every)
     gaps = np.diff([wall for wall, _, _ in pictures])
     print(f"live, while sound arrives ({talk.shape[0] / MIC_RATE:.1f} s of speech): {len(pictures)} pictures; seconds between two: "
           f"median {np.median(gaps):.2f}, max {gaps.max():.2f}", flush=True)
     paused, ends = microphone(paths, 1.0, 1.5)  # each sentence between pauses, as the browser test plays them
-    pictures = play_live(listen, paused, settings.live_steps, args.interval, args.stream_every)
+    pictures = play_live(listen, stop_listening, paused, settings.live_steps, args.interval, args.stream_every)
     stays = []
     for (path, scene), end in zip(examples, ends):
         last = [picture for _, heard, picture in pictures if heard <= end + 1.5]
@@ -180,7 +195,6 @@ def main(argv: list[str] | None = None) -> int:
         times.append(time.perf_counter() - started)
     print(f"file upload (the app's defaults: {min(2, settings.max_images)} images, {settings.default_steps} steps, "
           f"{'ranked' if scorer else 'unranked'}): {statistics.median(times):.2f} s a request (median of {len(times)})", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

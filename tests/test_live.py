@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +83,38 @@ def test_the_window_starts_where_the_current_sound_began_at_any_rate():
     assert len(drawn) == 2 and listener.heard == 2 * SAMPLE_RATE
 
 
+# --- the painter: drawing off the stream's thread ---------------------------------------------------------------
+
+
+def test_the_painter_draws_the_newest_window_of_each_session_and_carries_errors():
+    started, release, drawn = threading.Event(), threading.Event(), []
+
+    def draw(name):
+        drawn.append(name)
+        if name == "a1":
+            started.set()
+            assert release.wait(30)
+        if name == "bad":
+            raise ValueError("no sound")
+        return name.upper()
+
+    painter = live.LivePainter(draw, max_sessions=2)
+    painter.submit("a", 1, "a1")
+    assert started.wait(30) and painter.busy("a") and painter.latest("a") is None  # submit returned while a1 is drawn
+    painter.submit("a", 2, "a2")
+    painter.submit("a", 3, "a3")  # replaces a2, which never gets drawn
+    painter.submit("b", 1, "bad")
+    release.set()
+    assert painter.wait(timeout=30)
+    assert drawn == ["a1", "a3", "bad"]
+    assert painter.latest("a").value == "A3" and painter.latest("a").number == 3 and painter.latest("a", after=3) is None
+    assert isinstance(painter.latest("b").error, ValueError)
+    painter.submit("c", 1, "c1")  # a third session: the oldest picture (a's) is dropped, memory stays bounded
+    assert painter.wait("c", timeout=30) and painter.latest("a") is None and painter.latest("c").value == "C1"
+    painter.forget("c")
+    assert painter.latest("c") is None
+
+
 # --- the app's handler, tiny models -----------------------------------------------------------------------------
 
 
@@ -91,28 +124,63 @@ def live_handlers():
 
 
 def test_the_handler_draws_keeps_the_picture_in_silence_and_stops_cleanly(live_handlers):
+    """Each second of sound a window is drawn, and its picture reaches the page with the next chunk; silence keeps the
+    last picture; Stop ends the stream."""
     listen, stop_listening = live_handlers
     rate = 48_000
     sound = np.concatenate([tone(2.0, rate=rate), np.zeros(2 * rate, np.float32)])
     listener, pictures, statuses = None, [], []
     for _, chunk in chunks((sound * 32767).astype(np.int16), rate, 0.5):  # int16, as Gradio's numpy audio arrives
         picture, status, listener = listen((rate, chunk), listener, 2, 1.0)
+        assert listen.painter.wait(listener.session, timeout=60)
         pictures.append(picture)
         statuses.append(status)
     drawn = [i for i, p in enumerate(pictures) if isinstance(p, Image.Image)]
-    assert drawn == [1, 3] and all(pictures[i] == SKIPPED for i in range(len(pictures)) if i not in drawn)
-    assert pictures[1].size == (app.SHOWN_SIZE, app.SHOWN_SIZE)  # the tiny pipeline's 64 px, enlarged
-    assert statuses[3].startswith("Picture 2 in") and "2 step(s)" in statuses[3]
+    assert drawn == [2, 4] and all(pictures[i] == SKIPPED for i in range(len(pictures)) if i not in drawn)
+    assert pictures[2].size == (app.SHOWN_SIZE, app.SHOWN_SIZE)  # the tiny pipeline's 64 px, enlarged
+    assert statuses[2].startswith("Picture 1 in") and statuses[4].startswith("Picture 2 in") and "2 step(s)" in statuses[4]
     assert statuses[5].startswith("Silence: the last picture stays") and statuses[7].startswith("Silence")
-    status, state = stop_listening(listener)
-    assert status.startswith("Stopped: 2 picture(s) drawn") and state is None
+    picture, status, state = stop_listening(listener)
+    assert picture == SKIPPED and status.startswith("Stopped: 2 picture(s) drawn") and state is None
+
+
+def test_the_handler_returns_while_a_picture_is_drawn_and_stop_shows_the_last_one():
+    """The stream's handler never waits for a drawing (Gradio keeps only the newest chunk while a handler runs, so a
+    handler that drew in place lost the microphone's sound): with the UNet held, a chunk whose window is due returns at
+    once, the next chunks are heard, and Stop hands the page the last window's picture."""
+    pipe, held, release = _pipeline(), threading.Event(), threading.Event()
+    listen, stop_listening = app.make_live_handler(pipe, app.Settings(live_steps=2, live_interval=1.0))
+
+    def hold_the_unet(module, args):
+        held.set()
+        assert release.wait(60)
+
+    handle = pipe.unet.register_forward_pre_hook(hold_the_unet)
+    try:
+        picture, status, listener = listen((SAMPLE_RATE, tone(1.0)), None, 2, 1.0)
+        assert held.wait(30) and listen.painter.busy(listener.session)  # drawing, and the handler has returned
+        assert picture == SKIPPED
+        for _ in range(4):  # the microphone goes on; every chunk is heard while the picture is drawn
+            picture, _, listener = listen((SAMPLE_RATE, tone(0.25)), listener, 2, 1.0)
+            assert picture == SKIPPED
+        assert listener.heard == 2 * SAMPLE_RATE and listener.pictures == 2
+        release.set()
+        picture, status, state = stop_listening(listener)
+    finally:
+        release.set()
+        handle.remove()
+    assert isinstance(picture, Image.Image) and status.startswith("Stopped: 2 picture(s) drawn") and state is None
 
 
 def test_the_same_sound_gives_the_same_picture_and_bad_settings_one_line(live_handlers):
-    listen, _ = live_handlers
-    first = listen((SAMPLE_RATE, tone(1.0)), None, 2, 1.0)[0]
-    again = listen((SAMPLE_RATE, tone(1.0)), None, 2, 1.0)[0]
-    assert np.array_equal(np.asarray(first), np.asarray(again))  # one noise for all live pictures
+    listen, stop_listening = live_handlers
+
+    def picture_of(wave):
+        _, _, listener = listen((SAMPLE_RATE, wave), None, 2, 1.0)
+        return stop_listening(listener)[0]
+
+    first, again = picture_of(tone(1.0)), picture_of(tone(1.0))
+    assert isinstance(first, Image.Image) and np.array_equal(np.asarray(first), np.asarray(again))  # one noise for all
     for steps, interval, message in ((0, 1.0, "Live steps 0: must be a whole number from 1"),
                                      (2, float("nan"), "Seconds between pictures nan: must be a number from 0.25 to 10")):
         with pytest.raises(gr.Error) as caught:
@@ -133,13 +201,15 @@ def test_a_stop_ends_a_live_picture_at_its_next_step():
 
     handle = pipe.unet.register_forward_pre_hook(first_pass_asks_for_a_stop)
     try:
-        with pytest.raises(gr.Error, match="shutting down"):
-            listen((SAMPLE_RATE, tone(1.0)), None, 4, 1.0)
+        _, _, listener = listen((SAMPLE_RATE, tone(1.0)), None, 4, 1.0)
+        assert listen.painter.wait(listener.session, timeout=60)
     finally:
         handle.remove()
     assert len(passes) == 1
+    error = listen.painter.latest(listener.session).error
+    assert isinstance(error, gr.Error) and "shutting down" in error.message
     with pytest.raises(gr.Error, match="shutting down"):
-        listen((SAMPLE_RATE, tone(1.0)), None, 4, 1.0)
+        listen((SAMPLE_RATE, tone(1.0)), listener, 4, 1.0)
 
 
 def test_live_draws_with_its_own_scheduler_on_the_same_models():
@@ -223,15 +293,6 @@ def live_pictures(url: str, sound: Path, want: dict, seconds: float) -> tuple[fl
     return found, verdicts, status
 
 
-# Flaky, measured: of three runs on an idle 2-core machine one passed, one drew wrong pictures for 20 s, and one (in the
-# full suite) drew none. The audio the handler received (dumped from LiveListener.hear) held 0.9 s and 0.5 s of each
-# 2 s caption: Gradio's stream loses what the microphone sends while the handler draws, so the window starts inside the
-# caption. Run it with AUDIO2IMAGE_LIVE_BROWSER_TEST=1 until the drawing leaves the stream handler (issue 28).
-live_browser_test = pytest.mark.skipif(not os.environ.get("AUDIO2IMAGE_LIVE_BROWSER_TEST"),
-                                       reason="flaky until live drawing leaves the stream handler; AUDIO2IMAGE_LIVE_BROWSER_TEST=1 runs it")
-
-
-@live_browser_test
 @needs_chromium
 @needs_world
 def test_browser_live_picture_follows_the_fake_microphone(world_served, tmp_path):
