@@ -87,3 +87,18 @@ class AlignmentLoss(nn.Module):
         a2t, t2a = sequence_contrastive_loss(all_audio, all_text, self.temperature, all_ids, extra_negatives, self.first_position)
         contrastive = (a2t + t2a) / 2
         return {"loss": contrastive + self.mse_weight * mse, "contrastive": contrastive, "audio_to_text": a2t, "text_to_audio": t2a, "mse": mse}
+
+
+def contrastive_scale(num_processes: int) -> float:
+    """What the contrastive term is multiplied by before backward, so that the gradient equals one process's on
+    the concatenated batch. Each process's loss is the full-batch contrastive loss, but gradient flows only
+    through its own slice (align.loss.gather_with_grad), and DDP averages gradients over processes: the slices'
+    sum is the full gradient, their average 1/N of it. The MSE is a per-process mean, which DDP's average
+    already makes the full-batch mean."""
+    return float(num_processes)
+
+
+def loss_for_backward(losses: dict[str, torch.Tensor], mse_weight: float, num_processes: int) -> torch.Tensor:
+    if num_processes == 1:
+        return losses["loss"]
+    return contrastive_scale(num_processes) * losses["contrastive"] + mse_weight * losses["mse"]

@@ -43,6 +43,7 @@ from align.data import (
     LABEL_COLUMNS,
     AudioCaptionPairs,
     captions_for_row,
+    empty_batch,
 )
 
 logger = logging.getLogger(__name__)
@@ -386,6 +387,32 @@ def main(argv: list[str] | None = None) -> list[str]:
     pattern = Path(args.out) / f"shard-{{000000..{len(paths) - 1:06d}}}.tar"
     print(f"{len(members)} samples in {len(paths)} shards: --shards '{pattern}'")
     return paths
+
+
+def lockstep(batches, accelerator, spare_batch=None):
+    """A stream's batches, with every process stepping together: a process whose part of the stream ended
+    before the others' repeats its last batch (marked "padding", not counted as seen) until all have ended,
+    as accelerate's even_batches does, since the loss gathers equal batches from every process. A process that
+    has no last batch (its part ended exactly at the checkpoint it resumed from) pads with `spare_batch()`."""
+    iterator, last = iter(batches), None
+    while True:
+        batch = next(iterator, None)
+        if accelerator.num_processes > 1:
+            ended = int(accelerator.reduce(torch.tensor([int(batch is None)], device=accelerator.device), "sum").item())
+            if ended == accelerator.num_processes:
+                return
+            if batch is None:
+                if last is None and spare_batch is not None:
+                    last = spare_batch()
+                if last is None:
+                    raise RuntimeError(f"process {accelerator.process_index} got no readable data this epoch while others did: "
+                                       "the stream has too few items (or shards) for this many processes")
+                batch = {**last, "skipped": 0, "keys": [], "padding": True}
+        elif batch is None:
+            return
+        if not empty_batch(batch):
+            last = batch
+        yield batch
 
 
 if __name__ == "__main__":

@@ -139,3 +139,59 @@ class TargetCache:
             return self.empty_embedding.new_zeros((0, *self.empty_embedding.shape))
         picks = pool[torch.randperm(len(pool), generator=generator)[:count]]
         return self.get(picks.numpy())
+
+
+class CaptionTargets:
+    """The targets of a caption vocabulary known before training (files or a Hub dataset): all computed into the
+    TargetCache up front, so the text encoder is freed before training; `get` and `sample` take caption ids."""
+
+    def __init__(self, cache: TargetCache, rows: torch.Tensor):
+        self.cache, self.rows = cache, rows  # caption id → cache row
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def get(self, captions: list[str], ids: list[int]) -> torch.Tensor:
+        """(B, 77, D) float32 targets on the CPU."""
+        return self.cache.get(self.rows[torch.as_tensor(ids, dtype=torch.long)])
+
+    def sample(self, count: int, exclude: list[int]) -> torch.Tensor:
+        """`count` cached targets of other captions than the ids in `exclude` (extra negatives)."""
+        return self.cache.sample(count, exclude=self.rows[torch.as_tensor(exclude, dtype=torch.long)].tolist())
+
+
+class StreamTargets:
+    """Targets of the captions a stream brings, computed as they arrive (the text encoder stays loaded: a stream's
+    captions are not known ahead) and kept in memory, the most recently used `capacity` of them, keyed by caption id."""
+
+    def __init__(self, text_encoder, tokenizer, capacity: int = 20_000):
+        from collections import OrderedDict
+
+        self.text_encoder, self.tokenizer, self.capacity = text_encoder, tokenizer, capacity
+        self.rows: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self.encoder_calls = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, captions: list[str], ids: list[int]) -> torch.Tensor:
+        """(B, 77, D) float32 targets on the CPU; computes those not held, in one batch."""
+        missing = list(dict.fromkeys((i, c) for i, c in zip(ids, captions) if i not in self.rows))
+        if missing:
+            self.encoder_calls += 1
+            encoded = encode_captions([c for _, c in missing], self.text_encoder, self.tokenizer).to("cpu", torch.float16)
+            self.rows.update({i: row for (i, _), row in zip(missing, encoded)})
+        for i in ids:
+            self.rows.move_to_end(i)
+        while len(self.rows) > self.capacity:
+            self.rows.popitem(last=False)
+        return torch.stack([self.rows[i] for i in ids]).float()
+
+    def sample(self, count: int, exclude: list[int]) -> torch.Tensor:
+        """`count` held targets of other captions than `exclude` (extra negatives)."""
+        banned = set(exclude)
+        pool = [i for i in self.rows if i not in banned]
+        picks = torch.randperm(len(pool))[:count].tolist()
+        if not picks:
+            return torch.zeros(0, *next(iter(self.rows.values())).shape)
+        return torch.stack([self.rows[pool[p]] for p in picks]).float()

@@ -56,18 +56,15 @@ What a run writes under --output-dir:
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import logging
-import math
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -82,17 +79,8 @@ from transformers import (
 
 from align.audio import DEFAULT_MAX_SECONDS
 from align.augment import FeatureAugment
-from align.data import (
-    DEFAULT_CAPTION_TEMPLATE,
-    AudioCaptionCollator,
-    AudioCaptionDataset,
-    DataError,
-    EpochShuffleSampler,
-    caption_vocabulary,
-    empty_batch,
-    features_on_device,
-    load_pairs,
-)
+from align.checkpoints import TRAINER_STATE, checkpoint_to_resume, keep_lines_until, save_checkpoint
+from align.data import DEFAULT_CAPTION_TEMPLATE, AudioCaptionCollator, DataError, empty_batch, features_on_device
 from align.device import cpu_has_bf16
 from align.encoder import (
     DEFAULT_NUM_AUDIO_TOKENS,
@@ -101,24 +89,16 @@ from align.encoder import (
     load_audio_encoder,
 )
 from align.features import BatchedFeatureExtractor
-from align.loss import AlignmentLoss
+from align.loss import AlignmentLoss, loss_for_backward
 from align.metrics import evaluate
 from align.model_card import DEFAULT_LICENSE, write_model_card
 from align.model_ids import DEFAULT_AUDIO_MODEL, DEFAULT_BASE_MODEL
-from align.streaming import (
-    StreamingAudioCaptions,
-    open_hub_stream,
-    open_webdataset,
-    shard_list,
-    take_pairs,
-)
-from align.targets import TargetCache, encode_captions
+from align.targets import TargetCache
+from align.training_data import TrainingData
 
 logger = logging.getLogger("align.train")
 
 LORA_TARGETS = ["linear_q", "linear_k", "linear_v", "linear_out", "intermediate_dense", "output_dense"]
-CHECKPOINT_PREFIX = "checkpoint-"
-TRAINER_STATE = "trainer_state.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -264,162 +244,8 @@ def apply_train_mode(encoder: AudioPromptEncoder, mode: str, lora_rank: int = 16
     raise ValueError(f"unknown --train-mode {mode!r}; use full, lora or adapter")
 
 
-def checkpoint_folders(root: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (a save killed half-way leaves a .tmp folder, never listed)."""
-    found = [p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and (p / TRAINER_STATE).exists() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
-
-
-def open_streams(args):
-    """(the training stream, held-out pairs): tar shards or a Hub dataset read with streaming=True; the held-out pairs
-    are the first --max-eval-items of --eval-shards or of the Hub dataset's eval split, held in memory."""
-    from align.data import AudioCaptionPairs
-
-    columns = {"audio_column": args.audio_column, "caption_column": args.caption_column, "label_column": args.label_column, "template": args.caption_template}
-    eval_pairs = None
-    if args.shards:
-        source = open_webdataset(shard_list(args.shards))
-        if args.eval_shards:
-            eval_pairs = take_pairs(open_webdataset(shard_list(args.eval_shards)), args.max_eval_items, name="--eval-shards", **columns)
-    else:
-        source = open_hub_stream(args.dataset, args.dataset_config, args.split, args.audio_column or "audio")
-        for name in [args.eval_split] if args.eval_split else ["test", "validation"]:
-            try:
-                held_out = open_hub_stream(args.dataset, args.dataset_config, name, args.audio_column or "audio")
-            except ValueError as error:  # datasets raises ValueError for an unknown split
-                if args.eval_split or "split" not in str(error).lower():
-                    raise
-                continue
-            eval_pairs = take_pairs(held_out, args.max_eval_items, name=f"{args.dataset}[{name}]", **columns)
-            break
-    if not eval_pairs:
-        logger.warning("streaming without held-out data: no evaluation (give --eval-shards, or a Hub dataset with a test/validation split)")
-        eval_pairs = AudioCaptionPairs([], [], "none")
-    return source, eval_pairs
-
-
-def stream_state_file(checkpoint: Path, process_index: int) -> Path:
-    return checkpoint / f"stream_state-{process_index}.json"
-
-
-def save_checkpoint(accelerator: Accelerator, root: Path, state: dict, total_limit: int | None, stream_state: dict | None = None) -> Path:
-    """accelerate state + trainer_state.json, written to a .tmp folder and renamed, so a kill never leaves half a checkpoint.
-
-    `stream_state`: this process's streaming position ({DataLoader worker: state}), one file per process.
-    """
-    final = root / f"{CHECKPOINT_PREFIX}{state['global_step']}"
-    tmp = root / f"{final.name}.tmp"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if stream_state is not None:
-        stream_state_file(tmp, accelerator.process_index).write_text(json.dumps(stream_state))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in checkpoint_folders(root)[: -total_limit] if total_limit else []:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    return final
-
-
-class StreamTargets:
-    """Targets of the captions a stream brings, computed as they arrive (the text encoder stays loaded: a stream's
-    captions are not known ahead) and kept in memory, the most recently used `capacity` of them, keyed by caption id."""
-
-    def __init__(self, text_encoder, tokenizer, capacity: int = 20_000):
-        from collections import OrderedDict
-
-        self.text_encoder, self.tokenizer, self.capacity = text_encoder, tokenizer, capacity
-        self.rows: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self.encoder_calls = 0
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def get(self, captions: list[str], ids: list[int]) -> torch.Tensor:
-        """(B, 77, D) float32 targets on the CPU; computes those not held, in one batch."""
-        missing = list(dict.fromkeys((i, c) for i, c in zip(ids, captions) if i not in self.rows))
-        if missing:
-            self.encoder_calls += 1
-            encoded = encode_captions([c for _, c in missing], self.text_encoder, self.tokenizer).to("cpu", torch.float16)
-            self.rows.update({i: row for (i, _), row in zip(missing, encoded)})
-        for i in ids:
-            self.rows.move_to_end(i)
-        while len(self.rows) > self.capacity:
-            self.rows.popitem(last=False)
-        return torch.stack([self.rows[i] for i in ids]).float()
-
-    def sample(self, count: int, exclude: list[int]) -> torch.Tensor:
-        """`count` held targets of other captions than `exclude` (extra negatives)."""
-        banned = set(exclude)
-        pool = [i for i in self.rows if i not in banned]
-        picks = torch.randperm(len(pool))[:count].tolist()
-        if not picks:
-            return torch.zeros(0, *next(iter(self.rows.values())).shape)
-        return torch.stack([self.rows[pool[p]] for p in picks]).float()
-
-
-def contrastive_scale(num_processes: int) -> float:
-    """What the contrastive term is multiplied by before backward, so that the gradient equals one process's on
-    the concatenated batch. Each process's loss is the full-batch contrastive loss, but gradient flows only
-    through its own slice (align.loss.gather_with_grad), and DDP averages gradients over processes: the slices'
-    sum is the full gradient, their average 1/N of it. The MSE is a per-process mean, which DDP's average
-    already makes the full-batch mean."""
-    return float(num_processes)
-
-
-def loss_for_backward(losses: dict[str, torch.Tensor], mse_weight: float, num_processes: int) -> torch.Tensor:
-    if num_processes == 1:
-        return losses["loss"]
-    return contrastive_scale(num_processes) * losses["contrastive"] + mse_weight * losses["mse"]
-
-
-def lockstep(batches, accelerator: Accelerator, spare_batch=None):
-    """A stream's batches, with every process stepping together: a process whose part of the stream ended
-    before the others' repeats its last batch (marked "padding", not counted as seen) until all have ended,
-    as accelerate's even_batches does, since the loss gathers equal batches from every process. A process that
-    has no last batch (its part ended exactly at the checkpoint it resumed from) pads with `spare_batch()`."""
-    iterator, last = iter(batches), None
-    while True:
-        batch = next(iterator, None)
-        if accelerator.num_processes > 1:
-            ended = int(accelerator.reduce(torch.tensor([int(batch is None)], device=accelerator.device), "sum").item())
-            if ended == accelerator.num_processes:
-                return
-            if batch is None:
-                if last is None and spare_batch is not None:
-                    last = spare_batch()
-                if last is None:
-                    raise RuntimeError(f"process {accelerator.process_index} got no readable data this epoch while others did: "
-                                       "the stream has too few items (or shards) for this many processes")
-                batch = {**last, "skipped": 0, "keys": [], "padding": True}
-        elif batch is None:
-            return
-        if not empty_batch(batch):
-            last = batch
-        yield batch
-
-
-def logged_step(line: str) -> float:
-    """The step of a log.jsonl line; infinity for a line a kill cut short, so a resume drops it."""
-    try:
-        return json.loads(line)["step"]
-    except (json.JSONDecodeError, KeyError):
-        return math.inf
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    output_dir = Path(args.output_dir)
-    checkpoint_root = output_dir / "checkpoints"
-
-    # 1. accelerator: device, processes, precision ------------------------------------------------------------
+def make_accelerator(args, output_dir: Path) -> Accelerator:
+    """The device, processes and precision (bf16 on a CPU only where it has bf16 hardware); the run's folder, args.json."""
     on_gpu = torch.cuda.is_available() and not args.cpu
     precision = args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if precision != "no" and not on_gpu and not (precision == "bf16" and cpu_has_bf16()):
@@ -428,282 +254,104 @@ def main(argv: list[str] | None = None) -> dict:
         logger.warning("--mixed-precision %s ignored: %s; training in fp32", precision, why)
         precision = "no"
     args.mixed_precision = precision  # args.json and the model card record the precision that ran
-    accelerator = Accelerator(mixed_precision=precision, cpu=args.cpu, gradient_accumulation_steps=args.gradient_accumulation_steps, log_with=None if args.report_to == "none" else args.report_to, project_dir=str(output_dir))
+    accelerator = Accelerator(mixed_precision=precision, cpu=args.cpu, gradient_accumulation_steps=args.gradient_accumulation_steps,
+                              log_with=None if args.report_to == "none" else args.report_to, project_dir=str(output_dir))
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     set_seed(args.seed, device_specific=True)  # each process its own negatives and dropout; data order is seeded separately
-    device = accelerator.device
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint_root.mkdir(exist_ok=True)
+        (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (output_dir / "args.json").write_text(json.dumps(vars(args), indent=1))
-        for stale in checkpoint_root.glob("*.tmp"):  # a save the last run was killed in the middle of
+        for stale in (output_dir / "checkpoints").glob("*.tmp"):  # a save the last run was killed in the middle of
             shutil.rmtree(stale)
         if args.report_to != "none":
             accelerator.init_trackers("align", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+    return accelerator
 
-    # 2. data: audio-caption pairs, train / held-out -------------------------------------------------------------
-    if args.streaming:  # read as training goes: captions are met as they come, held-out pairs are the eval stream's first ones
-        train_source, eval_pairs = open_streams(args)
-        vocabulary = caption_vocabulary(eval_pairs)
-        logger.info("streaming %d shards; %d held-out pairs, %d unique held-out captions", train_source.n_shards, len(eval_pairs), len(vocabulary))
-    else:
-        train_pairs, eval_pairs = load_pairs(
-            args.data_dir, args.dataset, dataset_config=args.dataset_config, split=args.split, eval_split=args.eval_split,
-            audio_column=args.audio_column, caption_column=args.caption_column, label_column=args.label_column,
-            template=args.caption_template, eval_fraction=args.eval_fraction, seed=args.seed,
-        )
-        if args.max_eval_items and len(eval_pairs) > args.max_eval_items:
-            eval_pairs = eval_pairs.subset(sorted(np.random.default_rng(args.seed).choice(len(eval_pairs), args.max_eval_items, replace=False)))
-        vocabulary = caption_vocabulary(train_pairs, eval_pairs)  # caption → id; items with one id are positives of each other
-        logger.info("%d training pairs, %d held-out pairs, %d unique captions", len(train_pairs), len(eval_pairs), len(vocabulary))
 
-    # 3. targets: every caption through the text encoder once, cached on disk; then the text encoder is freed ---------
-    text_encoder, tokenizer = load_text_encoder(args, device)
-    text_hidden_size = text_encoder.config.hidden_size
-    with accelerator.main_process_first():  # the main process computes and writes; the others then only read
-        cache = TargetCache(args.target_cache_dir, text_encoder, tokenizer)
-        caption_rows = torch.tensor(cache.ensure(list(vocabulary), progress=accelerator.is_main_process))  # caption id → cache row
-    cache.text_encoder = None  # from here on a missing target is an error, never a silent per-step encoder call
-    stream_targets = StreamTargets(text_encoder, tokenizer) if args.streaming else None  # a stream's captions come as it flows
-    del text_encoder
-    gc.collect()
-    if on_gpu:
-        torch.cuda.empty_cache()
+def total(accelerator: Accelerator, count: int) -> int:
+    """A count summed over the processes."""
+    return int(accelerator.reduce(torch.tensor(count, device=accelerator.device), "sum").item())
 
-    # 4. the encoder, and what of it trains ------------------------------------------------------------------------
-    encoder = load_encoder_to_train(args.audio_model, text_hidden_size, args.num_audio_tokens)
-    encoder.set_empty_embedding(cache.empty_embedding)  # the saved encoder carries its CFG input and BOS
-    feature_extractor = load_feature_extractor(args.audio_model)
-    batched_features = BatchedFeatureExtractor(feature_extractor)  # the same features, a whole batch in torch: ~5x faster
-    if args.gradient_checkpointing:
-        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    encoder.train()
-    model = apply_train_mode(encoder, args.train_mode, args.lora_rank, args.lora_alpha, args.lora_dropout)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    logger.info("training %s: %.2fM of %.2fM parameters", args.train_mode, sum(p.numel() for p in trainable) / 1e6, sum(p.numel() for p in model.parameters()) / 1e6)
 
-    eval_set = AudioCaptionDataset(eval_pairs, vocabulary, encoder.window_samples, "center", args.seed, args.max_audio_seconds)
-    eval_loader = torch.utils.data.DataLoader(eval_set, batch_size=args.eval_batch_size, collate_fn=AudioCaptionCollator(batched_features), num_workers=args.num_workers)
-    augment = FeatureAugment(args.warp_frequencies, args.freq_masks, args.freq_mask_bins)
-    # Where training features are computed: in the DataLoader's workers (CPU), or batched on the training device
-    # after the batch arrives (a GPU computes a batch's filterbank in milliseconds, where workers would bottleneck it)
-    features_on = args.features_on if args.features_on != "auto" else ("device" if on_gpu else "loader")
-    device_features = BatchedFeatureExtractor(feature_extractor, device=device) if features_on == "device" else None
-    collator = AudioCaptionCollator(None if device_features is not None else batched_features, fill_to=args.train_batch_size, augment=augment)
-    logger.info("training features computed %s", f"on {device}, batched" if device_features is not None else "in the data loader")
-    if args.streaming:
-        # each process reads its own part of the stream (and each DataLoader worker its part of that): the loader is not
-        # handed to accelerate, whose dispatching would read the whole stream on process 0
-        train_set = StreamingAudioCaptions(
-            train_source, encoder.window_samples, seed=args.seed, buffer_size=args.shuffle_buffer, rank=accelerator.process_index,
-            world_size=accelerator.num_processes, audio_column=args.audio_column, caption_column=args.caption_column,
-            label_column=args.label_column, template=args.caption_template, max_seconds=args.max_audio_seconds,
-        )
-        train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.train_batch_size, collate_fn=collator, num_workers=args.num_workers,
-                                                   generator=torch.Generator().manual_seed(args.seed))  # not the global RNG a resume restores
-    else:
-        train_set = AudioCaptionDataset(train_pairs, vocabulary, encoder.window_samples, "random", args.seed, args.max_audio_seconds)
-        train_loader = torch.utils.data.DataLoader(
-            train_set, batch_size=args.train_batch_size, sampler=EpochShuffleSampler(len(train_set), args.seed), drop_last=True,
-            collate_fn=collator, num_workers=args.num_workers,
-            generator=torch.Generator().manual_seed(args.seed),  # worker seeds from here, not the global RNG a resume restores
-        )
-        if len(train_loader) == 0:
-            raise ValueError(f"{len(train_set)} training pairs make no full batch of {args.train_batch_size}: lower --train-batch-size or add data")
+def any_process(accelerator: Accelerator, flag: bool) -> bool:
+    return flag if accelerator.num_processes == 1 else total(accelerator, int(flag)) > 0
 
-    # 5. optimizer, schedule, loss -----------------------------------------------------------------------------------
-    optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
-    if args.streaming:
-        model, optimizer = accelerator.prepare(model, optimizer)
-        max_steps = args.max_train_steps
-    else:
-        model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-        steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
-        max_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
-    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps, num_training_steps=max_steps)
-    accelerator.register_for_checkpointing(scheduler)  # stepped once per optimizer step, so not wrapped by prepare
-    criterion = AlignmentLoss(args.temperature, args.mse_weight)
 
-    # 6. resume: weights, optimizer, scheduler, RNG from accelerate; step and data position from trainer_state.json -----
-    global_step, epoch, batches_done, skipped_items = 0, 0, 0, 0
-    checkpoint = None
-    if args.resume_from_checkpoint == "latest":
-        found = checkpoint_folders(checkpoint_root)
-        checkpoint = found[-1] if found else None
-        if checkpoint is None:
-            logger.info("--resume-from-checkpoint latest: no checkpoint in %s yet, starting from step 0", checkpoint_root)
-    elif args.resume_from_checkpoint:
-        checkpoint = Path(args.resume_from_checkpoint)
-        if not (checkpoint / TRAINER_STATE).exists():
-            raise FileNotFoundError(f"--resume-from-checkpoint {checkpoint}: not a complete checkpoint (no {TRAINER_STATE}); pick one under {checkpoint_root}")
-    elif checkpoint_folders(checkpoint_root):
-        logger.warning("starting from step 0 although %s holds checkpoints of an earlier run (add --resume-from-checkpoint latest to continue it)", checkpoint_root)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / TRAINER_STATE).read_text())
-        global_step, epoch, batches_done = state["global_step"], state["epoch"], state["batches_done"]
-        skipped_items = state["skipped_items"] if accelerator.is_main_process else 0  # a total over processes; logging sums them again
-        if args.streaming:
-            saved_stream = stream_state_file(checkpoint, accelerator.process_index)
-            if not saved_stream.exists():
-                raise ValueError(f"{checkpoint} holds no stream position for process {accelerator.process_index}: it was written by a run "
-                                 "with fewer processes, or without streaming. Resume with the same data and number of processes.")
-            stream_states = json.loads(saved_stream.read_text())
-            saved_workers = {s["num_workers"] for s in stream_states.values()}
-            if saved_workers and saved_workers != {max(1, args.num_workers)}:
-                raise ValueError(f"{checkpoint} was written with --num-workers {saved_workers.pop()}; resume a streaming run with the same --num-workers")
-            train_set.load_state_dict(stream_states)
-        logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint.name, global_step, epoch, batches_done)
+def alignment_losses(model, batch: dict, targets, criterion: AlignmentLoss, accelerator: Accelerator, args, step: int) -> dict:
+    """The loss terms of one micro-batch: the encoder's states against its captions' targets, every other caption of
+    every process's batch (and --extra-negatives cached ones) a negative."""
+    audio = model(input_features=batch["input_features"], attention_mask=batch["attention_mask"]).last_hidden_state
+    # a window shorter than 77 positions is trained on the targets' first positions: under CLIP's causal attention they
+    # are exactly the encoding of a caption cut to that length
+    positions = audio.shape[1]
+    wanted = targets.get(batch["captions"], batch["caption_ids"].tolist())[:, :positions].to(audio.device)
+    in_batch = accelerator.gather(batch["caption_ids"]).cpu().tolist()  # never a negative for any process's clip
+    # A batch left with one caption (unreadable clips dropped, the rest refilled by repeats) has no negatives: contrast
+    # it with cached captions instead, so the step still teaches something.
+    fill = args.train_batch_size if len(set(in_batch)) < 2 < len(targets) else 0
+    if fill and not args.extra_negatives:
+        logger.warning("step %d: the batch holds one caption only (unreadable clips dropped), so %d cached captions stand in "
+                       "as its negatives", step, fill)
+    count = max(args.extra_negatives, fill)
+    negatives = targets.sample(count, in_batch)[:, :positions].to(audio.device) if count else None
+    return criterion(audio, wanted, batch["caption_ids"], negatives)
 
-    metrics_path, log_path = output_dir / "metrics.json", output_dir / "log.jsonl"
-    history = json.loads(metrics_path.read_text())["history"] if checkpoint is not None and metrics_path.exists() else []
-    history = [h for h in history if h["step"] <= global_step]  # drop what a killed run logged after its checkpoint
-    if accelerator.is_main_process and log_path.exists():
-        kept = [line for line in log_path.read_text().splitlines() if checkpoint is not None and logged_step(line) <= global_step]
-        log_path.write_text("".join(line + "\n" for line in kept))
-    samples_path = output_dir / f"samples-rank{accelerator.process_index}.jsonl" if args.record_samples and args.streaming else None
-    if samples_path is not None and samples_path.exists():  # what the killed run used after its checkpoint is used again
-        kept = [line for line in samples_path.read_text().splitlines() if checkpoint is not None and logged_step(line) <= global_step]
-        samples_path.write_text("".join(line + "\n" for line in kept))
 
-    def run_evaluation(step: int) -> dict | None:
-        """Held-out metrics on the main process (the others wait), appended to metrics.json."""
+class TrainingLog:
+    """The training figures since the last line, written to log.jsonl as means over micro-batches and processes."""
+
+    def __init__(self, accelerator: Accelerator, path: Path):
+        self.accelerator, self.path = accelerator, path
+        self.restart()
+
+    def restart(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.micro_batches, self.samples, self.clock = 0, 0, time.perf_counter()
+
+    def add(self, losses: dict[str, torch.Tensor], samples: int) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach().float()
+        self.micro_batches, self.samples = self.micro_batches + 1, self.samples + samples
+
+    def write(self, step: int, epoch: int, batch: int, lr: float, grad_norm: float, skipped_items: int) -> dict:
+        accelerator = self.accelerator
+        record = {"step": step, "epoch": epoch, "batch": batch}
+        for name, value in self.sums.items():
+            record[name] = accelerator.reduce(value, "mean").item() / self.micro_batches
+        record.update(lr=lr, grad_norm=float(grad_norm), samples_per_second=self.samples * accelerator.num_processes / (time.perf_counter() - self.clock),
+                      skipped_items=total(accelerator, skipped_items))
+        if accelerator.is_main_process:
+            with self.path.open("a") as log:
+                log.write(json.dumps(record) + "\n")
+            tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+        accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+        self.restart()
+        return record
+
+
+class HeldOut:
+    """Held-out metrics on the main process (the others wait), kept in metrics.json: at step 0, every --eval-steps, at the end."""
+
+    def __init__(self, accelerator: Accelerator, data: TrainingData, cache: TargetCache, path: Path, history: list[dict]):
+        self.accelerator, self.data, self.cache, self.path, self.history = accelerator, data, cache, path, history
+
+    def __call__(self, model, step: int) -> dict | None:
         result = None
-        if accelerator.is_main_process and len(eval_set):
-            result = {"step": step, **evaluate(accelerator.unwrap_model(model), eval_loader, cache)}
-            history.append(result)
-            metrics_path.write_text(json.dumps({"history": history, "latest": result}, indent=1))
+        if self.accelerator.is_main_process and len(self.data.eval_set):
+            result = {"step": step, **evaluate(self.accelerator.unwrap_model(model), self.data.eval_loader, self.cache)}
+            self.history.append(result)
+            self.path.write_text(json.dumps({"history": self.history, "latest": result}, indent=1))
             tqdm.write("eval step {step}: cosine {cosine:.4f}  mse {mse:.4f}  R@1 {R@1:.3f}  R@5 {R@5:.3f}  R@10 {R@10:.3f}  "
                        "(chance R@1 {chance_R@1:.3f}, {num_items} clips, {num_captions} captions)".format(**result))
-            accelerator.log({f"eval/{k}": v for k, v in result.items() if k != "step"}, step=step)
-        accelerator.wait_for_everyone()
+            self.accelerator.log({f"eval/{k}": v for k, v in result.items() if k != "step"}, step=step)
+        self.accelerator.wait_for_everyone()
         return result
 
-    def any_process(flag: bool) -> bool:
-        if accelerator.num_processes == 1:
-            return flag
-        return bool(accelerator.reduce(torch.tensor([int(flag)], device=device), "sum").item())
 
-    # 7. the loop ------------------------------------------------------------------------------------------------
-    if global_step == 0:
-        run_evaluation(0)
-    progress = tqdm(total=max_steps, initial=global_step, desc="train", unit="step", disable=not accelerator.is_main_process)
-    running: dict[str, torch.Tensor] = {}
-    micro_since_log, samples_since_log, clock = 0, 0, time.perf_counter()
-    last_eval = history[-1] if history else None
-    stream_position: dict[int, dict] = dict(train_set.resume_states) if args.streaming else {}  # DataLoader worker → its last batch's state
-    resumed_epoch = checkpoint is not None  # an epoch resumed from a checkpoint at its very end has nothing left to give
-
-    def spare_batch():
-        """A batch from the start of the next epoch's stream, to pad with (never recorded as seen)."""
-        spare = copy.copy(train_set)
-        spare.resume_states, spare.epoch = {}, epoch + 1
-        for extra in torch.utils.data.DataLoader(spare, batch_size=args.train_batch_size, collate_fn=collator, num_workers=0):
-            if not empty_batch(extra):
-                return extra
-        return None
-    while global_step < max_steps:
-        train_set.set_epoch(epoch)  # new random crops each epoch (and, streaming, a new shard order and buffer draws)
-        if args.streaming:
-            loader = lockstep(train_loader, accelerator, spare_batch)  # a stream resumes from its saved state, not by skipping batches
-        else:
-            loader = accelerator.skip_first_batches(train_loader, batches_done) if batches_done else train_loader
-            loader.set_epoch(epoch)  # the sampler's permutation for this epoch, identical on every process and on resume
-        used_this_epoch = 0
-        for batch in loader:
-            batches_done += 1
-            skipped_items += batch["skipped"]
-            if "stream_state" in batch and not batch.get("padding"):
-                stream_position[batch["stream_state"]["worker"]] = batch["stream_state"]
-                if samples_path is not None and batch["keys"]:
-                    with samples_path.open("a") as record:
-                        record.write(json.dumps({"step": global_step + 1, "epoch": epoch, "keys": batch["keys"]}) + "\n")
-            if any_process(empty_batch(batch)):  # every clip of a batch unreadable: all processes skip it together
-                continue
-            if args.streaming:  # not prepared by accelerate: move it to the device here
-                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            if device_features is not None:  # --features-on device: the batch brought sound; the filterbank runs here
-                batch.update(features_on_device(batch, device_features, augment))
-            used_this_epoch += 1
-            with accelerator.accumulate(model):  # gradients all-reduced, and the optimizer stepped, on the last micro-batch only
-                audio = model(input_features=batch["input_features"], attention_mask=batch["attention_mask"]).last_hidden_state
-                # a window shorter than 77 positions is trained on the targets' first positions: under CLIP's causal
-                # attention they are exactly the encoding of a caption cut to that length
-                positions = audio.shape[1]
-                gathered_ids = accelerator.gather(batch["caption_ids"]).cpu()  # never a negative for any process's clip
-                if args.streaming:
-                    targets = stream_targets.get(batch["captions"], batch["caption_ids"].tolist())[:, :positions].to(device)
-                    in_batch, pool = gathered_ids, len(stream_targets)
-                else:
-                    targets = cache.get(caption_rows[batch["caption_ids"].cpu()])[:, :positions].to(device)
-                    in_batch, pool = caption_rows[gathered_ids], len(cache)
-                negatives = None
-                # A batch left with one caption (unreadable clips dropped, the rest refilled by repeats) has no negatives:
-                # contrast it with cached captions instead, so the step still teaches something.
-                fill = args.train_batch_size if len(set(in_batch.tolist())) < 2 < pool else 0
-                if fill and not args.extra_negatives:
-                    logger.warning("step %d: the batch holds one caption only (unreadable clips dropped), so %d cached "
-                                   "captions stand in as its negatives", global_step + 1, fill)
-                if args.extra_negatives or fill:
-                    count = max(args.extra_negatives, fill)
-                    sampled = stream_targets.sample(count, in_batch.tolist()) if args.streaming else cache.sample(count, exclude=in_batch.tolist())
-                    negatives = sampled[:, :positions].to(device)
-                losses = criterion(audio, targets, batch["caption_ids"], negatives)
-                # scaled by 1 / gradient_accumulation_steps inside accumulate(); the contrastive term by the number of
-                # processes, so that DDP's average gives the gradient of one process on the concatenated batch
-                accelerator.backward(loss_for_backward(losses, args.mse_weight, accelerator.num_processes))
-            for name, value in losses.items():
-                running[name] = running.get(name, 0.0) + value.detach().float()
-            micro_since_log += 1
-            samples_since_log += len(batch["captions"])
-            if not accelerator.sync_gradients:
-                continue
-
-            grad_norm = accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-            progress.update(1)
-
-            if global_step % args.logging_steps == 0 or global_step == max_steps:
-                elapsed = time.perf_counter() - clock
-                record = {"step": global_step, "epoch": epoch, "batch": batches_done}
-                for name, total in running.items():  # mean over the micro-batches since the last log, and over processes
-                    record[name] = accelerator.reduce(total, "mean").item() / micro_since_log
-                record.update(lr=scheduler.get_last_lr()[0], grad_norm=float(grad_norm),
-                              samples_per_second=samples_since_log * accelerator.num_processes / elapsed,
-                              skipped_items=int(accelerator.reduce(torch.tensor(skipped_items, device=device), "sum").item()))
-                if accelerator.is_main_process:
-                    with log_path.open("a") as log:
-                        log.write(json.dumps(record) + "\n")
-                    tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
-                    progress.set_postfix(loss=f"{record['loss']:.4f}")
-                accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=global_step)
-                running, micro_since_log, samples_since_log, clock = {}, 0, 0, time.perf_counter()
-
-            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
-                all_skipped = int(accelerator.reduce(torch.tensor(skipped_items, device=device), "sum").item())
-                state = {"global_step": global_step, "epoch": epoch, "batches_done": batches_done, "skipped_items": all_skipped,
-                         "num_processes": accelerator.num_processes}
-                saved = save_checkpoint(accelerator, checkpoint_root, state, args.checkpoints_total_limit,
-                                        {str(w): s for w, s in stream_position.items()} if args.streaming else None)
-                logger.info("saved %s", saved)
-            if args.eval_steps and global_step % args.eval_steps == 0 and global_step < max_steps:
-                last_eval = run_evaluation(global_step)
-            if global_step >= max_steps:
-                break
-        else:  # the epoch ran out
-            if used_this_epoch == 0 and not resumed_epoch and (batches_done > 0 or args.streaming):
-                raise RuntimeError(f"epoch {epoch}: no readable training batch ({skipped_items} items skipped). Check the audio files and shards.")
-            epoch, batches_done = epoch + 1, 0
-            stream_position, resumed_epoch = {}, False
-    progress.close()
-
-    # 8. final evaluation and save: a plain AudioPromptEncoder (LoRA merged) that align.encoder.load_audio_encoder loads --
-    if not history or history[-1]["step"] != global_step:
-        last_eval = run_evaluation(global_step)
-    final_dir = output_dir / "final"
+def save_final(accelerator: Accelerator, model, feature_extractor, args, last_eval: dict | None, global_step: int) -> Path:
+    """final/: a plain AudioPromptEncoder (LoRA merged) that align.encoder.load_audio_encoder loads, its feature extractor
+    and model card; uploaded with --push-to-hub."""
+    final_dir = Path(args.output_dir) / "final"
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model)
         if args.train_mode == "lora":
@@ -722,7 +370,134 @@ def main(argv: list[str] | None = None) -> dict:
             api.upload_folder(repo_id=args.hub_model_id, folder_path=str(final_dir), commit_message=f"align.train: step {global_step}")
             logger.info("uploaded %s to the Hub as %s", final_dir, args.hub_model_id)
     accelerator.wait_for_everyone()
-    skipped_items = int(accelerator.reduce(torch.tensor(skipped_items, device=device), "sum").item())
+    return final_dir
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    checkpoint_root = output_dir / "checkpoints"
+
+    # 1. accelerator: device, processes, precision; the run's folder ------------------------------------------------
+    accelerator = make_accelerator(args, output_dir)
+    device = accelerator.device
+
+    # 2. data: audio-caption pairs (files, a Hub dataset) or a stream; held-out pairs; the captions (align.training_data)
+    data = TrainingData.open(args, accelerator)
+
+    # 3. targets: every known caption through the text encoder once, cached on disk; then the text encoder is freed ----
+    text_encoder, tokenizer = load_text_encoder(args, device)
+    text_hidden_size = text_encoder.config.hidden_size
+    with accelerator.main_process_first():  # the main process computes and writes; the others then only read
+        cache = TargetCache(args.target_cache_dir, text_encoder, tokenizer)
+        targets = data.targets(cache, text_encoder, tokenizer, progress=accelerator.is_main_process)
+    cache.text_encoder = None  # from here on a missing target is an error, never a silent per-step encoder call
+    del text_encoder
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    # 4. the encoder, what of it trains, and where its features are computed ------------------------------------------
+    encoder = load_encoder_to_train(args.audio_model, text_hidden_size, args.num_audio_tokens)
+    encoder.set_empty_embedding(cache.empty_embedding)  # the saved encoder carries its CFG input and BOS
+    feature_extractor = load_feature_extractor(args.audio_model)
+    batched_features = BatchedFeatureExtractor(feature_extractor)  # the same features, a whole batch in torch: ~5x faster
+    if args.gradient_checkpointing:
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    encoder.train()
+    model = apply_train_mode(encoder, args.train_mode, args.lora_rank, args.lora_alpha, args.lora_dropout)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    logger.info("training %s: %.2fM of %.2fM parameters", args.train_mode, sum(p.numel() for p in trainable) / 1e6, sum(p.numel() for p in model.parameters()) / 1e6)
+    augment = FeatureAugment(args.warp_frequencies, args.freq_masks, args.freq_mask_bins)
+    # Training features: in the DataLoader's workers (CPU), or batched on the training device after the batch arrives
+    # (a GPU computes a batch's filterbank in milliseconds, where workers would bottleneck it)
+    features_on = args.features_on if args.features_on != "auto" else ("device" if device.type == "cuda" else "loader")
+    device_features = BatchedFeatureExtractor(feature_extractor, device=device) if features_on == "device" else None
+    collator = AudioCaptionCollator(None if device_features is not None else batched_features, fill_to=args.train_batch_size, augment=augment)
+    logger.info("training features computed %s", f"on {device}, batched" if device_features is not None else "in the data loader")
+    data.make_loaders(encoder.window_samples, collator, AudioCaptionCollator(batched_features))
+
+    # 5. optimizer, schedule, loss -----------------------------------------------------------------------------------
+    optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
+    model, optimizer, max_steps = data.prepare(model, optimizer)
+    scheduler = get_scheduler(args.lr_scheduler, optimizer, num_warmup_steps=args.lr_warmup_steps, num_training_steps=max_steps)
+    accelerator.register_for_checkpointing(scheduler)  # stepped once per optimizer step, so not wrapped by prepare
+    criterion = AlignmentLoss(args.temperature, args.mse_weight)
+
+    # 6. resume: weights, optimizer, scheduler, RNG from accelerate; step and data position from the checkpoint ---------
+    global_step, epoch, batches_done, skipped_items = 0, 0, 0, 0
+    checkpoint = checkpoint_to_resume(args.resume_from_checkpoint, checkpoint_root)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / TRAINER_STATE).read_text())
+        global_step, epoch, batches_done = state["global_step"], state["epoch"], state["batches_done"]
+        skipped_items = state["skipped_items"] if accelerator.is_main_process else 0  # a total over processes; logging sums them again
+        data.resume(checkpoint)
+        logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint.name, global_step, epoch, batches_done)
+    metrics_path, log_path = output_dir / "metrics.json", output_dir / "log.jsonl"
+    history = json.loads(metrics_path.read_text())["history"] if checkpoint is not None and metrics_path.exists() else []
+    held_out = HeldOut(accelerator, data, cache, metrics_path, [h for h in history if h["step"] <= global_step])  # not what a killed run logged after its checkpoint
+    if args.record_samples and args.streaming:
+        data.samples_path = output_dir / f"samples-rank{accelerator.process_index}.jsonl"
+    for path in (log_path if accelerator.is_main_process else None, data.samples_path):  # what the killed run did after its checkpoint is done again
+        keep_lines_until(path, global_step if checkpoint is not None else None)
+    log = TrainingLog(accelerator, log_path)
+
+    # 7. the loop ------------------------------------------------------------------------------------------------
+    last_eval = held_out(model, 0) if global_step == 0 else (held_out.history[-1] if held_out.history else None)
+    progress = tqdm(total=max_steps, initial=global_step, desc="train", unit="step", disable=not accelerator.is_main_process)
+    resumed_epoch = checkpoint is not None  # an epoch resumed from a checkpoint at its very end has nothing left to give
+    while global_step < max_steps:
+        used_this_epoch = 0
+        for batch in data.batches(epoch, batches_done):
+            batches_done += 1
+            skipped_items += batch["skipped"]
+            data.remember(batch, global_step + 1, epoch)
+            if any_process(accelerator, empty_batch(batch)):  # every clip of a batch unreadable: all processes skip it together
+                continue
+            batch = data.on_device(batch, device)
+            if device_features is not None:  # --features-on device: the batch brought sound; the filterbank runs here
+                batch.update(features_on_device(batch, device_features, augment))
+            used_this_epoch += 1
+            with accelerator.accumulate(model):  # gradients all-reduced, and the optimizer stepped, on the last micro-batch only
+                losses = alignment_losses(model, batch, targets, criterion, accelerator, args, global_step + 1)
+                # scaled by 1 / gradient_accumulation_steps inside accumulate(); the contrastive term by the number of
+                # processes, so that DDP's average gives the gradient of one process on the concatenated batch
+                accelerator.backward(loss_for_backward(losses, args.mse_weight, accelerator.num_processes))
+            log.add(losses, len(batch["captions"]))
+            if not accelerator.sync_gradients:
+                continue
+
+            grad_norm = accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            progress.update(1)
+
+            if global_step % args.logging_steps == 0 or global_step == max_steps:
+                record = log.write(global_step, epoch, batches_done, scheduler.get_last_lr()[0], grad_norm, skipped_items)
+                progress.set_postfix(loss=f"{record['loss']:.4f}")
+            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
+                state = {"global_step": global_step, "epoch": epoch, "batches_done": batches_done,
+                         "skipped_items": total(accelerator, skipped_items), "num_processes": accelerator.num_processes}
+                logger.info("saved %s", save_checkpoint(accelerator, checkpoint_root, state, args.checkpoints_total_limit, data.checkpoint_state()))
+            if args.eval_steps and global_step % args.eval_steps == 0 and global_step < max_steps:
+                last_eval = held_out(model, global_step)
+            if global_step >= max_steps:
+                break
+        else:  # the epoch ran out
+            if used_this_epoch == 0 and not resumed_epoch and (batches_done > 0 or args.streaming):
+                raise RuntimeError(f"epoch {epoch}: no readable training batch ({skipped_items} items skipped). Check the audio files and shards.")
+            epoch, batches_done, resumed_epoch = epoch + 1, 0, False
+            data.end_epoch()
+    progress.close()
+
+    # 8. final evaluation and save ------------------------------------------------------------------------------------
+    if not held_out.history or held_out.history[-1]["step"] != global_step:
+        last_eval = held_out(model, global_step)
+    final_dir = save_final(accelerator, model, feature_extractor, args, last_eval, global_step)
+    skipped_items = total(accelerator, skipped_items)
     accelerator.end_training()
     if accelerator.num_processes > 1:
         KEPT_UNTIL_EXIT.extend([accelerator, model])  # never freed: see end_process
