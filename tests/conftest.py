@@ -1,12 +1,16 @@
 """Shared fixtures: tiny models from configs (architectures/tiny_models.py) and synthetic audio-caption data.
 
+Every fixture and helper that more than one test file uses lives here: no test module imports from another.
+
 Tests that need real weights from the Hub are marked `real_weights` and run only with
 AUDIO2IMAGE_REAL_WEIGHTS=1 (and Hub access).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -21,9 +25,12 @@ from pathlib import Path
 # several times slower. Set before torch loads, so subprocesses the tests start inherit it too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
+from align.audio import SAMPLE_RATE  # noqa: E402
 from architectures import tiny_models  # noqa: E402
 
 torch.set_num_threads(1)
@@ -173,3 +180,180 @@ def huge_png(path: Path, width: int, height: int) -> Path:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale, no interlace
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", bytes(body)) + chunk(b"IEND", b""))
     return path
+
+
+# --- sounds: a tone, a WAV whose header lies, an audio folder with metadata ---------------------------------------
+
+
+def tone(seconds: float, freq: float = 440.0, rate: int = SAMPLE_RATE, amplitude: float = 0.3, channels: int = 1) -> np.ndarray:
+    """A float32 sine of `seconds` at `freq` Hz and peak `amplitude`: (samples,), or (samples, channels) when channels > 1."""
+    t = np.arange(int(seconds * rate)) / rate
+    wave = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+def wav_with_data_size(path: Path, seconds: float, claimed_bytes: int) -> Path:
+    """A 16-bit WAV whose header claims `claimed_bytes` of samples while the file holds `seconds` of them."""
+    sf.write(path, tone(seconds), SAMPLE_RATE, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", claimed_bytes)
+    data[4:8] = struct.pack("<I", min(claimed_bytes + 36, 0xFFFFFFFF))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def write_folder(folder: Path, rows: list[dict], files: dict) -> Path:
+    """An audiofolder: `files` (name: bytes, or name: (rate, wave)) and metadata.jsonl of `rows`, in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (folder / name).write_bytes(content)
+        else:
+            rate, wave = content
+            sf.write(folder / name, wave, rate)
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+# --- the tiny pipeline: one builder, a saved copy, the CLI's fast flags, stand-in scorers -------------------------
+
+
+# `python -m generate` flags that draw in seconds on the tiny pipeline: 2 steps at 32 × 32 pixels, no progress bar.
+TINY = ["--steps", "2", "--height", "32", "--width", "32", "--quiet"]
+
+
+def build_pipeline(text_mixing: bool = False):
+    """The tiny AudioToImagePipeline (progress bar off); with `text_mixing`, its text encoder and tokenizer too."""
+    from align.targets import encode_captions
+    from generate.pipeline import AudioToImagePipeline
+
+    text_encoder, tokenizer = tiny_models.tiny_text_encoder(), tiny_models.tiny_tokenizer()
+    empty = encode_captions([""], text_encoder, tokenizer)[0]
+    pipe = AudioToImagePipeline(
+        vae=tiny_models.tiny_vae(), audio_encoder=tiny_models.tiny_audio_encoder(empty_embedding=empty),
+        feature_extractor=tiny_models.feature_extractor(), unet=tiny_models.tiny_unet(), scheduler=tiny_models.sd21_scheduler(),
+        text_encoder=text_encoder if text_mixing else None, tokenizer=tokenizer if text_mixing else None,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def saved_pipeline(tmp_path_factory):
+    """A folder holding the tiny pipeline with text mixing, saved as `python -m generate --pipeline` loads it."""
+    folder = tmp_path_factory.mktemp("pipeline")
+    build_pipeline(text_mixing=True).save_pretrained(folder)
+    return folder
+
+
+class BrightnessScorer:
+    """Deterministic stand-in for the CLAP + CLIP scorer: brighter is better."""
+
+    def __init__(self):
+        self.calls = []
+
+    def score_images(self, audio_16k_mono: np.ndarray, images: list) -> torch.Tensor:
+        self.calls.append((audio_16k_mono.shape, len(images)))
+        return torch.tensor([float(np.asarray(im, dtype=np.float32).mean()) for im in images])
+
+
+class CaptionScorer(BrightnessScorer):
+    """Hears one caption in every sound (a stand-in for CLAP's nearest vocabulary entry)."""
+
+    def __init__(self, caption: str):
+        super().__init__()
+        self.caption, self.heard = caption, []
+
+    def caption_for(self, audio_16k_mono):
+        self.heard.append(len(audio_16k_mono))
+        return self.caption
+
+
+# --- training runs in subprocesses: saved tiny models, their environment, their log, a kill mid-run ---------------
+
+
+SHORT_WINDOW_TOKENS = 12  # about 1 s: the runs that only test the loop's mechanics use it to stay fast
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """The tiny models saved as folders, the way the training script takes real ones."""
+    root = tmp_path_factory.mktemp("models")
+    tiny_models.tiny_audio_encoder().save_pretrained(root / "audio")
+    tiny_models.tiny_audio_encoder(num_audio_tokens=SHORT_WINDOW_TOKENS).save_pretrained(root / "audio_short")
+    tiny_models.tiny_text_encoder().save_pretrained(root / "text_encoder")
+    tiny_models.tiny_tokenizer().save_pretrained(root / "tokenizer")
+    return root
+
+
+def subprocess_env() -> dict:
+    """The environment a training subprocess runs in: this repository importable, one thread, no tokenizer threads."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    """The records of a run's log.jsonl, less a last line cut short by a kill."""
+    return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines() if line.endswith("}")]  # not a line cut by a kill
+
+
+def kill_after_checkpoint(command: list[str], out: Path, step: int, output: Path) -> int:
+    """Start a training run, SIGKILL it once checkpoint-<step> is saved and a later step is logged; its return code.
+    Its output goes to `output`, shown if it ends before it can be killed."""
+    with open(output, "w") as first_output:
+        first = subprocess.Popen(command, cwd=ROOT, env=subprocess_env(), stdout=first_output, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while not ((out / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").exists() and max((r["step"] for r in read_log(out)), default=0) > step):
+            assert first.poll() is None, "the first run ended before it could be killed:\n" + output.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no checkpoint-{step} within 4 minutes"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        return first.wait()
+
+
+# --- several processes: a launcher run that shows every process's stack if it hangs -------------------------------
+
+
+def run_processes(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a launcher and its processes; if they are still running after `timeout` seconds, fail the test with the
+    stack of every process. A rank that never exits (seen once here after a finished run) then says where it waits,
+    instead of leaving only a timeout and an orphan process."""
+    import psutil  # accelerate's own dependency
+
+    # PYTHONFAULTHANDLER: a process sent SIGABRT prints every thread's stack
+    env = {**subprocess_env(), "PYTHONFAULTHANDLER": "1"}
+    launcher = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = launcher.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(command, launcher.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        family = psutil.Process(launcher.pid).children(recursive=True)
+        for process in family:
+            process.send_signal(signal.SIGABRT)  # faulthandler writes its stacks to the stderr we read
+        _, alive = psutil.wait_procs(family, timeout=10)
+        for process in [*alive, launcher]:
+            process.kill()
+        out, err = launcher.communicate()
+        pytest.fail(f"still running after {timeout:.0f} s; the stacks of its processes:\n{err[-6000:]}")
+
+
+# --- streaming: the synthetic training split packed as tar shards -------------------------------------------------
+
+
+BAD_KEY = "bad-000"  # the key of the one undecodable member `pack` adds
+NOT_AUDIO = b"RIFF\x24\x08\x00\x00WAVEfmt " + bytes(range(64))  # a WAV header and garbage: load_audio raises AudioError
+
+
+def pack(synthetic_data, out, samples_per_shard=4, as_json=False):
+    """The synthetic training split as tar shards (key.wav + key.txt, or key.json), with one undecodable member.
+    (`datasets` reads a shard set's member types from its first samples: every sample has the same ones.)"""
+    from align.data import pairs_from_folder
+    from align.streaming import write_shards
+
+    pairs = pairs_from_folder(Path(synthetic_data) / "train")
+    members = [(f"clip-{i:03d}", Path(src).read_bytes(), "wav", {"caption": cap, "source": "synthetic"} if as_json else cap)
+               for i, (src, cap) in enumerate(zip(pairs.sources, pairs.captions))]
+    members.insert(5, (BAD_KEY, NOT_AUDIO, "wav", {"caption": "a broken recording"} if as_json else "a broken recording"))
+    paths = write_shards(members, out, samples_per_shard)
+    good = {key for key, *_ in members if key != BAD_KEY}
+    return paths, good

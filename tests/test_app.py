@@ -29,24 +29,11 @@ import app
 from generate import limits
 from generate.model_sets import WORLD_MODELS
 from architectures import tiny_models
-from tests.conftest import BROWSER_ARGS, CHROMIUM, huge_png, needs_chromium, serving
+from tests.conftest import BROWSER_ARGS, CHROMIUM, build_pipeline, huge_png, needs_chromium, serving, wav_with_data_size
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "siren.wav"
 SETTINGS = dict(max_images=3, default_steps=2, max_audio_seconds=30.0)
-
-
-def _pipeline():
-    from generate.pipeline import AudioToImagePipeline
-    from align.targets import encode_captions
-
-    text_encoder, tokenizer = tiny_models.tiny_text_encoder(), tiny_models.tiny_tokenizer()
-    empty = encode_captions([""], text_encoder, tokenizer)[0]
-    return AudioToImagePipeline(
-        vae=tiny_models.tiny_vae(), audio_encoder=tiny_models.tiny_audio_encoder(empty_embedding=empty),
-        feature_extractor=tiny_models.feature_extractor(), unet=tiny_models.tiny_unet(), scheduler=tiny_models.sd21_scheduler(),
-        text_encoder=text_encoder, tokenizer=tokenizer,
-    )
 
 
 def _scorer():
@@ -59,7 +46,7 @@ def _scorer():
 
 @pytest.fixture(scope="module")
 def models():
-    return _pipeline(), _scorer()
+    return build_pipeline(text_mixing=True), _scorer()
 
 
 @pytest.fixture(scope="module")
@@ -329,8 +316,6 @@ def test_a_start_makes_no_video_folder_until_a_video_is_made(models, tmp_path, m
 
 
 def test_a_truncated_upload_is_drawn_with_a_warning_on_the_page(handler, tmp_path, monkeypatch):
-    from tests.test_hostile_audio import wav_with_data_size
-
     shown = []
     monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: shown.append(message))
     gallery, _ = _call(handler, wav_with_data_size(tmp_path / "cut.wav", 1.0, 4 * 16_000 * 2), num_images=1)

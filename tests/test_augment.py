@@ -8,7 +8,7 @@ from align.audio import SAMPLE_RATE
 from align.augment import FeatureAugment
 from align.data import AudioCaptionCollator, AudioCaptionDataset, caption_vocabulary, empty_batch, features_on_device, pairs_from_folder
 from align.features import BatchedFeatureExtractor
-from tests.test_data import tone, write_folder
+from tests.conftest import tone, write_folder
 
 
 def test_a_warp_moves_every_filter_by_its_factor():
@@ -36,7 +36,7 @@ def test_warp_one_changes_nothing_and_another_changes_only_its_clip():
 def test_masks_zero_the_same_bands_in_both_stacked_frames():
     extractor = BatchedFeatureExtractor()
     augment = FeatureAugment(max_warp=0.0, freq_masks=2, freq_mask_bins=10)
-    waves = [tone(1.0, 300.0) + 0.01 * np.random.default_rng(1).standard_normal(16_000).astype(np.float32)]
+    waves = [tone(1.0, 300.0, amplitude=0.5) + 0.01 * np.random.default_rng(1).standard_normal(16_000).astype(np.float32)]
     features = augment.features(extractor, waves, [7], SAMPLE_RATE)["input_features"][0]
     _, bands = augment.draw(7, 80)
     masked = {b for start, width in bands for b in range(start, start + width)}
@@ -47,7 +47,7 @@ def test_masks_zero_the_same_bands_in_both_stacked_frames():
 
 
 def test_collator_augments_training_items_reproducibly_and_never_evaluation_items(tmp_path):
-    files = {f"{i}.wav": (SAMPLE_RATE, tone(0.4, 300.0 + 100 * i) + 0.01 * np.random.default_rng(i).standard_normal(6400).astype(np.float32))
+    files = {f"{i}.wav": (SAMPLE_RATE, tone(0.4, 300.0 + 100 * i, amplitude=0.5) + 0.01 * np.random.default_rng(i).standard_normal(6400).astype(np.float32))
              for i in range(4)}
     rows = [{"file_name": name, "caption": f"caption {i}"} for i, name in enumerate(files)]
     pairs = pairs_from_folder(write_folder(tmp_path, rows, files))

@@ -13,18 +13,9 @@ import pytest
 import soundfile as sf
 
 import generate.__main__ as cli
-from tests.test_pipeline import BrightnessScorer, build_pipeline, tone
+from tests.conftest import TINY, BrightnessScorer, CaptionScorer, build_pipeline, tone
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--steps", "2", "--height", "32", "--width", "32", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def saved_pipeline(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pipeline")
-    build_pipeline(text_mixing=True).save_pretrained(folder)
-    return folder
-
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
@@ -242,8 +233,6 @@ def test_cli_best_of_loads_the_project_scorer_lazily(monkeypatch):
 
 
 def test_cli_cascade_mode_draws_the_caption_the_scorer_hears(saved_pipeline, clip, tmp_path, monkeypatch):
-    from tests.test_pipeline import CaptionScorer
-
     monkeypatch.setattr(cli, "_load_scorer", lambda models, device: CaptionScorer("a dog barking"))
     out = tmp_path / "cascade"
     assert cli.main(["--audio", str(clip), "--out", str(out), "--pipeline", str(saved_pipeline), "--mode", "cascade", *TINY]) == 0

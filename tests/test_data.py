@@ -17,26 +17,9 @@ from align.data import (
     pairs_from_hub_dataset,
     seeded_split,
 )
+from tests.conftest import tone, write_folder
 
 WINDOW = 8000  # half a second: the data code works for any window
-
-
-def tone(seconds: float, freq: float = 440.0, rate: int = SAMPLE_RATE, channels: int = 1) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    wave = 0.5 * np.sin(2 * np.pi * freq * t).astype(np.float32)
-    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
-
-
-def write_folder(folder, rows, files):
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        if isinstance(content, bytes):
-            (folder / name).write_bytes(content)
-        else:
-            rate, wave = content
-            sf.write(folder / name, wave, rate)
-    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return folder
 
 
 @pytest.mark.parametrize(
@@ -63,7 +46,7 @@ def test_class_indices_need_names():
 
 def test_folder_with_labels_gives_label_captions(tmp_path):
     rows = [{"file_name": "a.wav", "labels": "Rain,Thunder"}, {"file_name": "b.wav", "labels": "Dog"}, {"file_name": "c.wav", "labels": ""}]
-    write_folder(tmp_path, rows, {"a.wav": (SAMPLE_RATE, tone(0.2)), "b.wav": (SAMPLE_RATE, tone(0.2))})
+    write_folder(tmp_path, rows, {"a.wav": (SAMPLE_RATE, tone(0.2, amplitude=0.5)), "b.wav": (SAMPLE_RATE, tone(0.2, amplitude=0.5))})
     pairs = pairs_from_folder(tmp_path)
     assert pairs.captions == ["The sound of rain, thunder", "The sound of dog"]
     assert pairs.sources == [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
@@ -72,7 +55,7 @@ def test_folder_with_labels_gives_label_captions(tmp_path):
 
 def test_csv_metadata_with_several_caption_columns(tmp_path):
     tmp_path.joinpath("metadata.csv").write_text("file_name,caption_1,caption_2\na.wav,rain on a roof,water dripping\n")
-    sf.write(tmp_path / "a.wav", tone(0.2), SAMPLE_RATE)
+    sf.write(tmp_path / "a.wav", tone(0.2, amplitude=0.5), SAMPLE_RATE)
     pairs = pairs_from_folder(tmp_path, caption_column="caption_1,caption_2")
     assert pairs.captions == ["rain on a roof", "water dripping"]
     assert pairs.sources == [str(tmp_path / "a.wav")] * 2
@@ -81,7 +64,7 @@ def test_csv_metadata_with_several_caption_columns(tmp_path):
 
 
 def test_missing_caption_column_names_the_fix(tmp_path):
-    write_folder(tmp_path, [{"file_name": "a.wav", "mood": "calm"}], {"a.wav": (SAMPLE_RATE, tone(0.2))})
+    write_folder(tmp_path, [{"file_name": "a.wav", "mood": "calm"}], {"a.wav": (SAMPLE_RATE, tone(0.2, amplitude=0.5))})
     with pytest.raises(ValueError, match="--caption-column"):
         pairs_from_folder(tmp_path)
 
@@ -105,8 +88,8 @@ def test_seeded_split_without_test_folder(synthetic_data):
 
 def test_any_format_and_rate_becomes_mono_16k_in_the_window(tmp_path):
     rows = [{"file_name": "stereo44k.flac", "caption": "a"}, {"file_name": "short.wav", "caption": "b"}, {"file_name": "long.ogg", "caption": "c"}]
-    long_wave = tone(2.0, rate=22050)
-    write_folder(tmp_path, rows, {"stereo44k.flac": (44100, tone(1.0, rate=44100, channels=2)), "short.wav": (8000, tone(0.1, rate=8000)), "long.ogg": (22050, long_wave)})
+    long_wave = tone(2.0, rate=22050, amplitude=0.5)
+    write_folder(tmp_path, rows, {"stereo44k.flac": (44100, tone(1.0, rate=44100, channels=2, amplitude=0.5)), "short.wav": (8000, tone(0.1, rate=8000, amplitude=0.5)), "long.ogg": (22050, long_wave)})
     pairs = pairs_from_folder(tmp_path)
     evaluation = AudioCaptionDataset(pairs, caption_vocabulary(pairs), WINDOW, crop="center")
     for i in range(3):
@@ -126,8 +109,8 @@ def test_any_format_and_rate_becomes_mono_16k_in_the_window(tmp_path):
 
 def test_bad_files_are_skipped_and_counted_without_killing_a_worker(tmp_path, feature_extractor, caplog):
     files = {
-        "good1.wav": (SAMPLE_RATE, tone(0.3)),
-        "good2.wav": (SAMPLE_RATE, tone(0.3, 880)),
+        "good1.wav": (SAMPLE_RATE, tone(0.3, amplitude=0.5)),
+        "good2.wav": (SAMPLE_RATE, tone(0.3, 880, amplitude=0.5)),
         "corrupt.wav": b"RIFF\x24\x08\x00\x00WAVEfmt " + bytes(range(256)) * 4,
         "empty.wav": b"",
         "notes.wav": b"these are my notes, not a sound\n" * 20,
@@ -172,8 +155,8 @@ def test_hub_dataset_audio_is_read_without_torchcodec(tmp_path):
     # as a Hub parquet dataset stores audio: a {bytes, path} struct, cast to Audio(decode=False) and decoded by soundfile
     from datasets import ClassLabel, Dataset, Features, List, Value
 
-    sf.write(tmp_path / "a.wav", tone(0.3), SAMPLE_RATE)
-    sf.write(tmp_path / "b.flac", tone(0.3, rate=48000, channels=2), 48000)
+    sf.write(tmp_path / "a.wav", tone(0.3, amplitude=0.5), SAMPLE_RATE)
+    sf.write(tmp_path / "b.flac", tone(0.3, rate=48000, channels=2, amplitude=0.5), 48000)
     audio = [{"bytes": None, "path": str(tmp_path / "a.wav")}, {"bytes": (tmp_path / "b.flac").read_bytes(), "path": "b.flac"}, {"bytes": b"junk", "path": None}]
     features = Features({"audio": {"bytes": Value("binary"), "path": Value("string")}, "labels": List(ClassLabel(names=["Dog", "Wind_chime"]))})
     dataset = Dataset.from_dict({"audio": audio, "labels": [[0], [1, 0], [1]]}, features=features)
@@ -194,8 +177,8 @@ def test_hub_dataset_audio_is_read_without_torchcodec(tmp_path):
 
 def held_out_layout(root):
     """root/train (one clip) and root/test (one held-out clip), as load_pairs reads them."""
-    write_folder(root / "train", [{"file_name": "a.wav", "caption": "rain"}], {"a.wav": (SAMPLE_RATE, tone(0.2))})
-    write_folder(root / "test", [{"file_name": "x.wav", "caption": "a held-out clip"}], {"x.wav": (SAMPLE_RATE, tone(0.2, 660.0))})
+    write_folder(root / "train", [{"file_name": "a.wav", "caption": "rain"}], {"a.wav": (SAMPLE_RATE, tone(0.2, amplitude=0.5))})
+    write_folder(root / "test", [{"file_name": "x.wav", "caption": "a held-out clip"}], {"x.wav": (SAMPLE_RATE, tone(0.2, 660.0, amplitude=0.5))})
     return root
 
 
@@ -259,7 +242,7 @@ def test_a_malformed_metadata_line_stops_training_in_one_line(tmp_path):
     import sys
     from pathlib import Path
 
-    data = write_folder(tmp_path / "data", [{"file_name": "a.wav", "caption": "rain"}], {"a.wav": (SAMPLE_RATE, tone(0.2))})
+    data = write_folder(tmp_path / "data", [{"file_name": "a.wav", "caption": "rain"}], {"a.wav": (SAMPLE_RATE, tone(0.2, amplitude=0.5))})
     with (data / "metadata.jsonl").open("a") as metadata:
         metadata.write(line + "\n")
     root = Path(__file__).resolve().parents[1]

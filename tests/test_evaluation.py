@@ -216,7 +216,7 @@ def test_two_processes_split_the_clips_and_match_one(full_run, models, synthetic
     # process writes one report, and the images are those of the single-process run.
     import sys
 
-    from tests.test_multiprocess import run_processes  # one thread a process; a hang fails with every process's stack
+    from tests.conftest import run_processes  # one thread a process; a hang fails with every process's stack
 
     out = tmp_path / "distributed"
     done = run_processes([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "evaluation",

@@ -22,8 +22,7 @@ from architectures import tiny_models
 from generate import model_sets
 from generate.model_sets import SD_TURBO, STANDARD_SAMPLING, base_model_id, resolve_models, sampling_for
 from generate.pipeline import AudioToImagePipeline
-from tests.conftest import save_tiny_sd_base
-from tests.test_pipeline import build_pipeline, tone
+from tests.conftest import build_pipeline, save_tiny_sd_base, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 

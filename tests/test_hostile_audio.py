@@ -3,7 +3,6 @@ follows what the model hears (the 16 kHz mono sound), never what the file claims
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
 import warnings
@@ -14,26 +13,10 @@ import pytest
 import soundfile as sf
 
 from align.audio import MIN_SECONDS, SAMPLE_RATE, AudioError, AudioTooLong, AudioWarning, load_audio
+from tests.conftest import tone, wav_with_data_size
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-
-
-def tone(seconds: float, rate: int = SAMPLE_RATE, channels: int = 1) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    return np.repeat(wave[:, None], channels, axis=1) if channels > 1 else wave
-
-
-def wav_with_data_size(path: Path, seconds: float, claimed_bytes: int) -> Path:
-    """A 16-bit WAV whose header claims `claimed_bytes` of samples while the file holds `seconds` of them."""
-    sf.write(path, tone(seconds), SAMPLE_RATE, subtype="PCM_16")
-    data = bytearray(path.read_bytes())
-    at = data.find(b"data")
-    data[at + 4 : at + 8] = struct.pack("<I", claimed_bytes)
-    data[4:8] = struct.pack("<I", min(claimed_bytes + 36, 0xFFFFFFFF))
-    path.write_bytes(bytes(data))
-    return path
 
 
 def test_a_picture_renamed_to_mp3_is_called_a_picture(tmp_path):
@@ -80,7 +63,7 @@ def test_a_truncated_file_is_read_with_a_warning(tmp_path):
 
 def test_many_channels_and_a_high_rate_are_mixed_and_resampled(tmp_path):
     path = tmp_path / "surround.flac"
-    sf.write(path, tone(1.0, 192_000, channels=8), 192_000)
+    sf.write(path, tone(1.0, rate=192_000, channels=8), 192_000)
     wave = load_audio(path)
     assert wave.shape == (SAMPLE_RATE,) and 0.25 < np.abs(wave).max() < 0.35
 

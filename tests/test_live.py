@@ -21,8 +21,7 @@ import app
 from align.audio import SAMPLE_RATE, resample
 from generate import live
 from generate.model_sets import WORLD_MODELS
-from tests.conftest import BROWSER_ARGS, CHROMIUM, needs_chromium, serving
-from tests.test_app import _pipeline
+from tests.conftest import BROWSER_ARGS, CHROMIUM, build_pipeline, needs_chromium, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "world"
@@ -120,7 +119,7 @@ def test_the_painter_draws_the_newest_window_of_each_session_and_carries_errors(
 
 @pytest.fixture(scope="module")
 def live_handlers():
-    return app.make_live_handler(_pipeline(), app.Settings(default_steps=2, live_steps=2, live_interval=1.0))
+    return app.make_live_handler(build_pipeline(text_mixing=True), app.Settings(default_steps=2, live_steps=2, live_interval=1.0))
 
 
 def test_the_handler_draws_keeps_the_picture_in_silence_and_stops_cleanly(live_handlers):
@@ -148,7 +147,7 @@ def test_the_handler_returns_while_a_picture_is_drawn_and_stop_shows_the_last_on
     """The stream's handler never waits for a drawing (Gradio keeps only the newest chunk while a handler runs, so a
     handler that drew in place lost the microphone's sound): with the UNet held, a chunk whose window is due returns at
     once, the next chunks are heard, and Stop hands the page the last window's picture."""
-    pipe, held, release = _pipeline(), threading.Event(), threading.Event()
+    pipe, held, release = build_pipeline(text_mixing=True), threading.Event(), threading.Event()
     listen, stop_listening = app.make_live_handler(pipe, app.Settings(live_steps=2, live_interval=1.0))
 
     def hold_the_unet(module, args):
@@ -191,7 +190,7 @@ def test_the_same_sound_gives_the_same_picture_and_bad_settings_one_line(live_ha
 def test_a_stop_ends_a_live_picture_at_its_next_step():
     """SIGTERM during a live picture of 4 steps (the UNet's first pass asks for the stop): it ends after that step and
     its client hears why; a chunk after the stop is refused the same way."""
-    stop, pipe = app.ServerStop(), _pipeline()
+    stop, pipe = app.ServerStop(), build_pipeline(text_mixing=True)
     listen, _ = app.make_live_handler(pipe, app.Settings(live_interval=1.0), stop)
     passes = []
 
@@ -213,7 +212,7 @@ def test_a_stop_ends_a_live_picture_at_its_next_step():
 
 
 def test_live_draws_with_its_own_scheduler_on_the_same_models():
-    pipe = _pipeline()
+    pipe = build_pipeline(text_mixing=True)
     own = app.live_pipeline(pipe)
     assert own.unet is pipe.unet and own.audio_encoder is pipe.audio_encoder and own.scheduler is not pipe.scheduler
 

@@ -19,8 +19,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.test_cli import saved_pipeline  # noqa: F401  (fixture: a saved tiny pipeline)
-
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_BOUND_MB = 150
 RATE, CHANNELS, SECONDS = 192_000, 8, 100
@@ -54,7 +52,7 @@ def growth(script: str, sounds: dict[str, Path]) -> float:
     return huge - small
 
 
-def test_cli_memory_follows_the_sound_not_the_file(sounds, saved_pipeline, tmp_path):  # noqa: F811
+def test_cli_memory_follows_the_sound_not_the_file(sounds, saved_pipeline, tmp_path):
     script = f"""
         import sys, shutil
         from generate.__main__ import main
@@ -68,8 +66,8 @@ def test_cli_memory_follows_the_sound_not_the_file(sounds, saved_pipeline, tmp_p
 def test_app_memory_follows_the_sound_not_the_file(sounds):
     script = """
         import app
-        from tests.test_app import _pipeline
-        handler = app.make_handler(_pipeline(), None, app.Settings(max_images=1, default_steps=1, max_audio_seconds=300.0))
+        from tests.conftest import build_pipeline
+        handler = app.make_handler(build_pipeline(text_mixing=True), None, app.Settings(max_images=1, default_steps=1, max_audio_seconds=300.0))
         gallery = handler("{audio}", "", 1, 1, 3.0, 0, "first")[0]
         assert len(gallery) == 1
     """

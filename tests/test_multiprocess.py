@@ -8,8 +8,6 @@ DistributedDataParallel (what accelerate wraps the model in) and writes the loss
 """
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +22,7 @@ if str(REPO) not in sys.path:  # run as a script by torch.distributed.run
 from align import train
 from align.loss import AlignmentLoss
 from architectures import tiny_models
+from tests.conftest import pack, run_processes, subprocess_env
 
 TOKENS = 12
 CAPTION_IDS = [0, 1, 1, 2]  # process 0 gets [0, 1], process 1 gets [1, 2]: caption 1 is shared across the processes
@@ -97,32 +96,6 @@ def free_port() -> str:
         return str(probe.getsockname()[1])
 
 
-def env() -> dict:
-    # PYTHONFAULTHANDLER: a process sent SIGABRT prints every thread's stack (see run_processes)
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONFAULTHANDLER": "1"}
-
-
-def run_processes(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run a launcher and its processes; if they are still running after `timeout` seconds, fail the test with the
-    stack of every process. A rank that never exits (seen once here after a finished run) then says where it waits,
-    instead of leaving only a timeout and an orphan process."""
-    import psutil  # accelerate's own dependency
-
-    launcher = subprocess.Popen(command, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = launcher.communicate(timeout=timeout)
-        return subprocess.CompletedProcess(command, launcher.returncode, out, err)
-    except subprocess.TimeoutExpired:
-        family = psutil.Process(launcher.pid).children(recursive=True)
-        for process in family:
-            process.send_signal(signal.SIGABRT)  # faulthandler writes its stacks to the stderr we read
-        _, alive = psutil.wait_procs(family, timeout=10)
-        for process in [*alive, launcher]:
-            process.kill()
-        out, err = launcher.communicate()
-        pytest.fail(f"still running after {timeout:.0f} s; the stacks of its processes:\n{err[-6000:]}")
-
-
 def test_two_processes_give_the_loss_and_gradients_of_one_process_on_the_whole_batch(tmp_path):
     run = run_processes([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
                          __file__, str(tmp_path)])
@@ -188,8 +161,6 @@ def test_a_streaming_run_on_two_processes_sees_every_good_sample_once_and_resume
     and a run resumed from the 2 processes' checkpoint repeats the same losses and the same samples."""
     from collections import Counter
 
-    from tests.test_streaming import pack
-
     models = tmp_path / "models"
     deterministic_encoder().save_pretrained(models / "audio")
     tiny_models.tiny_text_encoder().save_pretrained(models / "text_encoder")
@@ -244,7 +215,7 @@ def test_a_process_of_a_multi_process_run_ends_without_the_teardown_that_can_han
     script = ("import atexit, logging; from align.train import end_process; atexit.register(print, 'teardown ran'); "
               "logging.basicConfig(); logging.getLogger('run').warning('logged'); print('written', end=''); end_process(); print(' and on')")
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                         timeout=120, env={**env(), "WORLD_SIZE": world_size})
+                         timeout=120, env={**subprocess_env(), "PYTHONFAULTHANDLER": "1", "WORLD_SIZE": world_size})
     assert run.returncode == 0, run.stderr[-2000:]
     assert "WARNING:run:logged" in run.stderr
     if world_size == "2":

@@ -16,31 +16,14 @@ from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_
 from align.targets import encode_captions
 from generate.pipeline import AudioToImagePipeline, AudioToImagePipelineOutput
 from architectures import tiny_models
-from tests.conftest import save_tiny_sd_base
+from tests.conftest import BrightnessScorer, CaptionScorer, build_pipeline, save_tiny_sd_base, tone
 
 FAST = {"num_inference_steps": 2, "height": 32, "width": 32}
-
-
-def tone(seconds: float, freq: float = 440.0, rate: int = SAMPLE_RATE, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def seeded(*seeds: int) -> torch.Generator | list[torch.Generator]:
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     return gens[0] if len(gens) == 1 else gens
-
-
-def build_pipeline(text_mixing: bool = False) -> AudioToImagePipeline:
-    text_encoder, tokenizer = tiny_models.tiny_text_encoder(), tiny_models.tiny_tokenizer()
-    empty = encode_captions([""], text_encoder, tokenizer)[0]
-    pipe = AudioToImagePipeline(
-        vae=tiny_models.tiny_vae(), audio_encoder=tiny_models.tiny_audio_encoder(empty_embedding=empty),
-        feature_extractor=tiny_models.feature_extractor(), unet=tiny_models.tiny_unet(), scheduler=tiny_models.sd21_scheduler(),
-        text_encoder=text_encoder if text_mixing else None, tokenizer=tokenizer if text_mixing else None,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def write(path, data: bytes | str) -> str:
@@ -297,17 +280,6 @@ def test_one_prompt_per_sound(text_pipe):
 # -- ranking ----------------------------------------------------------------------------------------------------
 
 
-class BrightnessScorer:
-    """Deterministic stand-in for the CLAP + CLIP scorer: brighter is better."""
-
-    def __init__(self):
-        self.calls = []
-
-    def score_images(self, audio_16k_mono: np.ndarray, images: list) -> torch.Tensor:
-        self.calls.append((audio_16k_mono.shape, len(images)))
-        return torch.tensor([float(np.asarray(im, dtype=np.float32).mean()) for im in images])
-
-
 def brightness(image: np.ndarray) -> float:
     return float(np.asarray(image, dtype=np.float32).mean())
 
@@ -458,18 +430,6 @@ def test_callback_on_step_end_sees_every_step(pipe):
 
     pipe(tone(1.0), sampling_rate=SAMPLE_RATE, callback_on_step_end=callback, **FAST)
     assert steps == [(0, (1, 4, 16, 16)), (1, (1, 4, 16, 16))]
-
-
-class CaptionScorer(BrightnessScorer):
-    """Hears one caption in every sound (a stand-in for CLAP's nearest vocabulary entry)."""
-
-    def __init__(self, caption: str):
-        super().__init__()
-        self.caption, self.heard = caption, []
-
-    def caption_for(self, audio_16k_mono):
-        self.heard.append(len(audio_16k_mono))
-        return self.caption
 
 
 def test_cascade_draws_the_heard_caption_as_stock_text_to_image_does(text_pipe):

@@ -12,8 +12,7 @@ from PIL import Image
 
 import generate.__main__ as cli
 from generate.storyboard import frame_owners, write_storyboard
-from tests.test_cli import TINY, saved_pipeline  # noqa: F401  (fixture)
-from tests.test_pipeline import tone
+from tests.conftest import TINY, tone
 
 COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))
 
@@ -44,7 +43,7 @@ def test_video_lasts_as_long_as_the_sound_with_one_image_per_window_and_the_soun
     assert meta["size"] == (256, 256)  # 32 px enlarged 8× pixel for pixel
 
 
-def test_cli_writes_a_storyboard_for_every_window(saved_pipeline, tmp_path):  # noqa: F811
+def test_cli_writes_a_storyboard_for_every_window(saved_pipeline, tmp_path):
     clip = tmp_path / "walk.wav"
     import soundfile as sf
 

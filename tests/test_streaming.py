@@ -18,17 +18,11 @@ from align.streaming import (
     open_webdataset,
     shard_list,
     take_pairs,
-    write_shards,
 )
-from tests import test_train
-from tests.test_train import kill_after_checkpoint, read_log, subprocess_env
-
-saved_models = test_train.saved_models  # the tiny models saved as folders (a module-scoped fixture)
+from tests.conftest import kill_after_checkpoint, pack, read_log, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOW = 8000
-BAD_KEY = "bad-000"
-NOT_AUDIO = b"RIFF\x24\x08\x00\x00WAVEfmt " + bytes(range(64))  # a WAV header and garbage: load_audio raises AudioError
 
 
 class CountingFeatures:
@@ -36,18 +30,6 @@ class CountingFeatures:
 
     def __call__(self, waves, **kwargs):
         return {"input_features": torch.zeros(len(waves), 4, 2), "attention_mask": torch.ones(len(waves), 4, dtype=torch.long)}
-
-
-def pack(synthetic_data, out, samples_per_shard=4, as_json=False):
-    """The synthetic training split as tar shards (key.wav + key.txt, or key.json), with one undecodable member.
-    (`datasets` reads a shard set's member types from its first samples: every sample has the same ones.)"""
-    pairs = pairs_from_folder(Path(synthetic_data) / "train")
-    members = [(f"clip-{i:03d}", Path(src).read_bytes(), "wav", {"caption": cap, "source": "synthetic"} if as_json else cap)
-               for i, (src, cap) in enumerate(zip(pairs.sources, pairs.captions))]
-    members.insert(5, (BAD_KEY, NOT_AUDIO, "wav", {"caption": "a broken recording"} if as_json else "a broken recording"))
-    paths = write_shards(members, out, samples_per_shard)
-    good = {key for key, *_ in members if key != BAD_KEY}
-    return paths, good
 
 
 @pytest.fixture(scope="module")

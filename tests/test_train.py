@@ -1,11 +1,9 @@
 """The training script end to end on tiny models: launched as users launch it, killed and resumed, LoRA, targets once."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,20 +16,9 @@ from align.encoder import load_audio_encoder
 from align.loss import AlignmentLoss
 from align.targets import encode_captions
 from architectures import tiny_models
+from tests.conftest import kill_after_checkpoint, read_log, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
-SHORT_WINDOW_TOKENS = 12  # about 1 s: the runs that only test the loop's mechanics use it to stay fast
-
-
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory):
-    """The tiny models saved as folders, the way the training script takes real ones."""
-    root = tmp_path_factory.mktemp("models")
-    tiny_models.tiny_audio_encoder().save_pretrained(root / "audio")
-    tiny_models.tiny_audio_encoder(num_audio_tokens=SHORT_WINDOW_TOKENS).save_pretrained(root / "audio_short")
-    tiny_models.tiny_text_encoder().save_pretrained(root / "text_encoder")
-    tiny_models.tiny_tokenizer().save_pretrained(root / "tokenizer")
-    return root
 
 
 def train_args(data, models, output_dir, *extra, audio="audio_short") -> list[str]:
@@ -41,28 +28,6 @@ def train_args(data, models, output_dir, *extra, audio="audio_short") -> list[st
         "--train-batch-size", "4", "--eval-batch-size", "8", "--num-workers", "0", "--lr-warmup-steps", "1", "--learning-rate", "1e-3",
         *extra,
     ]
-
-
-def subprocess_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def read_log(output_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines() if line.endswith("}")]  # not a line cut by a kill
-
-
-def kill_after_checkpoint(command: list[str], out: Path, step: int, output: Path) -> int:
-    """Start a training run, SIGKILL it once checkpoint-<step> is saved and a later step is logged; its return code.
-    Its output goes to `output`, shown if it ends before it can be killed."""
-    with open(output, "w") as first_output:
-        first = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=first_output, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 240
-        while not ((out / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").exists() and max((r["step"] for r in read_log(out)), default=0) > step):
-            assert first.poll() is None, "the first run ended before it could be killed:\n" + output.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"no checkpoint-{step} within 4 minutes"
-            time.sleep(0.02)
-        first.send_signal(signal.SIGKILL)
-        return first.wait()
 
 
 def test_two_steps_with_accelerate_launch_give_a_loadable_encoder(tmp_path, synthetic_data, saved_models, feature_extractor, tokenizer):
