@@ -118,7 +118,7 @@ def compare(ours: AudioToImagePipeline, stock: StableDiffusionPipeline, device: 
 
     def encode_ours():
         with torch.no_grad():
-            ours.encode_prompt(windows, device, 1, guided)
+            ours.encode_prompt(windows, device, 1, guided, sampling_rate=16_000)
 
     def encode_stock():
         with torch.no_grad():

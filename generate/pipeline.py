@@ -366,6 +366,44 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
 
     def encode_prompt(
         self,
+        audio: AudioInput | list[AudioInput] | None = None,
+        device: torch.device | None = None,
+        num_images_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = True,
+        prompt: str | list[str] | None = None,
+        text_weight: float = 1.0,
+        sampling_rate: int | None = None,
+        window_policy: str = "first",
+        max_audio_seconds: float | None = DEFAULT_MAX_SECONDS,
+        max_windows: int | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""
+        A sound's condition, encoded once: `(prompt_embeds, negative_prompt_embeds)` for every window of `audio` (the
+        call's arguments of the same names), repeated `num_images_per_prompt` times; the negative is None without
+        guidance. Pass them to `__call__` as `prompt_embeds=` / `negative_prompt_embeds=` (with
+        `num_images_per_prompt=1` here) to draw from them again without the sound or the audio encoder. Given
+        `prompt_embeds`, they are only repeated (the negative defaults to the encoder's stored empty caption).
+        """
+        device = device or self._execution_device
+        if prompt_embeds is None:
+            waves, windows = self.load_windows(audio, sampling_rate, window_policy, max_audio_seconds, max_windows)
+            if isinstance(prompt, str) or prompt is None:
+                prompts = None if prompt is None else [prompt] * len(waves)
+            else:
+                prompts = [prompt[w["audio"]] for w in windows]
+            return self._encode_windows(waves, device, num_images_per_prompt, do_classifier_free_guidance, prompts, text_weight)
+        prompt_embeds = prompt_embeds.to(device=device, dtype=self.unet.dtype)
+        if negative_prompt_embeds is None:
+            negative_prompt_embeds = self.audio_encoder.empty_embedding.to(device=device, dtype=prompt_embeds.dtype)
+            negative_prompt_embeds = negative_prompt_embeds.unsqueeze(0).expand(prompt_embeds.shape[0], -1, -1)
+        negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
+        return (prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0),
+                negative_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0) if do_classifier_free_guidance else None)
+
+    def _encode_windows(
+        self,
         waves: list[np.ndarray],
         device: torch.device,
         num_images_per_prompt: int,
@@ -427,8 +465,24 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         image=None,
         strength=0.6,
         mask_image=None,
+        prompt_embeds=None,
+        negative_prompt_embeds=None,
     ):
-        if audio is None or (isinstance(audio, list) and len(audio) == 0):
+        if prompt_embeds is not None:
+            if audio is not None:
+                raise ValueError("give either `audio` or `prompt_embeds` (a sound encoded before, by `encode_prompt`), not both")
+            if prompt is not None or mode != "direct" or scorer is not None:
+                raise ValueError("`prompt_embeds` are the whole condition: words, the cascade and ranking need the sound itself (give `audio`)")
+            if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != self.unet.config.cross_attention_dim:
+                raise ValueError(f"`prompt_embeds` must be (windows, positions, {self.unet.config.cross_attention_dim}), got {tuple(prompt_embeds.shape)}")
+            negative_shape = (tuple(negative_prompt_embeds.shape) if negative_prompt_embeds is not None else
+                              (prompt_embeds.shape[0], *self.audio_encoder.empty_embedding.shape))
+            if negative_shape != tuple(prompt_embeds.shape):
+                raise ValueError(f"`negative_prompt_embeds` {negative_shape} must have the shape of `prompt_embeds` {tuple(prompt_embeds.shape)}"
+                                 + ("" if negative_prompt_embeds is not None else ": give the ones `encode_prompt` returned with them"))
+        elif negative_prompt_embeds is not None:
+            raise ValueError("`negative_prompt_embeds` go with `prompt_embeds`")
+        elif audio is None or (isinstance(audio, list) and len(audio) == 0):
             raise ValueError("no audio given: pass a path, the bytes of a file, an array with `sampling_rate`, a (sampling_rate, array) tuple, or a list of these")
         if isinstance(audio, list) and all(isinstance(x, (int, float, np.number)) for x in audio):
             raise ValueError("`audio` is a list of numbers: pass the samples as a numpy array with `sampling_rate` (a list means a batch of sounds)")
@@ -515,6 +569,10 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         return self._guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None
 
     @property
+    def cross_attention_kwargs(self):
+        return self._cross_attention_kwargs
+
+    @property
     def num_timesteps(self):
         return self._num_timesteps
 
@@ -524,18 +582,24 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
 
     def _generate(self, waves, prompts, candidates, num_images_per_prompt, text_weight, height, width, device, generator, eta,
                   scorer, output_type, latents, captions, timesteps, sigmas, num_inference_steps, callback_on_step_end,
-                  callback_on_step_end_tensor_inputs, edit=None):
+                  callback_on_step_end_tensor_inputs, edit=None, embeds=None):
         """Steps 3-8 for one group of windows: (images of the group, their scores or None). With `edit` (see
-        `prepare_edit`), denoising starts from the given image noised to `strength`, and only the mask may change."""
-        batch_size = len(waves)
+        `prepare_edit`), denoising starts from the given image noised to `strength`, and only the mask may change.
+        With `embeds` (the call's prompt_embeds and negative_prompt_embeds of the group), no sound is encoded."""
+        batch_size = len(waves) if embeds is None else embeds[0].shape[0]
         if edit is not None and edit["strength"] == 0:  # nothing may change: the picture as it was, for every candidate
             image = edit["image"].to(device).expand(batch_size * num_images_per_prompt, -1, -1, -1)
             return (self.vae.encode(image.to(self.vae.dtype)).latent_dist.mean * self.vae.config.scaling_factor if output_type == "latent" else
                     self.image_processor.postprocess(image, output_type=output_type)), None
-        # 3. Encode input audio (and words)
-        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            waves, device, candidates, self.do_classifier_free_guidance, prompt=prompts, text_weight=text_weight, captions=captions
-        )
+        # 3. Encode input audio (and words), or repeat the states given
+        if embeds is None:
+            prompt_embeds, negative_prompt_embeds = self._encode_windows(
+                waves, device, candidates, self.do_classifier_free_guidance, prompt=prompts, text_weight=text_weight, captions=captions
+            )
+        else:
+            prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+                device=device, num_images_per_prompt=candidates, do_classifier_free_guidance=self.do_classifier_free_guidance,
+                prompt_embeds=embeds[0], negative_prompt_embeds=embeds[1])
         # For classifier free guidance, we need to do two forward passes.
         # Here we concatenate the unconditional and audio embeddings into a single batch
         # to avoid doing two forward passes
@@ -578,7 +642,8 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
                 latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
 
                 # predict the noise residual (v for SD 2.1)
-                noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
+                noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds,
+                                       cross_attention_kwargs=self.cross_attention_kwargs, return_dict=False)[0]
 
                 # perform guidance
                 if self.do_classifier_free_guidance:
@@ -621,7 +686,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
     @torch.no_grad()
     def __call__(
         self,
-        audio: AudioInput | list[AudioInput],
+        audio: AudioInput | list[AudioInput] | None = None,
         sampling_rate: int | None = None,
         prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
@@ -649,6 +714,9 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         mask_image: PIL.Image.Image | None = None,
         timesteps: list[int] | None = None,
         sigmas: list[float] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ):
         r"""
         Generate images from sound.
@@ -711,6 +779,13 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
             batch_size (`int`, *optional*, defaults to 8):
                 Most images denoised at once (windows × candidates); more windows go through in groups, one after
                 another, so memory stays bounded. None: all at once.
+            prompt_embeds (`torch.Tensor`, *optional*):
+                Instead of `audio`: states `encode_prompt` gave for a sound, (windows, positions, hidden), one image
+                set per window; the sound is not read and the audio encoder not run.
+            negative_prompt_embeds (`torch.Tensor`, *optional*):
+                The unconditional input that goes with `prompt_embeds` (default: the encoder's stored empty caption).
+            cross_attention_kwargs (`dict`, *optional*):
+                Passed to the UNet's attention processors, as in diffusers (`{"scale": 0.7}` for a LoRA's strength).
 
         Examples:
         """
@@ -729,12 +804,18 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         self.check_inputs(
             audio, prompt, height, width, num_images_per_prompt, num_inference_steps, guidance_scale, window_policy,
             best_of, scorer, output_type, callback_on_step_end_tensor_inputs, mode, image, strength, mask_image,
+            prompt_embeds, negative_prompt_embeds,
         )
         self._guidance_scale = guidance_scale
+        self._cross_attention_kwargs = cross_attention_kwargs
         self._interrupt = False
 
-        # 2. Define call parameters: the sound's windows are the "prompts" of this pipeline
-        waves, windows = self.load_windows(audio, sampling_rate, window_policy, max_audio_seconds, max_windows)
+        # 2. Define call parameters: the sound's windows are the "prompts" of this pipeline (or the states given for them)
+        if prompt_embeds is None:
+            waves, windows = self.load_windows(audio, sampling_rate, window_policy, max_audio_seconds, max_windows)
+        else:
+            waves, windows = [None] * prompt_embeds.shape[0], [{"audio": 0, "window": w, "num_windows": prompt_embeds.shape[0]}
+                                                              for w in range(prompt_embeds.shape[0])]
         captions = [scorer.caption_for(wave) for wave in waves] if mode == "cascade" else None
         for window, caption in zip(windows, captions or []):
             window["caption"] = caption
@@ -765,6 +846,8 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
                 None if latents is None else latents[group.start * candidates : group.stop * candidates],
                 None if captions is None else [captions[w] for w in group],
                 timesteps, sigmas, num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs, edit,
+                None if prompt_embeds is None else (prompt_embeds[group.start : group.stop],
+                                                    None if negative_prompt_embeds is None else negative_prompt_embeds[group.start : group.stop]),
             )
             images.append(image)
             scores.append(score)

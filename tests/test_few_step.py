@@ -91,7 +91,7 @@ def test_the_audio_pipeline_equals_stable_diffusion_under_sd_turbo_sampling(step
                                     safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     stock.set_progress_bar_config(disable=True)
     wave = tone(1.0)
-    states, negative = ours.encode_prompt([np.resize(wave, ours.audio_encoder.window_samples)], torch.device("cpu"), 1, False)
+    states, negative = ours.encode_prompt([np.resize(wave, ours.audio_encoder.window_samples)], torch.device("cpu"), 1, False, sampling_rate=SAMPLE_RATE)
     assert negative is None  # no guidance: no unconditional states either
 
     batches, handle = count_unet_passes(ours)

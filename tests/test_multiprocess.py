@@ -20,7 +20,7 @@ if str(REPO) not in sys.path:  # run as a script by torch.distributed.run
     sys.path.insert(0, str(REPO))
 
 from align import train
-from align.loss import AlignmentLoss
+from align.loss import AlignmentLoss, loss_for_backward
 from architectures import tiny_models
 from tests.conftest import pack, run_processes, subprocess_env
 
@@ -64,7 +64,7 @@ def loss_and_gradients(model, features, targets, ids, num_processes):
     model.train()
     audio = model(**features).last_hidden_state
     losses = AlignmentLoss(temperature=0.15, mse_weight=MSE_WEIGHT)(audio, targets, ids)
-    train.loss_for_backward(losses, MSE_WEIGHT, num_processes).backward()
+    loss_for_backward(losses, MSE_WEIGHT, num_processes).backward()
     module = model.module if hasattr(model, "module") else model
     return losses, {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}
 
@@ -113,7 +113,7 @@ def test_two_processes_give_the_loss_and_gradients_of_one_process_on_the_whole_b
     for name, expected in reference.items():
         for result in ranks:  # after DDP's all-reduce both processes hold the same gradient: one process's, whole batch
             torch.testing.assert_close(result["grads"][name], expected, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
-    # without the scaling in train.loss_for_backward, DDP's average would leave half the contrastive gradient
+    # without the scaling in align.loss.loss_for_backward, DDP's average would leave half the contrastive gradient
     deviation = max((ranks[0]["unscaled"][n] - g).abs().max().item() / (g.abs().max().item() + 1e-12) for n, g in reference.items())
     assert deviation > 1e-2
 
