@@ -18,7 +18,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GRADIO_SERVER_PORT=7860 \
     GRADIO_ANALYTICS_ENABLED=False
 
-# libsndfile decodes wav/flac/ogg/mp3 (align.audio). Debian's security updates replace exact package
+# libsndfile decodes wav/flac/ogg/mp3 (hearing.audio). Debian's security updates replace exact package
 # versions, so pinning one would break later builds; the base image tag fixes the Debian release.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -48,6 +48,7 @@ VOLUME ["/data/hf"]
 # tells the page what the offline models understand), the example sounds and the offline default models.
 WORKDIR /app
 COPY app.py ./
+COPY hearing/ hearing/
 COPY align/ align/
 COPY generate/ generate/
 COPY scoring/ scoring/

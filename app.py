@@ -47,9 +47,9 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from align.audio import SAMPLE_RATE, AudioError, AudioWarning
-from align.device import DTYPE_CHOICES
-from align.model_ids import DEFAULT_BASE_MODEL, DEFAULT_CLAP, DEFAULT_CLIP, ORIGINAL_CHECKPOINT
+from hearing.audio import SAMPLE_RATE, AudioError, AudioWarning
+from hearing.device import DTYPE_CHOICES
+from hearing.model_ids import DEFAULT_BASE_MODEL, DEFAULT_CLAP, DEFAULT_CLIP, ORIGINAL_CHECKPOINT
 from generate import limits
 from generate import live
 from generate.model_sets import DEFAULT_MODEL_SET, DEFAULT_STEPS, REAL_GUIDANCE, add_model_arguments, native_size, resolve_models, scorer_vocabulary
@@ -114,7 +114,7 @@ class Settings:
     vocabulary: str | tuple[str, ...] = "esc50"  # what the scorer compares sound and picture over
     scorer: bool = True
     text_prompt: bool = True  # load SD's text encoder so a prompt can be mixed with the sound
-    device: str = "auto"  # align.device: cuda, then mps, then cpu
+    device: str = "auto"  # hearing.device: cuda, then mps, then cpu
     dtype: str = "auto"  # fp16 on a GPU, fp32 on the CPU (bf16/fp16 convolutions crawl there)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -420,7 +420,7 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None, stop: 
         size = settings.image_size
         started = time.perf_counter()
         try:
-            # The pipeline decodes the file once (align.audio: bounded memory, clear errors) and hands the same
+            # The pipeline decodes the file once (hearing.audio: bounded memory, clear errors) and hands the same
             # 16 kHz windows to the scorer.
             with stop.running(), warnings.catch_warnings(record=True) as heard:
                 warnings.simplefilter("always", AudioWarning)
@@ -774,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nThe app cannot start: {error}", file=sys.stderr)
         return EXIT_MODEL_LOAD_FAILED
     Image.MAX_IMAGE_PIXELS = limits.MAX_PICTURE_PIXELS  # any picture this process opens, not only the edit's
-    from align.device import resolve_device_and_dtype
+    from hearing.device import resolve_device_and_dtype
 
     device = resolve_device_and_dtype(settings.device, settings.dtype)[0].type
     if device == "cpu" and settings.image_size is None and settings.models == "real" and not settings.pipeline:

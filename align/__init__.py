@@ -1,20 +1,14 @@
-"""align: train an audio encoder to give, token by token, the CLIP text states Stable Diffusion 2.1 reads.
+"""align: train the audio prompt encoder (hearing.encoder) to give, token by token, the CLIP text states Stable
+Diffusion 2.1 reads: data (local, Hub, streamed), caption targets, the sequence-level contrastive loss, the loop.
 
-Names load on first use, so `import align.audio` (or a command line that only checks its input) does not
-pay for importing transformers.
+Names load on first use, so importing the package does not pay for importing transformers.
 """
 
 import importlib
 
 _EXPORTS = {
-    "AudioError": "align.audio",
-    "load_audio": "align.audio",
-    "AudioPromptEncoder": "align.encoder",
-    "AudioPromptEncoderConfig": "align.encoder",
-    "load_audio_encoder": "align.encoder",
     "AlignmentLoss": "align.loss",
     "TargetCache": "align.targets",
-    "encode_captions": "align.targets",
 }
 __all__ = list(_EXPORTS)
 

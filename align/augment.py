@@ -49,7 +49,7 @@ class FeatureAugment:
 
     def features(self, extractor, waves, seeds: list[int], sampling_rate: int, lengths=None) -> dict:
         """`extractor(waves)` with each clip warped and masked by its own draw; `waves` a list of clips, or a
-        (B, N) tensor with each row's valid `lengths` (align.features.BatchedFeatureExtractor)."""
+        (B, N) tensor with each row's valid `lengths` (hearing.features.BatchedFeatureExtractor)."""
         num_bins = extractor.mel_filters.shape[1]
         draws = [self.draw(seed, num_bins) for seed in seeds]
         where = {} if lengths is None else {"lengths": lengths}

@@ -2,7 +2,7 @@
 
 A pair is an audio source (a path, or a Hub row's bytes/path) and a caption. Captions come from a caption
 column, or are made from label column(s): "Rain,Thunder" → "The sound of rain, thunder". Every sound is
-decoded by `align.audio.load_audio` (soundfile, no FFmpeg or torchcodec needed) to mono 16 kHz, then cut to
+decoded by `hearing.audio.load_audio` (soundfile, no FFmpeg or torchcodec needed) to mono 16 kHz, then cut to
 the encoder's window: a random crop in training, the centre in evaluation, short clips repeat-padded.
 
 A corrupt, empty or unreadable file never stops a run: the dataset returns None for it (with a warning),
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioError, fit_to_window, load_audio
+from hearing.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioError, fit_to_window, load_audio
 from align.augment import FeatureAugment, item_seed
-from align.features import pad_waves
+from hearing.features import pad_waves
 
 logger = logging.getLogger(__name__)
 
@@ -398,7 +398,7 @@ def empty_batch(batch: dict) -> bool:
 
 def features_on_device(batch: dict, extractor, augment: FeatureAugment | None = None) -> dict:
     """A sound batch's (`AudioCaptionCollator` without extractor) input features and attention mask, computed
-    by `extractor` (an align.features.BatchedFeatureExtractor) where the waves are: the training device.
+    by `extractor` (an hearing.features.BatchedFeatureExtractor) where the waves are: the training device.
     The same features, augmentation included, as the collator computes from the same items."""
     seeds = batch.get("augment_seeds")
     if augment is not None and augment.active and seeds is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from align.audio import to_mono_16k
+from hearing.audio import to_mono_16k
 
 
 def _binary() -> str:

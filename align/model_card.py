@@ -9,7 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from align.model_ids import DEFAULT_BASE_MODEL
+from hearing.model_ids import DEFAULT_BASE_MODEL
 
 DEFAULT_LICENSE = "mit"  # w2v-BERT 2.0 is MIT; the license of the data a user trains on may add terms: say so in --card-license
 SETTINGS_SHOWN = ("audio_model", "train_mode", "num_audio_tokens", "max_train_steps", "train_batch_size", "gradient_accumulation_steps",

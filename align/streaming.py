@@ -1,7 +1,7 @@
 """Audio-caption pairs that stream: WebDataset tar shards and `datasets` Hub datasets in streaming mode.
 
 For corpora larger than a disk (AudioCaps, WavCaps, LAION-Audio-630K): nothing is downloaded ahead, audio is
-decoded by `align.audio.load_audio` as it arrives (never by torchcodec), and the pipeline is
+decoded by `hearing.audio.load_audio` as it arrives (never by torchcodec), and the pipeline is
 
     shards (local paths or URLs, brace patterns: shard-{000000..000127}.tar)
       → `datasets` streaming reader ("webdataset" builder, or a Hub dataset with streaming=True)
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from align.audio import DEFAULT_MAX_SECONDS, AudioError, fit_to_window, load_audio
+from hearing.audio import DEFAULT_MAX_SECONDS, AudioError, fit_to_window, load_audio
 from align.augment import item_seed
 from align.data import (
     CAPTION_COLUMNS,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from align.audio import SAMPLE_RATE
+from hearing.audio import SAMPLE_RATE
 from align.espeak import espeak
 
 SOUND_CAPTIONS = [

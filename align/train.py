@@ -44,7 +44,7 @@ Launch (copy-paste):
 What a run writes under --output-dir:
 
     final/                        the trained AudioPromptEncoder (config.json, model.safetensors, preprocessor_config.json);
-                                  LoRA is merged in; load it with align.encoder.load_audio_encoder("<output-dir>/final")
+                                  LoRA is merged in; load it with hearing.encoder.load_audio_encoder("<output-dir>/final")
     checkpoints/checkpoint-<step>/ accelerate state (weights, optimizer, scheduler, RNG) + trainer_state.json
                                   (+ stream_state-<process>.json when streaming: each process's position in the stream)
     metrics.json                  held-out cosine, mse, R@1/5/10 at step 0, every --eval-steps, and at the end
@@ -77,22 +77,22 @@ from transformers import (
     get_scheduler,
 )
 
-from align.audio import DEFAULT_MAX_SECONDS
+from hearing.audio import DEFAULT_MAX_SECONDS
 from align.augment import FeatureAugment
 from align.checkpoints import TRAINER_STATE, checkpoint_to_resume, keep_lines_until, save_checkpoint
 from align.data import DEFAULT_CAPTION_TEMPLATE, AudioCaptionCollator, DataError, empty_batch, features_on_device
-from align.device import cpu_has_bf16
-from align.encoder import (
+from hearing.device import cpu_has_bf16
+from hearing.encoder import (
     DEFAULT_NUM_AUDIO_TOKENS,
     AudioPromptEncoder,
     AudioPromptEncoderConfig,
     load_audio_encoder,
 )
-from align.features import BatchedFeatureExtractor
+from hearing.features import BatchedFeatureExtractor
 from align.loss import AlignmentLoss, loss_for_backward
 from align.metrics import evaluate
 from align.model_card import DEFAULT_LICENSE, write_model_card
-from align.model_ids import DEFAULT_AUDIO_MODEL, DEFAULT_BASE_MODEL
+from hearing.model_ids import DEFAULT_AUDIO_MODEL, DEFAULT_BASE_MODEL
 from align.targets import TargetCache
 from align.training_data import TrainingData
 
@@ -162,7 +162,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--mse-weight", type=float, default=1.0, help="weight of the MSE term that keeps vector magnitudes right (the UNet reads raw vectors)")
     train.add_argument("--extra-negatives", type=int, default=0, help="cached caption targets added as extra negatives to each step (audio → text direction)")
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast precision (default: accelerate's config, else no). On CPU only bf16, "
-                       "and only with bf16 hardware (align.device.cpu_has_bf16; bench/cpu_precision.py measures the gain); otherwise fp32")
+                       "and only with bf16 hardware (hearing.device.cpu_has_bf16; bench/cpu_precision.py measures the gain); otherwise fp32")
     train.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward: less memory, ~30%% slower")
     train.add_argument("--seed", type=int, default=0, help="seed for data order, crops, negatives and initialisation")
     train.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
@@ -349,7 +349,7 @@ class HeldOut:
 
 
 def save_final(accelerator: Accelerator, model, feature_extractor, args, last_eval: dict | None, global_step: int) -> Path:
-    """final/: a plain AudioPromptEncoder (LoRA merged) that align.encoder.load_audio_encoder loads, its feature extractor
+    """final/: a plain AudioPromptEncoder (LoRA merged) that hearing.encoder.load_audio_encoder loads, its feature extractor
     and model card; uploaded with --push-to-hub."""
     final_dir = Path(args.output_dir) / "final"
     if accelerator.is_main_process:
@@ -361,7 +361,7 @@ def save_final(accelerator: Accelerator, model, feature_extractor, args, last_ev
         trained.save_pretrained(final_dir)
         feature_extractor.save_pretrained(final_dir)
         write_model_card(final_dir, args, last_eval, args.card_license)
-        logger.info("saved the trained encoder and its model card to %s (load it with align.encoder.load_audio_encoder)", final_dir)
+        logger.info("saved the trained encoder and its model card to %s (load it with hearing.encoder.load_audio_encoder)", final_dir)
         if args.push_to_hub:
             from huggingface_hub import HfApi
 

@@ -1,6 +1,6 @@
 """Stable Diffusion 2.1 and w2v-BERT 2.0 at their real sizes, built from configs with random weights.
 
-The configs are those of the files the real models load from (`align.model_ids.DEFAULT_BASE_MODEL`:
+The configs are those of the files the real models load from (`hearing.model_ids.DEFAULT_BASE_MODEL`:
 unet/, vae/, text_encoder/ and scheduler/ config.json; `DEFAULT_AUDIO_MODEL` = `Wav2Vec2BertConfig()`'s
 defaults), so a benchmark measures the real cost without downloading anything:
 
@@ -15,7 +15,7 @@ import torch
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, Wav2Vec2BertConfig
 
-from align.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+from hearing.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 
 TEXT_HIDDEN = 1024  # the width of SD 2.1's text states: the UNet's cross_attention_dim and the audio encoder's output
 

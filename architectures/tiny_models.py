@@ -3,7 +3,7 @@ that the tests, the benchmarks and the notebook's smoke run share.
 
 Shapes follow diffusers' and transformers' own tiny test components; every builder seeds torch so the same
 call gives the same weights. What has no size is the real thing: the CLIP tokenizer (built offline,
-align/clip_tokenizer.py), w2v-BERT's feature extractor and SD 2.1's noise schedule (`real_models.sd21_scheduler`).
+architectures/clip_tokenizer.py), w2v-BERT's feature extractor and SD 2.1's noise schedule (`real_models.sd21_scheduler`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
 
-from align.clap_tokenizer import clap_tokenizer
-from align.clip_tokenizer import clip_tokenizer
-from align.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+from architectures.clap_tokenizer import clap_tokenizer
+from architectures.clip_tokenizer import clip_tokenizer
+from hearing.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from architectures.real_models import sd21_scheduler  # noqa: F401  (no size: the tiny pipeline samples with the real one)
 
 TEXT_HIDDEN = 32  # stands for SD 2.1's 1024 (real_models.TEXT_HIDDEN)

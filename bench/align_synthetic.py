@@ -29,7 +29,7 @@ from transformers import Wav2Vec2BertConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from align import train  # noqa: E402
-from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings  # noqa: E402
+from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings  # noqa: E402
 from align.synthetic_data import make_synthetic_audiofolder  # noqa: E402
 from architectures import tiny_models  # noqa: E402
 

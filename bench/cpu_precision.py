@@ -3,7 +3,7 @@
     python bench/cpu_precision.py                 # 1 thread, as each of the rebuild's two alignment processes runs; ~3 min
     python bench/cpu_precision.py --threads 2 --repeats 9
 
-Why: CPUs with bf16 hardware (Intel AMX, AVX512-BF16: `align.device.cpu_has_bf16`) multiply bf16 matrices several
+Why: CPUs with bf16 hardware (Intel AMX, AVX512-BF16: `hearing.device.cpu_has_bf16`) multiply bf16 matrices several
 times faster than fp32, and elsewhere bf16 is emulated and far slower. Which models gain is measured, not assumed:
 - the audio encoder as `world.train_audio` aligns it (w2v-BERT hidden 144, 3 conformer layers and the adapter; 24
   clips of 3.04 s a step, one process's share of the rebuild's 48): its time is in matrix products;
@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import SeamlessM4TFeatureExtractor  # noqa: E402
 
-from align.device import cpu_has_bf16  # noqa: E402
+from hearing.device import cpu_has_bf16  # noqa: E402
 from align.loss import AlignmentLoss  # noqa: E402
 from bench.side_by_side import alternate, format_ratio  # noqa: E402
 from world.settings import TEXT_HIDDEN, TEXT_LENGTH  # noqa: E402
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     precisions = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
     models = {"audio encoder (align.train)": audio_step(args.audio_batch), "UNet (world.train_unet)": unet_step(args.unet_batch),
               "CLAP (world.train_clap)": clap_step()}
-    print(f"CPU bf16 hardware (align.device.cpu_has_bf16): {cpu_has_bf16()}; {args.threads} thread(s); "
+    print(f"CPU bf16 hardware (hearing.device.cpu_has_bf16): {cpu_has_bf16()}; {args.threads} thread(s); "
           f"{args.steps} steps x {args.repeats} alternated rounds per precision, after 2 warm-up steps", flush=True)
     results = {}
     for name, step in models.items():

@@ -1,5 +1,5 @@
 """w2v-BERT input features: the library's SeamlessM4TFeatureExtractor (numpy, clip by clip) against
-align.features.BatchedFeatureExtractor (torch, one batched STFT) on CPU and, when there is one, on CUDA.
+hearing.features.BatchedFeatureExtractor (torch, one batched STFT) on CPU and, when there is one, on CUDA.
 
     OMP_NUM_THREADS=1 python bench/feature_speed.py                  # 32 clips of 6 s, clips/s side by side
     python bench/feature_speed.py --batch 256 --seconds 6 --repeats 9
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import SeamlessM4TFeatureExtractor  # noqa: E402
 
-from align.features import BatchedFeatureExtractor  # noqa: E402
+from hearing.features import BatchedFeatureExtractor  # noqa: E402
 from bench.side_by_side import alternate, format_ratio, spread  # noqa: E402
 
 SAMPLE_RATE = 16_000

@@ -58,7 +58,7 @@ import diffusers  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from align.device import resolve_device_and_dtype  # noqa: E402
+from hearing.device import resolve_device_and_dtype  # noqa: E402
 from architectures import real_models  # noqa: E402
 from bench import feature_speed, pipeline_speed, train_throughput  # noqa: E402
 from bench.side_by_side import format_ratio  # noqa: E402

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-from align.audio import resample  # noqa: E402
+from hearing.audio import resample  # noqa: E402
 from align.data import read_metadata  # noqa: E402
 from generate.model_sets import WORLD_MODELS, WORLD_SAMPLING  # noqa: E402
 

@@ -44,7 +44,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the repo
 
-from align.audio import SAMPLE_RATE, fit_to_window, load_audio  # noqa: E402
+from hearing.audio import SAMPLE_RATE, fit_to_window, load_audio  # noqa: E402
 from align.data import read_metadata  # noqa: E402
 
 ORIGINAL_MICRO_BATCH = 8
@@ -91,7 +91,7 @@ def initial_encoder(out: Path, text_dir: Path, tokenizer_dir: Path, window_token
     """The one starting point of both runs, saved as align.train reads it."""
     from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor
 
-    from align.targets import encode_captions
+    from hearing.text_states import encode_captions
     from world.train_audio import make_audio_encoder
 
     folder = out / "init"
@@ -108,8 +108,8 @@ def train_original(args, init: Path, out: Path, max_steps: int, seconds: float |
     from datasets import Dataset
     from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Trainer, TrainerCallback, TrainingArguments
 
-    from align.encoder import load_audio_encoder
-    from align.targets import encode_captions
+    from hearing.encoder import load_audio_encoder
+    from hearing.text_states import encode_captions
 
     class StopAtDeadline(TrainerCallback):
         def __init__(self):

@@ -39,8 +39,8 @@ import torch  # noqa: E402
 from diffusers import StableDiffusionPipeline  # noqa: E402
 from transformers import SeamlessM4TFeatureExtractor  # noqa: E402
 
-from align.clip_tokenizer import clip_tokenizer  # noqa: E402
-from align.targets import encode_captions  # noqa: E402
+from architectures.clip_tokenizer import clip_tokenizer  # noqa: E402
+from hearing.text_states import encode_captions  # noqa: E402
 from architectures import real_models, tiny_models  # noqa: E402
 from bench.side_by_side import alternate, format_ratio  # noqa: E402
 from generate.model_sets import SD_TURBO  # noqa: E402

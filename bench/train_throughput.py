@@ -10,7 +10,7 @@ Feature extraction is done once up front: it is the same in both modes and runs 
         # randomly initialised models of the real sizes (architectures/real_models.py): w2v-BERT 2.0 with the
         # adapter and SD 2.1's text encoder (CLIP hidden 1024, 23 layers, 16 heads); minutes on a CPU, meant for a GPU
 
-The tokenizer is the real CLIP one, built offline (align/clip_tokenizer.py).
+The tokenizer is the real CLIP one, built offline (architectures/clip_tokenizer.py).
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from transformers import CLIPTextModel, SeamlessM4TFeatureExtractor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the repo
 
-from align.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder
+from hearing.encoder import DEFAULT_NUM_AUDIO_TOKENS, AudioPromptEncoder
 from align.loss import AlignmentLoss
-from align.targets import TargetCache, encode_captions
-from align.clip_tokenizer import clip_tokenizer  # the real CLIP vocabulary, built offline
+from align.targets import TargetCache
+from hearing.text_states import encode_captions
+from architectures.clip_tokenizer import clip_tokenizer  # the real CLIP vocabulary, built offline
 from architectures import real_models, tiny_models
 from bench.side_by_side import alternate, format_ratio
 

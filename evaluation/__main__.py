@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from align.audio import DEFAULT_MAX_SECONDS, AudioError
-from align.device import DTYPE_CHOICES
+from hearing.audio import DEFAULT_MAX_SECONDS, AudioError
+from hearing.device import DTYPE_CHOICES
 from evaluation import __doc__ as DOC
 from evaluation.report import REPORT_FILE, fmt, write_comparison
 from evaluation.run import IncompleteRunError, run

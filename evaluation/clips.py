@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from align.audio import AudioError, load_audio
+from hearing.audio import AudioError, load_audio
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".m4a", ".webm")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from align.audio import SAMPLE_RATE, AudioError
-from align.files import write_json_atomic
+from hearing.audio import SAMPLE_RATE, AudioError
+from hearing.files import write_json_atomic
 from evaluation.clips import Clip, clip_seed, read_audio, read_clips, stream_clips
 from evaluation.report import METRICS_FILE, compute_metrics, make_grid, make_plot, write_report
 from generate.model_sets import resolve_models, scorer_vocabulary

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from align.audio import SAMPLE_RATE
+from hearing.audio import SAMPLE_RATE
 from align.synthetic_data import speak, synth_sound
 
 HERE = Path(__file__).parent
@@ -77,7 +77,7 @@ def write_world_examples(rng: np.random.Generator) -> None:
 
 def write_sound_examples(recordings: Path = Path("data/sound_cache/recordings")) -> None:
     """The first held-out-source recording of each class in SOUND_EXAMPLES, with its attribution."""
-    from align.audio import load_audio
+    from hearing.audio import load_audio
     from world.scenes import BY_NAME
     from world.sounds import read_manifest
 

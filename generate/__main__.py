@@ -29,8 +29,8 @@ import time
 import warnings
 from pathlib import Path
 
-from align.audio import SAMPLE_RATE, WINDOW_POLICIES
-from align.device import DTYPE_CHOICES
+from hearing.audio import SAMPLE_RATE, WINDOW_POLICIES
+from hearing.device import DTYPE_CHOICES
 from generate import limits
 from generate.model_sets import MODES, add_model_arguments, native_size, resolve_models, scorer_vocabulary
 
@@ -210,7 +210,7 @@ def run(args) -> dict:
 
 
 def read_sounds(args) -> list:
-    from align.audio import AudioTooLong, load_audio
+    from hearing.audio import AudioTooLong, load_audio
 
     sounds = []
     for path in args.audio:
@@ -223,7 +223,7 @@ def read_sounds(args) -> list:
 
 def generate(args, models, pictures: dict, sounds: list) -> dict:
     """Load the models, generate, and write the images and settings.json; returns the settings written."""
-    from align.audio import TooManyWindows
+    from hearing.audio import TooManyWindows
 
     import torch  # after the sounds: a bad file is reported before the slow imports
 
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    from align.audio import AudioError
+    from hearing.audio import AudioError
 
     # A warning about the input (a truncated file) is one line, like an error, not a source-code excerpt.
     warnings.showwarning = lambda message, category, *_: print(f"warning: {message}", file=sys.stderr)

@@ -14,7 +14,7 @@ import warnings
 from numbers import Real
 from pathlib import Path
 
-from align.audio import DEFAULT_MAX_SECONDS
+from hearing.audio import DEFAULT_MAX_SECONDS
 
 MAX_STEPS = 100  # denoising steps; DPM-Solver++ needs 20-25
 MAX_IMAGES = 8  # images of one sound window in one run (the app's --max-images may lower it, not raise it)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from align.audio import ONSET_MARGIN_S, SAMPLE_RATE, to_mono_16k
+from hearing.audio import ONSET_MARGIN_S, SAMPLE_RATE, to_mono_16k
 
 DEFAULT_INTERVAL_S = 1.0  # a new picture each second of sound (the "every second or so")
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.25, 10.0
@@ -38,7 +38,7 @@ MIN_INTERVAL_S, MAX_INTERVAL_S = 0.25, 10.0
 SILENCE_DBFS = -55.0
 MIN_SILENCE_DBFS, MAX_SILENCE_DBFS = -100.0, 0.0
 GAP_S = 0.25  # a pause at least this long between two sounds starts a new one (the gaps between words are shorter)
-FRAME = SAMPLE_RATE // 100  # 10 ms frames, as align.audio.sound_onset measures loudness
+FRAME = SAMPLE_RATE // 100  # 10 ms frames, as hearing.audio.sound_onset measures loudness
 
 
 def rms_dbfs(wave: np.ndarray) -> float:

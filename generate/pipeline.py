@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Union, runtime_checkable
@@ -33,11 +34,11 @@ from diffusers.utils import BaseOutput
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor
 
-from align.device import resolve_device_and_dtype
-from align.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, WINDOW_POLICIES, AudioError, TooManyWindows, load_audio, split_windows
-from align.encoder import AudioPromptEncoder, load_audio_encoder
-from align.model_ids import DEFAULT_BASE_MODEL, ORIGINAL_CHECKPOINT
-from align.targets import encode_captions
+from hearing.device import resolve_device_and_dtype
+from hearing.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, WINDOW_POLICIES, AudioError, TooManyWindows, load_audio, split_windows
+from hearing.encoder import AudioPromptEncoder, load_audio_encoder
+from hearing.model_ids import DEFAULT_BASE_MODEL, ORIGINAL_CHECKPOINT
+from hearing.text_states import encode_captions
 from generate.limits import side_for_model
 from generate.model_sets import MODES, Sampling, sampling_for
 
@@ -105,7 +106,7 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
     Args:
         vae ([`AutoencoderKL`]):
             Decodes the latents into images.
-        audio_encoder ([`~align.encoder.AudioPromptEncoder`]):
+        audio_encoder ([`~hearing.encoder.AudioPromptEncoder`]):
             Turns a window of 16 kHz sound into CLIP-like prompt states `(1 + num_audio_tokens, hidden)`, and
             stores the CLIP encoding of "" used as the unconditional input of classifier-free guidance.
         feature_extractor ([`~transformers.SeamlessM4TFeatureExtractor`]):
@@ -291,6 +292,13 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
                 raise ValueError("push_to_hub needs a repo_id (owner/name)")
             HfApi().create_repo(repo_id, exist_ok=True)
             HfApi().upload_folder(repo_id=repo_id, folder_path=str(save_directory))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' loading; a folder saved before the encoder's module moved from align/ to hearing/ names it
+        `align.encoder` in its model_index.json, which is given the same module, so such folders still load."""
+        sys.modules.setdefault("align.encoder", sys.modules[AudioPromptEncoder.__module__])
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def load(

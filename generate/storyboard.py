@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from align.audio import SAMPLE_RATE
+from hearing.audio import SAMPLE_RATE
 
 DEFAULT_FPS = 10
 MIN_SIZE = 256

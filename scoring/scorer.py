@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from align.audio import SAMPLE_RATE, load_audio, resample, split_windows, to_mono
-from align.device import resolve_device_and_dtype
-from align.model_ids import DEFAULT_CLAP, DEFAULT_CLIP
+from hearing.audio import SAMPLE_RATE, load_audio, resample, split_windows, to_mono
+from hearing.device import resolve_device_and_dtype
+from hearing.model_ids import DEFAULT_CLAP, DEFAULT_CLIP
 from scoring.metrics import agreement
 from scoring.vocabulary import DEFAULT_AUDIO_TEMPLATE, DEFAULT_IMAGE_TEMPLATE, Vocabulary, load_vocabulary
 
@@ -94,7 +94,7 @@ class AudioImageScorer:
         dtype: torch.dtype | None = None,
         **kwargs,
     ) -> "AudioImageScorer":
-        """Load CLAP and CLIP (Hub ids or local folders). Defaults: align.device's choice (cuda, mps, cpu), float32.
+        """Load CLAP and CLIP (Hub ids or local folders). Defaults: hearing.device's choice (cuda, mps, cpu), float32.
 
         float32 by default because scoring is cheap next to generation, and on CPU half precision is far
         slower (no bf16/fp16 hardware here). Extra keyword arguments go to the constructor (templates, batch sizes).
@@ -152,7 +152,7 @@ class AudioImageScorer:
             audio, sampling_rate = load_audio(audio), SAMPLE_RATE
         wave = to_mono(audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else audio)
         if wave.size == 0:
-            raise ValueError("the audio has no samples: pass a sound (16 kHz mono float32, as align.audio.load_audio gives)")
+            raise ValueError("the audio has no samples: pass a sound (16 kHz mono float32, as hearing.audio.load_audio gives)")
         if sampling_rate != self.clap_rate:
             wave = resample(wave, sampling_rate, self.clap_rate)  # from the source rate: nothing above 8 kHz is lost
         return np.ascontiguousarray(wave, dtype=np.float32)

@@ -30,7 +30,7 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-from align.audio import SAMPLE_RATE  # noqa: E402
+from hearing.audio import SAMPLE_RATE  # noqa: E402
 from architectures import tiny_models  # noqa: E402
 
 torch.set_num_threads(1)
@@ -225,7 +225,7 @@ TINY = ["--steps", "2", "--height", "32", "--width", "32", "--quiet"]
 
 def build_pipeline(text_mixing: bool = False):
     """The tiny AudioToImagePipeline (progress bar off); with `text_mixing`, its text encoder and tokenizer too."""
-    from align.targets import encode_captions
+    from hearing.text_states import encode_captions
     from generate.pipeline import AudioToImagePipeline
 
     text_encoder, tokenizer = tiny_models.tiny_text_encoder(), tiny_models.tiny_tokenizer()

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from align.audio import (
+from hearing.audio import (
     SAMPLE_RATE,
     AudioError,
     audio_tokens_for_samples,
@@ -154,7 +154,7 @@ def test_formats_libsndfile_lacks_decode_with_the_bundled_ffmpeg(tmp_path, monke
 
     import imageio_ffmpeg
 
-    from align.audio import SAMPLE_RATE, load_audio
+    from hearing.audio import SAMPLE_RATE, load_audio
 
     sf.write(tmp_path / "voice.wav", _tone(2.0, 44_100), 44_100)
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(tmp_path / "voice.wav"), "-c:a", "aac",

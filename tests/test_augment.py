@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from align.audio import SAMPLE_RATE
+from hearing.audio import SAMPLE_RATE
 from align.augment import FeatureAugment
 from align.data import AudioCaptionCollator, AudioCaptionDataset, caption_vocabulary, empty_batch, features_on_device, pairs_from_folder
-from align.features import BatchedFeatureExtractor
+from hearing.features import BatchedFeatureExtractor
 from tests.conftest import tone, write_folder
 
 

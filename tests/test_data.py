@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from align.audio import SAMPLE_RATE, fit_to_window
+from hearing.audio import SAMPLE_RATE, fit_to_window
 from align.data import (
     AudioCaptionCollator,
     AudioCaptionDataset,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from align.audio import SAMPLE_RATE
+from hearing.audio import SAMPLE_RATE
 from tests.conftest import build_pipeline, tone
 
 FAST = {"num_inference_steps": 2, "height": 32, "width": 32, "output_type": "np"}

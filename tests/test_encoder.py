@@ -3,8 +3,8 @@ import pytest
 import torch
 from transformers import Wav2Vec2BertModel
 
-from align.encoder import AudioPromptEncoder, load_audio_encoder
-from align.targets import encode_captions
+from hearing.encoder import AudioPromptEncoder, load_audio_encoder
+from hearing.text_states import encode_captions
 from architectures import tiny_models
 
 

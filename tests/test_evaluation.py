@@ -21,7 +21,7 @@ from architectures import tiny_models
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A saved tiny pipeline, CLAP and CLIP, as the command line loads them."""
-    from align.targets import encode_captions
+    from hearing.text_states import encode_captions
     from generate.pipeline import AudioToImagePipeline
 
     root = tmp_path_factory.mktemp("models")

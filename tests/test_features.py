@@ -1,4 +1,4 @@
-"""align.features.BatchedFeatureExtractor against the library's SeamlessM4TFeatureExtractor (the reference).
+"""hearing.features.BatchedFeatureExtractor against the library's SeamlessM4TFeatureExtractor (the reference).
 
 The torch extractor computes in float32 where the library computes its spectra in float64, so values are
 compared within stated bounds; the attention mask, shapes and dtypes must be identical. Measured on this
@@ -23,7 +23,7 @@ import pytest
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
-from align.features import BatchedFeatureExtractor, num_frames
+from hearing.features import BatchedFeatureExtractor, num_frames
 
 SR = 16_000
 # Normalised features of ordinary clips (noise, speech-like, notes; 23-98 frames). Measured over seeds 0-19

@@ -17,7 +17,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 import app
-from align.audio import SAMPLE_RATE
+from hearing.audio import SAMPLE_RATE
 from architectures import tiny_models
 from generate import model_sets
 from generate.model_sets import SD_TURBO, STANDARD_SAMPLING, base_model_id, resolve_models, sampling_for

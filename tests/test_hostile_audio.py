@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from align.audio import MIN_SECONDS, SAMPLE_RATE, AudioError, AudioTooLong, AudioWarning, load_audio
+from hearing.audio import MIN_SECONDS, SAMPLE_RATE, AudioError, AudioTooLong, AudioWarning, load_audio
 from tests.conftest import tone, wav_with_data_size
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ def test_a_picture_renamed_to_mp3_is_called_a_picture(tmp_path):
 def test_random_bytes_are_called_corrupt_or_not_audio_and_decoders_stay_quiet(tmp_path):
     path = tmp_path / "noise.mp3"
     path.write_bytes(np.random.default_rng(0).bytes(20_000))
-    script = f"from align.audio import load_audio, AudioError\ntry:\n    load_audio({str(path)!r})\nexcept AudioError as e:\n    print(e)\n"
+    script = f"from hearing.audio import load_audio, AudioError\ntry:\n    load_audio({str(path)!r})\nexcept AudioError as e:\n    print(e)\n"
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "not a readable audio file: it is corrupt, truncated or not audio" in run.stdout
     assert "MPEG" not in run.stderr and "mpg123" not in run.stderr, run.stderr  # libsndfile's mpg123 chatter is held back

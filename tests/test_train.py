@@ -12,9 +12,9 @@ from accelerate.state import AcceleratorState
 from transformers import CLIPTextModel
 
 from align import train
-from align.encoder import load_audio_encoder
+from hearing.encoder import load_audio_encoder
 from align.loss import AlignmentLoss
-from align.targets import encode_captions
+from hearing.text_states import encode_captions
 from architectures import tiny_models
 from tests.conftest import kill_after_checkpoint, read_log, subprocess_env
 

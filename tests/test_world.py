@@ -522,7 +522,7 @@ def test_train_unet_init_continues_from_the_given_unet(tmp_path):
 def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path):
     from diffusers import DPMSolverMultistepScheduler
 
-    from align.encoder import load_audio_encoder
+    from hearing.encoder import load_audio_encoder
     from architectures import tiny_models
     from world import assemble
 

@@ -171,7 +171,7 @@ def tiny_corpus(tmp_path_factory):
 
 
 def test_pretraining_saves_a_backbone_that_align_train_accepts(tiny_corpus, tmp_path):
-    from align.encoder import AudioPromptEncoder
+    from hearing.encoder import AudioPromptEncoder
     from align.train import load_encoder_to_train
     from world.pretrain_speech import main as pretrain
 

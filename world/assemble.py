@@ -25,7 +25,7 @@ import torch
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
 from transformers import ClapModel, ClapProcessor, CLIPModel, CLIPProcessor, CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor
 
-from align.encoder import load_audio_encoder
+from hearing.encoder import load_audio_encoder
 from generate.pipeline import AudioToImagePipeline
 from world.scenes import SOUND_CLASSES, world_scenes
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from align.audio import SAMPLE_RATE
+from hearing.audio import SAMPLE_RATE
 from align.espeak import espeak as run_espeak
 from world.microphone import add_noise, microphone_with_info, music, pitch_shift
 from world.microphone import room as mic_room

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 
-from align.targets import encode_captions
+from hearing.text_states import encode_captions
 from generate.pipeline import AudioToImagePipeline
 from world.checker import ATTRIBUTES, accuracy
 from world.scenes import COLOURS, POSITIONS, SHAPES, SOUND_CLASSES, world_scenes

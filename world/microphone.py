@@ -10,7 +10,7 @@ the speech. `microphone(wave, rng)` applies a random chain of these, in the orde
 Every random choice comes from the numpy `Generator` passed in, so a seed gives the same clip again. Each part
 is also a small function of its own (`speed`, `pitch_shift`, `pad_silence`, `room`, `add_noise`,
 `band_limit`, `gain`, `soft_clip`, `codec`) taking its parameters explicitly. Only numpy, soxr (resampling,
-through `align.audio.to_mono_16k`) and soundfile (codecs, in memory) are used. Clips are mono float32 at 16 kHz.
+through `hearing.audio.to_mono_16k`) and soundfile (codecs, in memory) are used. Clips are mono float32 at 16 kHz.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import soundfile as sf
 
-from align.audio import SAMPLE_RATE, to_mono_16k
+from hearing.audio import SAMPLE_RATE, to_mono_16k
 
 SPEED_MAX = 0.10  # speed perturbation: a factor within 1 +- this (times strength)
 PITCH_MAX_SEMITONES = 3.0

@@ -12,7 +12,7 @@ for characters). Then `align.train --audio-model <out>/final` gives it a fresh a
 a user aligns facebook/w2v-bert-2.0.
 
 Cost is spent once: every clip's input features are computed a single time, batched in torch
-(align.features.BatchedFeatureExtractor), and kept in memory as fp16 (cached in <out>/features.pt, so a resumed
+(hearing.features.BatchedFeatureExtractor), and kept in memory as fp16 (cached in <out>/features.pt, so a resumed
 run does not recompute them). Each step masks random time spans and mel bands of the features (SpecAugment); the first epoch runs
 from the shortest clips up (SortaGrad), which gets CTC off its all-blank plateau sooner.
 Training stops at --steps or --minutes, whichever comes first (the learning rate follows world.stage.Budget);
@@ -41,8 +41,8 @@ import soundfile as sf
 import torch
 from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertForCTC
 
-from align.audio import to_mono_16k
-from align.features import BatchedFeatureExtractor
+from hearing.audio import to_mono_16k
+from hearing.features import BatchedFeatureExtractor
 from world.sentences import ALPHABET, normalise
 from align.data import read_metadata
 from world.stage import Budget, Log, stage_parser, update, use_threads, write_json

@@ -16,6 +16,6 @@ TEXT_HIDDEN = 64  # the width of the text states the UNet attends to (SD 2.1: 10
 
 def world_tokenizer():
     """The real CLIP tokenizer (built offline from the BPE merges open_clip ships), padding to TEXT_LENGTH."""
-    from align.clip_tokenizer import clip_tokenizer
+    from architectures.clip_tokenizer import clip_tokenizer
 
     return clip_tokenizer(max_length=TEXT_LENGTH)

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from align.audio import SAMPLE_RATE, AudioError, load_audio, window_samples_for_tokens
+from hearing.audio import SAMPLE_RATE, AudioError, load_audio, window_samples_for_tokens
 from world.microphone import add_noise, band_limit, codec, codec_available, gain, make_noise, pitch_shift, room, speed
 from world.settings import NUM_AUDIO_TOKENS
 from world.scenes import BY_NAME, EMOJI_FONT, SOUND_CLASSES, draw_emoji_sprites, render_sound

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from align.files import write_json_atomic as write_json  # noqa: F401  (the stages write their JSON through it)
+from hearing.files import write_json_atomic as write_json  # noqa: F401  (the stages write their JSON through it)
 
 
 def use_threads(threads: int | None = None) -> None:

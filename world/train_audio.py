@@ -38,9 +38,9 @@ import torch
 from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
 
 from align import train as align_train
-from align.device import cpu_has_bf16
-from align.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
-from align.targets import encode_captions
+from hearing.device import cpu_has_bf16
+from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+from hearing.text_states import encode_captions
 from world.checker import ATTRIBUTES
 from world.settings import NUM_AUDIO_TOKENS, TEXT_HIDDEN
 from world.stage import use_threads, stage_parser
@@ -91,8 +91,8 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
 
     The candidates are the captions as the text encoder reads them (`legacy_articles`: "a orange", for text
     encoders trained before issue 9); a clip's own caption is looked up the same way."""
-    from align.encoder import load_audio_encoder
-    from align.features import BatchedFeatureExtractor
+    from hearing.encoder import load_audio_encoder
+    from hearing.features import BatchedFeatureExtractor
     from align.metrics import sequence_cosine, similarity_matrix
     from world.checker import scene_hits
     from world.scenes import legacy_caption, world_scenes
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "--batch-size is split among them); measured here: 41-45 clips/s for two at hidden 144, 24-27 for one on a shared CPU")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                         help="autocast precision of the training step ('auto': bf16 where the CPU computes it in hardware, "
-                        "align.device.cpu_has_bf16; bench/cpu_precision.py measures the gain; else fp32). The held-out measurement at the end runs in fp32")
+                        "hearing.device.cpu_has_bf16; bench/cpu_precision.py measures the gain; else fp32). The held-out measurement at the end runs in fp32")
     parser.add_argument("--extra-negatives", type=int, default=0,
                         help="align.train's cached captions added as negatives each step; 72 or more: every caption of the world is a "
                         "negative at every step, so each clip always meets the captions one word away from its own")

@@ -16,7 +16,7 @@ above log 6 at 55 % of its steps starts again with the next seed (`--restarts`);
 only, never the held-out voices. On the build with espeak-ng-l2, seeds 0 and 1 stalled (3.27, 2.49) and seed 2 named
 58 % of the held-out captions.
 
-The text tokenizer is a byte-level BPE RobertaTokenizer (CLAP's kind) built offline (align.clap_tokenizer): every
+The text tokenizer is a byte-level BPE RobertaTokenizer (CLAP's kind) built offline (architectures.clap_tokenizer): every
 byte is a token, plus merges that make each word of the world (and of the prompt) one token, so any text still tokenizes.
 """
 
@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
 
-from align.audio import SAMPLE_RATE, AudioError, load_audio, resample
-from align.clap_tokenizer import clap_tokenizer
+from hearing.audio import SAMPLE_RATE, AudioError, load_audio, resample
+from architectures.clap_tokenizer import clap_tokenizer
 from world.scenes import world_scenes
 from align.data import read_metadata
 from world.stage import write_json, optimise, stage_parser, start_stage, update
@@ -67,7 +67,7 @@ def make_clap(vocab_size: int, seed: int = 0) -> ClapModel:
 
 def clip_features(folder: Path, processor: ClapProcessor) -> tuple[torch.Tensor, list[dict]]:
     """Every clip of an audiofolder split → CLAP input features (N, 1, frames, mels), with its metadata row; a clip
-    align.audio refuses (silent, unreadable) is left out and counted in one line."""
+    hearing.audio refuses (silent, unreadable) is left out and counted in one line."""
     rows, waves, refused = [], [], []
     for row in read_metadata(folder):
         try:

@@ -25,7 +25,7 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from align.targets import encode_captions
+from hearing.text_states import encode_captions
 from world.images import kind_weights
 from world.scenes import world_scenes
 from world.settings import TEXT_HIDDEN

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPModel, CLIPTokenizer
 
-from align.targets import encode_captions
+from hearing.text_states import encode_captions
 from world.images import WorldImages
 from world.scenes import render_scene, sound_scenes, world_scenes
 from world.stage import optimise, stage_parser, start_stage, update, write_json

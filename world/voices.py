@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from align.audio import to_mono_16k
+from hearing.audio import to_mono_16k
 from align.espeak import EspeakNoSound, espeak, espeak_phonemes
 
 # Prosody drawn for every clip: a speaking rate and a mean pitch, as factors of the voice's own (log-uniform).

@@ -1,4 +1,4 @@
-"""The real CLIP tokenizer, built offline: the BPE merges open_clip ships (align/assets, MIT licence).
+"""The real CLIP tokenizer, built offline: the BPE merges open_clip ships (architectures/assets, MIT licence).
 
 SD 2.1's tokenizer is this vocabulary (49,408 tokens) padded with "!" to 77 positions. Building it here lets the
 tests and the world in miniature use the real tokenization without a model hub.

@@ -26,9 +26,9 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput
 
-from align.audio import fit_to_window, window_samples_for_tokens
-from align.features import BatchedFeatureExtractor
-from align.model_ids import DEFAULT_AUDIO_MODEL, ORIGINAL_CHECKPOINT, ORIGINAL_NUM_AUDIO_TOKENS
+from hearing.audio import fit_to_window, window_samples_for_tokens
+from hearing.features import BatchedFeatureExtractor
+from hearing.model_ids import DEFAULT_AUDIO_MODEL, ORIGINAL_CHECKPOINT, ORIGINAL_NUM_AUDIO_TOKENS
 
 DEFAULT_NUM_AUDIO_TOKENS = 76  # + BOS = 77, the CLIP context length SD 2.1 was trained on
 
@@ -58,7 +58,7 @@ class AudioPromptEncoderConfig(PreTrainedConfig):
         elif isinstance(audio_config, dict):
             audio_config = Wav2Vec2BertConfig(**audio_config)
         if not audio_config.add_adapter:
-            raise ValueError("the audio model needs its convolutional adapter (add_adapter=True); see align.encoder.adapter_settings")
+            raise ValueError("the audio model needs its convolutional adapter (add_adapter=True); see hearing.encoder.adapter_settings")
         self.audio_config = audio_config
         self.num_audio_tokens = num_audio_tokens
         super().__init__(**kwargs)
@@ -123,7 +123,7 @@ class AudioPromptEncoder(PreTrainedModel):
         """Mono 16 kHz waves → input features on `device`, each clip cropped or repeat-padded to the window.
 
         The features are `feature_extractor`'s, computed for the whole batch in torch on the device
-        (align.features: the same numbers as the library's numpy, within float32 rounding)."""
+        (hearing.features: the same numbers as the library's numpy, within float32 rounding)."""
         windows = torch.from_numpy(np.stack([fit_to_window(w, self.window_samples, crop, rng) for w in waves]))
         if not isinstance(feature_extractor, BatchedFeatureExtractor):
             feature_extractor = BatchedFeatureExtractor(feature_extractor)
