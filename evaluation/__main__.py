@@ -12,7 +12,8 @@ from hearing.device import DTYPE_CHOICES
 from evaluation import __doc__ as DOC
 from evaluation.report import REPORT_FILE, fmt, write_comparison
 from evaluation.run import IncompleteRunError, run
-from generate.model_sets import MODES, add_model_arguments
+from evaluation.cascade import MODES
+from generate.model_sets import add_model_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:

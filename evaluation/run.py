@@ -18,6 +18,7 @@ import torch
 
 from hearing.audio import SAMPLE_RATE, AudioError
 from hearing.files import write_json_atomic
+from evaluation.cascade import CascadeBaseline
 from evaluation.clips import Clip, clip_seed, read_audio, read_clips, stream_clips
 from evaluation.report import METRICS_FILE, compute_metrics, make_grid, make_plot, write_report
 from generate.model_sets import resolve_models, scorer_vocabulary
@@ -74,9 +75,10 @@ def evaluate_clip(clip: Clip, pipe, scorer, args, out: Path) -> dict:
         write_json_atomic(record_path, record)
         return record
     generator = torch.Generator("cpu").manual_seed(base["seed"])
-    images = pipe((SAMPLE_RATE, wave), num_images_per_prompt=args.num_images, num_inference_steps=args.steps,
+    draw = CascadeBaseline(pipe, scorer) if args.mode == "cascade" else pipe
+    images = draw((SAMPLE_RATE, wave), num_images_per_prompt=args.num_images, num_inference_steps=args.steps,
                   guidance_scale=args.guidance, height=args.height, width=args.width, generator=generator,
-                  max_audio_seconds=None, mode=args.mode, scorer=scorer if args.mode == "cascade" else None).images
+                  max_audio_seconds=None).images
     files = []
     for k, image in enumerate(images):
         files.append(f"images/clip_{clip.index:05d}_{k}.png")

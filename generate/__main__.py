@@ -32,7 +32,7 @@ from pathlib import Path
 from hearing.audio import SAMPLE_RATE, WINDOW_POLICIES
 from hearing.device import DTYPE_CHOICES
 from generate import limits
-from generate.model_sets import MODES, add_model_arguments, native_size, resolve_models, scorer_vocabulary
+from generate.model_sets import add_model_arguments, native_size, resolve_models, scorer_vocabulary
 
 DEFAULT_MAX_WINDOWS = 50  # --window-policy all: 5 minutes of sound at ~6 s a window
 
@@ -77,9 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--strength", type=float, default=0.6, help="with --init-image: how much may change, 0 (nothing) to 1 (all of it)")
     gen.add_argument("--mask", type=Path, default=None, metavar="PNG",
                      help="with --init-image: white where the picture may change, black where it must stay as it is")
-    gen.add_argument("--mode", choices=MODES, default="direct",
-                     help="direct: the audio encoder conditions the image; cascade: the baseline, CLAP names the nearest caption "
-                          "of the scorer's vocabulary and the text-to-image path draws it (for comparison)")
     gen.add_argument("--no-video", dest="video", action="store_false",
                      help="with --window-policy all, do not write the storyboard video (<audio name>.mp4: each window's image while its sound plays)")
     gen.add_argument("--prompt", default=None, help='words added to the sound, e.g. "as an oil painting" (loads the base text encoder)')
@@ -119,7 +116,7 @@ def _load_pipeline(args, models):
     from generate.pipeline import AudioToImagePipeline, resolve_device_and_dtype
 
     device, dtype = resolve_device_and_dtype(args.device, args.dtype)
-    pipe = AudioToImagePipeline.load(models.pipeline, models.base_model, models.audio_encoder, device, dtype, text_mixing=args.prompt is not None or args.mode == "cascade",
+    pipe = AudioToImagePipeline.load(models.pipeline, models.base_model, models.audio_encoder, device, dtype, text_mixing=args.prompt is not None,
                                      num_audio_tokens=args.num_audio_tokens, cpu_offload=args.cpu_offload)
     if models.pipeline is not None:
         folder = Path(models.pipeline)
@@ -228,7 +225,7 @@ def generate(args, models, pictures: dict, sounds: list) -> dict:
     import torch  # after the sounds: a bad file is reported before the slow imports
 
     pipe, resolved = _load_pipeline(args, models)
-    scorer = _load_scorer(models, resolved["device"]) if args.best_of > 1 or args.mode == "cascade" else None
+    scorer = _load_scorer(models, resolved["device"]) if args.best_of > 1 else None
     guidance = models.guidance if args.guidance is None else args.guidance
 
     started = time.perf_counter()
@@ -237,7 +234,7 @@ def generate(args, models, pictures: dict, sounds: list) -> dict:
             [(SAMPLE_RATE, wave) for wave in sounds], prompt=args.prompt, text_weight=args.text_weight, num_images_per_prompt=args.num_images,
             num_inference_steps=args.steps, guidance_scale=guidance, height=args.height, width=args.width,
             generator=torch.Generator("cpu").manual_seed(args.seed), window_policy=args.window_policy, best_of=args.best_of,
-            scorer=scorer, max_audio_seconds=None, max_windows=args.max_windows, batch_size=args.batch_size, mode=args.mode,
+            scorer=scorer, max_audio_seconds=None, max_windows=args.max_windows, batch_size=args.batch_size,
             strength=args.strength, **pictures,
         )
     except TooManyWindows as error:

@@ -26,9 +26,6 @@ from typing import Any
 from hearing.model_ids import DEFAULT_BASE_MODEL, DEFAULT_CLAP, DEFAULT_CLIP, ORIGINAL_CHECKPOINT
 
 MODEL_SETS = ("world", "real")
-# How a run turns a sound into the UNet's condition: the audio encoder's states ("direct"), or the baseline a user
-# would try first ("cascade": the scorer's CLAP names the nearest caption of its vocabulary, the text path draws it).
-MODES = ("direct", "cascade")
 DEFAULT_MODEL_SET = "world"
 WORLD_MODELS = Path(__file__).resolve().parent.parent / "models" / "world"
 WORLD_GUIDANCE = 3.0  # the miniature UNet's best guidance on text → image (world/RESULTS.md)

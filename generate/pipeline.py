@@ -40,7 +40,7 @@ from hearing.encoder import AudioPromptEncoder, load_audio_encoder
 from hearing.model_ids import DEFAULT_BASE_MODEL, ORIGINAL_CHECKPOINT
 from hearing.text_states import encode_captions
 from generate.limits import side_for_model
-from generate.model_sets import MODES, Sampling, sampling_for
+from generate.model_sets import Sampling, sampling_for
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +51,6 @@ class Scorer(Protocol):
     """What the pipeline needs of a scorer to rank candidates (scoring.AudioImageScorer is one): higher is better."""
 
     def score_images(self, audio_16k_mono: np.ndarray, images: list[PIL.Image.Image]) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class CaptionBank(Protocol):
-    """What `mode="cascade"` needs (scoring.AudioImageScorer is one): the caption of its vocabulary nearest a sound."""
-
-    def caption_for(self, audio_16k_mono: np.ndarray) -> str: ...
-
-
 
 
 AudioInput = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor, tuple]
@@ -418,7 +409,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         do_classifier_free_guidance: bool,
         prompt: list[str] | None = None,
         text_weight: float = 1.0,
-        captions: list[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         r"""
         The UNet's condition for each window, and the unconditional input for guidance.
@@ -433,17 +423,10 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         and each part stays exactly what the UNet was trained to read. `text_weight` moves the words' states
         from the empty caption's (0) to the full encoding (1) and past it (> 1: stronger), the way compel
         down-weights a prompt part. Without a prompt nothing is appended: the result is that of audio alone.
-
-        With `captions` (`mode="cascade"`), the audio encoder is not used: each window's condition is the CLIP
-        encoding of its caption, exactly as the stock text-to-image pipeline encodes a prompt.
         """
-        if captions is not None:  # the cascade: the text path of stock SD, on the captions the scorer heard
-            prompt_embeds = self.encode_text(captions, device)
-            negative_prompt_embeds = self.encode_text([""], device).expand_as(prompt_embeds)
-        else:
-            prompt_embeds = self.encode_audio(waves, device)
-            negative_prompt_embeds = self.audio_encoder.empty_embedding.to(device=device, dtype=prompt_embeds.dtype)
-            negative_prompt_embeds = negative_prompt_embeds.unsqueeze(0).expand(len(waves), -1, -1)
+        prompt_embeds = self.encode_audio(waves, device)
+        negative_prompt_embeds = self.audio_encoder.empty_embedding.to(device=device, dtype=prompt_embeds.dtype)
+        negative_prompt_embeds = negative_prompt_embeds.unsqueeze(0).expand(len(waves), -1, -1)
         if prompt is not None:
             text = self.encode_text(prompt, device).to(prompt_embeds.dtype)
             empty = self.encode_text([""], device).to(prompt_embeds.dtype).expand_as(text)
@@ -469,7 +452,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         scorer,
         output_type,
         callback_on_step_end_tensor_inputs=None,
-        mode="direct",
         image=None,
         strength=0.6,
         mask_image=None,
@@ -479,8 +461,8 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         if prompt_embeds is not None:
             if audio is not None:
                 raise ValueError("give either `audio` or `prompt_embeds` (a sound encoded before, by `encode_prompt`), not both")
-            if prompt is not None or mode != "direct" or scorer is not None:
-                raise ValueError("`prompt_embeds` are the whole condition: words, the cascade and ranking need the sound itself (give `audio`)")
+            if prompt is not None or scorer is not None:
+                raise ValueError("`prompt_embeds` are the whole condition: words and ranking need the sound itself (give `audio`)")
             if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != self.unet.config.cross_attention_dim:
                 raise ValueError(f"`prompt_embeds` must be (windows, positions, {self.unet.config.cross_attention_dim}), got {tuple(prompt_embeds.shape)}")
             negative_shape = (tuple(negative_prompt_embeds.shape) if negative_prompt_embeds is not None else
@@ -519,11 +501,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         for name, picture in (("image", image), ("mask_image", mask_image)):
             if picture is not None and not isinstance(picture, PIL.Image.Image):
                 raise ValueError(f"`{name}` must be a PIL image, got {type(picture).__name__}")
-        if mode not in MODES:
-            raise ValueError(f"unknown `mode` {mode!r}; use one of {', '.join(MODES)}")
-        if mode == "cascade" and (not isinstance(scorer, CaptionBank) or self.text_encoder is None or self.tokenizer is None):
-            raise ValueError("`mode='cascade'` needs a `scorer` with `caption_for` (its vocabulary is the caption bank) and the text encoder and tokenizer "
-                             "(`AudioToImagePipeline.from_base_model(..., text_mixing=True)`)")
         if best_of > 1 and scorer is None:
             raise ValueError("`best_of` > 1 needs a `scorer` to rank the candidates (e.g. scoring.AudioImageScorer)")
         if scorer is not None and not isinstance(scorer, Scorer):
@@ -589,7 +566,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         return self._interrupt
 
     def _generate(self, waves, prompts, candidates, num_images_per_prompt, text_weight, height, width, device, generator, eta,
-                  scorer, output_type, latents, captions, timesteps, sigmas, num_inference_steps, callback_on_step_end,
+                  scorer, output_type, latents, timesteps, sigmas, num_inference_steps, callback_on_step_end,
                   callback_on_step_end_tensor_inputs, edit=None, embeds=None):
         """Steps 3-8 for one group of windows: (images of the group, their scores or None). With `edit` (see
         `prepare_edit`), denoising starts from the given image noised to `strength`, and only the mask may change.
@@ -602,7 +579,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         # 3. Encode input audio (and words), or repeat the states given
         if embeds is None:
             prompt_embeds, negative_prompt_embeds = self._encode_windows(
-                waves, device, candidates, self.do_classifier_free_guidance, prompt=prompts, text_weight=text_weight, captions=captions
+                waves, device, candidates, self.do_classifier_free_guidance, prompt=prompts, text_weight=text_weight
             )
         else:
             prompt_embeds, negative_prompt_embeds = self.encode_prompt(
@@ -705,7 +682,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         generator: torch.Generator | list[torch.Generator] | None = None,
         window_policy: str = "first",
         best_of: int = 1,
-        scorer: Scorer | CaptionBank | None = None,
+        scorer: Scorer | None = None,
         text_weight: float = 1.0,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -716,7 +693,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         max_audio_seconds: float | None = DEFAULT_MAX_SECONDS,
         max_windows: int | None = None,
         batch_size: int | None = 8,
-        mode: str = "direct",
         image: PIL.Image.Image | None = None,
         strength: float = 0.6,
         mask_image: PIL.Image.Image | None = None,
@@ -780,10 +756,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
             mask_image (`PIL.Image.Image`, *optional*):
                 White where the picture may change, black where it must stay; pixels outside the mask are returned
                 exactly as they were.
-            mode (`str`, defaults to "direct"):
-                "direct": the audio encoder's states condition the UNet. "cascade": the baseline a user would try
-                first, for comparison: `scorer.caption_for` picks the nearest caption of its vocabulary (CLAP) and
-                the text path of stock SD draws it (each image's window gets its `caption`).
             batch_size (`int`, *optional*, defaults to 8):
                 Most images denoised at once (windows × candidates); more windows go through in groups, one after
                 another, so memory stays bounded. None: all at once.
@@ -811,7 +783,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         # 1. Check inputs. Raise error if not correct
         self.check_inputs(
             audio, prompt, height, width, num_images_per_prompt, num_inference_steps, guidance_scale, window_policy,
-            best_of, scorer, output_type, callback_on_step_end_tensor_inputs, mode, image, strength, mask_image,
+            best_of, scorer, output_type, callback_on_step_end_tensor_inputs, image, strength, mask_image,
             prompt_embeds, negative_prompt_embeds,
         )
         self._guidance_scale = guidance_scale
@@ -824,9 +796,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         else:
             waves, windows = [None] * prompt_embeds.shape[0], [{"audio": 0, "window": w, "num_windows": prompt_embeds.shape[0]}
                                                               for w in range(prompt_embeds.shape[0])]
-        captions = [scorer.caption_for(wave) for wave in waves] if mode == "cascade" else None
-        for window, caption in zip(windows, captions or []):
-            window["caption"] = caption
         if prompt is not None:
             prompts = [prompt] * len(waves) if isinstance(prompt, str) else [prompt[w["audio"]] for w in windows]
         else:
@@ -852,7 +821,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
                 generator[group.start * candidates : group.stop * candidates] if isinstance(generator, list) else generator,
                 eta, scorer, output_type,
                 None if latents is None else latents[group.start * candidates : group.stop * candidates],
-                None if captions is None else [captions[w] for w in group],
                 timesteps, sigmas, num_inference_steps, callback_on_step_end, callback_on_step_end_tensor_inputs, edit,
                 None if prompt_embeds is None else (prompt_embeds[group.start : group.stop],
                                                     None if negative_prompt_embeds is None else negative_prompt_embeds[group.start : group.stop]),

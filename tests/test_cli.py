@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 import generate.__main__ as cli
-from tests.conftest import TINY, BrightnessScorer, CaptionScorer, build_pipeline, tone
+from tests.conftest import TINY, BrightnessScorer, build_pipeline, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,14 +230,6 @@ def test_cli_best_of_loads_the_project_scorer_lazily(monkeypatch):
     args = cli.build_parser().parse_args(["--audio", "a.wav", "--out", "o", "--vocabulary", "dog", "rain"])
     cli._load_scorer(resolve_models(args), "cpu")
     assert seen["vocabulary"] == ("dog", "rain")
-
-
-def test_cli_cascade_mode_draws_the_caption_the_scorer_hears(saved_pipeline, clip, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "_load_scorer", lambda models, device: CaptionScorer("a dog barking"))
-    out = tmp_path / "cascade"
-    assert cli.main(["--audio", str(clip), "--out", str(out), "--pipeline", str(saved_pipeline), "--mode", "cascade", *TINY]) == 0
-    records = json.loads((out / "settings.json").read_text())["images"]
-    assert [r["caption"] for r in records] == ["a dog barking"] and json.loads((out / "settings.json").read_text())["arguments"]["mode"] == "cascade"
 
 
 def test_cli_edits_a_picture_and_keeps_what_the_mask_protects(saved_pipeline, clip, tmp_path, capsys):

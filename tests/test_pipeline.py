@@ -16,7 +16,7 @@ from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapte
 from hearing.text_states import encode_captions
 from generate.pipeline import AudioToImagePipeline, AudioToImagePipelineOutput
 from architectures import tiny_models
-from tests.conftest import BrightnessScorer, CaptionScorer, build_pipeline, save_tiny_sd_base, tone
+from tests.conftest import BrightnessScorer, build_pipeline, save_tiny_sd_base, tone
 
 FAST = {"num_inference_steps": 2, "height": 32, "width": 32}
 
@@ -437,31 +437,6 @@ def test_callback_on_step_end_sees_every_step(pipe):
 
     pipe(tone(1.0), sampling_rate=SAMPLE_RATE, callback_on_step_end=callback, **FAST)
     assert steps == [(0, (1, 4, 16, 16)), (1, (1, 4, 16, 16))]
-
-
-def test_cascade_draws_the_heard_caption_as_stock_text_to_image_does(text_pipe):
-    from diffusers import StableDiffusionPipeline
-
-    scorer = CaptionScorer("a dog barking")
-    out = text_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, mode="cascade", scorer=scorer, generator=seeded(3), output_type="np", **FAST)
-    assert scorer.heard == [text_pipe.audio_encoder.window_samples] and out.windows[0]["caption"] == "a dog barking"
-    stock = StableDiffusionPipeline(vae=text_pipe.vae, text_encoder=text_pipe.text_encoder, tokenizer=text_pipe.tokenizer,
-                                    unet=text_pipe.unet, scheduler=text_pipe.scheduler, safety_checker=None, feature_extractor=None,
-                                    requires_safety_checker=False)
-    stock.set_progress_bar_config(disable=True)
-    expected = stock("a dog barking", negative_prompt="", generator=seeded(3), output_type="np", **FAST).images
-    np.testing.assert_allclose(out.images, expected, atol=1e-5)
-    direct = text_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(3), output_type="np", **FAST).images
-    assert not np.allclose(direct, expected, atol=1e-3)  # the direct mode hears the sound itself
-
-
-def test_cascade_needs_a_scorer_and_the_text_encoder(pipe, text_pipe):
-    with pytest.raises(ValueError, match="cascade.*needs a `scorer`"):
-        text_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, mode="cascade", **FAST)
-    with pytest.raises(ValueError, match="cascade.*text encoder"):
-        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, mode="cascade", scorer=CaptionScorer("rain"), **FAST)
-    with pytest.raises(ValueError, match="unknown `mode`"):
-        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, mode="retrieval", **FAST)
 
 
 # -- editing a picture with a sound --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ the same UNet, VAE and sampler (on the held-out voices' captions and seeds):
 - text → image, each caption encoded by the world's CLIP text encoder: the upper bound for audio, which can
   at best reproduce those states (diffusers' StableDiffusionPipeline on the same components);
 - random conditions, Gaussian with the per-position mean and spread of the real caption states: the floor;
-- the cascade baseline (`mode="cascade"`): the shipped scorer's CLAP names the nearest of the world's captions and
+- the cascade baseline (evaluation.cascade): the shipped scorer's CLAP names the nearest of the world's captions and
   the text path draws it, so it is as good as CLAP's hearing.
 Then the CLAP-scored evaluation of the project (`python -m evaluation`) runs on the same clips with the shipped
 scorer.
@@ -36,6 +36,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from hearing.text_states import encode_captions
+from evaluation.cascade import CascadeBaseline
 from generate.pipeline import AudioToImagePipeline
 from world.checker import ATTRIBUTES, accuracy
 from world.scenes import COLOURS, POSITIONS, SHAPES, SOUND_CLASSES, world_scenes
@@ -71,13 +72,13 @@ def text_pipeline(pipe: AudioToImagePipeline) -> StableDiffusionPipeline:
 
 
 @torch.no_grad()
-def spoken_images(pipe, paths: list[Path], steps: int, guidance: float, seed: int, batch: int = 48, **mode) -> list:
-    """The pipeline's images for the clips, one each, seeded by position; `mode="cascade", scorer=...` for the baseline."""
+def spoken_images(pipe, paths: list[Path], steps: int, guidance: float, seed: int, batch: int = 48) -> list:
+    """The pipeline's images for the clips, one each, seeded by position (`pipe` may be the cascade baseline, called alike)."""
     images = []
     for start in range(0, len(paths), batch):
         chunk = [str(p) for p in paths[start : start + batch]]
         images += pipe(chunk, num_inference_steps=steps, guidance_scale=guidance, batch_size=None,
-                       generator=generators(range(seed + start, seed + start + len(chunk))), **mode).images
+                       generator=generators(range(seed + start, seed + start + len(chunk)))).images
     return images
 
 
@@ -156,8 +157,7 @@ def evaluate_sounds(pipe, sd, scorer, world: Path, args, log) -> dict:
                 "text": judge(condition_images(sd, states, empty, args.steps, args.guidance, args.seed), rows),
                 "random": judge(condition_images(sd, random, empty, args.steps, args.guidance, args.seed), rows)}
         if scorer is not None:
-            cascade = spoken_images(pipe, [folder / r["file_name"] for r in rows], args.steps, args.guidance, args.seed,
-                                    mode="cascade", scorer=scorer)
+            cascade = spoken_images(CascadeBaseline(pipe, scorer), [folder / r["file_name"] for r in rows], args.steps, args.guidance, args.seed)
             part["cascade"] = judge(cascade, rows)
         part["per_class"] = {c.name: judge([im for im, r in zip(images, rows) if r["sound"] == c.name], [r for r in rows if r["sound"] == c.name])
                              for c in SOUND_CLASSES if any(r["sound"] == c.name for r in rows)}
@@ -250,12 +250,12 @@ def main(argv: list[str] | None = None) -> dict:
 
         scorer_dir = Path(args.models) / "scorer"
         scorer = AudioImageScorer.from_pretrained(str(scorer_dir / "clap"), str(scorer_dir / "clip"), str(scorer_dir / "vocabulary.txt"), device="cpu")
-        cascade = spoken_images(pipe, [test / r["file_name"] for r in rows], args.steps, args.guidance, args.seed, mode="cascade", scorer=scorer)
+        cascade = spoken_images(CascadeBaseline(pipe, scorer), [test / r["file_name"] for r in rows], args.steps, args.guidance, args.seed)
         results["cascade"] = judge(cascade, rows)
         log(f"cascade (CLAP's caption → text → image): {results['cascade']}")
         if engine_rows:
-            cascade = spoken_images(pipe, [test_engine / r["file_name"] for r in engine_rows], args.steps, args.guidance, args.seed,
-                                    mode="cascade", scorer=scorer)
+            cascade = spoken_images(CascadeBaseline(pipe, scorer), [test_engine / r["file_name"] for r in engine_rows], args.steps,
+                                    args.guidance, args.seed)
             results["cascade_engine"] = judge(cascade, engine_rows)
             log(f"cascade, held-out engine: {results['cascade_engine']}")
 
