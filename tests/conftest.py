@@ -357,3 +357,20 @@ def pack(synthetic_data, out, samples_per_shard=4, as_json=False):
     paths = write_shards(members, out, samples_per_shard)
     good = {key for key, *_ in members if key != BAD_KEY}
     return paths, good
+
+
+# --- the world in miniature ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    """A world built with one training voice and one clip per voice (skipped without espeak-ng)."""
+    import shutil
+
+    from world.build import TRAIN_VOICES, build_world
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng (apt-get install espeak-ng)")
+    out = tmp_path_factory.mktemp("world")
+    build_world(out, images_per_caption=1, clips_per_voice=1, test_clips_per_voice=1, train_voices=TRAIN_VOICES[:1])
+    return out

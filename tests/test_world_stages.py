@@ -1,0 +1,155 @@
+"""The training stages one by one: the step and time budget with its learning rate (world.stage), train_audio's --init,
+--speech-repeat and bf16 choice, a stalled CLAP run restarting with the next seed (world.train_clap), train_unet's
+--init, and what world.assemble ships."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from world.scenes import SOUND_CLASSES, world_scenes
+from world.stage import Budget
+
+
+def test_budget_stops_on_steps_or_time_and_ends_at_a_low_learning_rate():
+    budget = Budget(steps=10)
+    factors = []
+    while budget.next():
+        factors.append(budget.lr_factor())
+    assert budget.step == 10 and factors[-1] < 0.05 and max(factors) > 0.9
+    timed = Budget(steps=10**9, minutes=1e-9)
+    assert not timed.next()
+
+
+def test_train_audio_init_needs_a_finished_encoder_and_excludes_pretrained(tmp_path):
+    from world import train_audio
+
+    with pytest.raises(SystemExit, match="no model.safetensors there"):
+        train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="not both"):
+        train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path), "--pretrained", str(tmp_path)])
+
+
+def test_speech_repeat_lists_each_spoken_row_that_many_times_and_each_sound_once(tmp_path):
+    from world import train_audio
+
+    audio = tmp_path / "audio"
+    rows = {"train": [{"file_name": "a.wav", "caption": "a red circle on the left", "engine": "flite"},
+                      {"file_name": "sound_dog_0.wav", "caption": "a dog barking", "sound": "dog"}],
+            "test": [{"file_name": "b.wav", "caption": "a blue square in the middle", "engine": "pico"}]}
+    for part, part_rows in rows.items():
+        (audio / part).mkdir(parents=True)
+        for row in part_rows:
+            (audio / part / row["file_name"]).write_bytes(row["file_name"].encode())
+        (audio / part / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part_rows))
+    assert train_audio.training_folder(audio, tmp_path / "out", 1) == audio  # once each: the world's own folder
+    mix = train_audio.training_folder(audio, tmp_path / "out", 3)
+    listed = [json.loads(line)["file_name"] for line in (mix / "train" / "metadata.jsonl").read_text().splitlines()]
+    assert sorted(listed) == ["a.wav"] * 3 + ["sound_dog_0.wav"]
+    assert (mix / "train" / "a.wav").read_bytes() == b"a.wav" and (mix / "train" / "a.wav").stat().st_ino == (audio / "train" / "a.wav").stat().st_ino
+    assert (mix / "test" / "metadata.jsonl").read_text() == (audio / "test" / "metadata.jsonl").read_text()
+    assert train_audio.training_folder(audio, tmp_path / "out", 2) == mix  # a different repeat rewrites the rows
+    assert len((mix / "train" / "metadata.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(SystemExit, match="--speech-repeat 0"):
+        train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--speech-repeat", "0"])
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_train_audio_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, hardware):
+    from world import train_audio
+
+    monkeypatch.setattr(train_audio, "cpu_has_bf16", lambda: hardware)
+    precision = {choice: train_audio.training_precision(choice) for choice in ("auto", "bf16", "fp32")}
+    assert precision == {"auto": "bf16" if hardware else "no", "bf16": "bf16", "fp32": "no"}
+    args = argparse.Namespace(world="w", steps=4, lr=1e-3, seed=0, num_workers=0, warp_frequencies=0.0, freq_masks=0, extra_negatives=72, precision="auto",
+                              speech_repeat=1)
+    line = train_audio.align_arguments(args, Path("init"), Path("out"), Path("clip"), batch_size=8)
+    assert line[line.index("--mixed-precision") + 1] == precision["auto"]
+    assert line[line.index("--extra-negatives") + 1] == "72"
+    assert line[line.index("--data-dir") + 1] == str(Path("w") / "audio")
+    args.speech_repeat = 2  # the spoken rows repeated: align.train reads the stage's own mixed folder
+    line = train_audio.align_arguments(args, Path("init"), Path("out"), Path("clip"), batch_size=8)
+    assert line[line.index("--data-dir") + 1] == str(Path("out") / "mix")
+
+
+@pytest.mark.parametrize("stall_loss, seeds", [(float("inf"), [0]), (-1.0, [0, 1, 2])])
+def test_a_stalled_clap_run_starts_again_with_the_next_seed(small_world, tmp_path, monkeypatch, stall_loss, seeds):
+    import world.train_clap as train_clap
+
+    monkeypatch.setattr(train_clap, "STALL_LOSS", stall_loss)  # inf: never stalled; -1: always stalled
+    metrics = train_clap.main(["--world", str(small_world), "--out", str(tmp_path / "clap"), "--steps", "4", "--restarts", "2"])
+    assert metrics["seeds"] == seeds and metrics["steps"] == 4  # the last try always runs its whole budget
+    assert (tmp_path / "clap" / "clap" / "model.safetensors").exists()
+
+
+def test_train_unet_init_continues_from_the_given_unet(tmp_path):
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from architectures import tiny_models
+    from world import train_unet
+    from world.settings import TEXT_HIDDEN, world_tokenizer
+
+    clip, vae = tmp_path / "clip", tmp_path / "vae"
+    world_tokenizer().save_pretrained(clip / "tokenizer")
+    CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=TEXT_HIDDEN, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 max_position_embeddings=39, bos_token_id=49406, eos_token_id=49407)).save_pretrained(clip / "text_encoder")
+    tiny_models.tiny_vae().save_pretrained(vae / "vae")  # the stage reads only its scaling factor
+    save_file({"mean": torch.randn(4, 4, 8, 8), "std": torch.full((4, 4, 8, 8), 0.1), "caption_ids": torch.arange(4)}, vae / "latents.safetensors")
+    start = train_unet.make_unet(seed=5)
+    start.save_pretrained(tmp_path / "start")
+    common = ["--clip", str(clip), "--vae", str(vae), "--steps", "1", "--batch-size", "2", "--lr", "0"]
+    train_unet.main([*common, "--out", str(tmp_path / "continued"), "--init", str(tmp_path / "start")])
+    train_unet.main([*common, "--out", str(tmp_path / "fresh")])
+
+    def weights(folder):
+        return UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True).state_dict()
+
+    # at learning rate 0 a run saves the weights it started from: the given UNet with --init, a fresh one without
+    continued, fresh, given = weights(tmp_path / "continued"), weights(tmp_path / "fresh"), start.state_dict()
+    assert all(torch.equal(continued[k], given[k]) for k in given)
+    assert not all(torch.equal(fresh[k], given[k]) for k in given)
+
+
+def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path):
+    from diffusers import DPMSolverMultistepScheduler
+
+    from hearing.encoder import load_audio_encoder
+    from architectures import tiny_models
+    from world import assemble
+
+    runs = tmp_path / "runs"
+    tiny_models.tiny_vae().save_pretrained(runs / "sound_vae" / "vae")
+    tiny_models.tiny_unet().save_pretrained(runs / "sound_unet" / "unet")
+    DPMSolverMultistepScheduler().save_pretrained(runs / "sound_unet" / "scheduler")
+    tiny_models.tiny_text_encoder().save_pretrained(runs / "words" / "text_encoder")
+    tiny_models.tiny_tokenizer().save_pretrained(runs / "words" / "tokenizer")
+    for stage, name, (model, processor) in (("words", "clip", tiny_models.tiny_clip()), ("clap", "clap", tiny_models.tiny_clap())):
+        model.save_pretrained(runs / stage / name)
+        processor.save_pretrained(runs / stage / name)
+    for shift, folder in ((0.0, runs / "sound_mix" / "final"), (0.25, tmp_path / "trial" / "final")):
+        encoder = tiny_models.tiny_audio_encoder()  # built the same each time: the trial's weights are moved
+        with torch.no_grad():
+            for weight in encoder.parameters():
+                weight.add_(shift)
+        encoder.save_pretrained(folder)
+        tiny_models.feature_extractor().save_pretrained(folder)
+
+    def shipped_ears_match(out, source):
+        shipped, given = load_audio_encoder(out / "pipeline" / "audio_encoder").state_dict(), load_audio_encoder(source).state_dict()
+        return all(torch.equal(shipped[k], given[k].half().float()) for k in given)
+
+    assemble.main(["--runs", str(runs), "--out", str(tmp_path / "default")])
+    assert f"{len(SOUND_CLASSES)} everyday sounds" in (tmp_path / "default" / "README.md").read_text()
+    assemble.main(["--runs", str(runs), "--out", str(tmp_path / "tried"), "--audio-encoder", str(tmp_path / "trial" / "final")])
+    assert shipped_ears_match(tmp_path / "default", runs / "sound_mix" / "final")
+    assert shipped_ears_match(tmp_path / "tried", tmp_path / "trial" / "final")
+    assert not shipped_ears_match(tmp_path / "tried", runs / "sound_mix" / "final")
+    assert (tmp_path / "tried" / "scorer" / "vocabulary.txt").read_text().count("\n") == 1 + len(world_scenes())
+    with pytest.raises(SystemExit):
+        assemble.main(["--runs", str(runs), "--out", str(tmp_path / "none"), "--audio-encoder", str(tmp_path / "missing")])
