@@ -374,6 +374,15 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None, stop: 
     videos = VideoFolder(settings.cache_minutes)
     stop.at_close(videos.remove)
     images_default = min(2, settings.max_images)
+    editing: dict[bool, Any] = {}
+
+    def editors(inpaint: bool):
+        """The image-to-image or inpainting pipeline on the same models, built at its first use."""
+        from generate.pipeline import editing_pipeline
+
+        if inpaint not in editing:
+            editing[inpaint] = editing_pipeline(pipeline, inpaint)
+        return editing[inpaint]
 
     def generate(audio: str | None = None, prompt: str | None = None, num_images: float = images_default,
                  steps: float = settings.default_steps, guidance: float = settings.default_guidance, seed: float | None = limits.RANDOM_SEED,
@@ -424,14 +433,15 @@ def make_handler(pipeline, scorer=None, settings: Settings | None = None, stop: 
             # 16 kHz windows to the scorer.
             with stop.running(), warnings.catch_warnings(record=True) as heard:
                 warnings.simplefilter("always", AudioWarning)
-                output = pipeline(
+                drawing = pipeline if picture is None else editors(mask is not None)  # one pipeline per job, same models
+                output = drawing(
                     audio, prompt=prompt, num_images_per_prompt=num_images, num_inference_steps=steps,
                     guidance_scale=guidance, height=size, width=size, generator=generator, window_policy=window_policy,
                     scorer=scorer, callback_on_step_end=on_step_end,
                     callback_on_step_end_tensor_inputs=[],  # the callback only counts steps: it needs no tensors
                     max_audio_seconds=settings.max_audio_seconds, max_windows=max_windows,
                     **({} if picture is None else {"image": picture.convert("RGB"), "strength": strength,
-                                                   "mask_image": None if mask is None else mask.convert("L")}),
+                                                   **({} if mask is None else {"mask_image": mask.convert("L")})}),
                 )
         except AudioError as error:
             raise gr.Error(f"Cannot use this sound: {_user_message(error, audio)}", print_exception=False) from error

@@ -230,12 +230,15 @@ def generate(args, models, pictures: dict, sounds: list) -> dict:
 
     started = time.perf_counter()
     try:
-        output = pipe(
+        from generate.pipeline import editing_pipeline
+
+        drawing = pipe if not pictures else editing_pipeline(pipe, inpaint="mask_image" in pictures)  # one pipeline per job
+        output = drawing(
             [(SAMPLE_RATE, wave) for wave in sounds], prompt=args.prompt, text_weight=args.text_weight, num_images_per_prompt=args.num_images,
             num_inference_steps=args.steps, guidance_scale=guidance, height=args.height, width=args.width,
             generator=torch.Generator("cpu").manual_seed(args.seed), window_policy=args.window_policy, best_of=args.best_of,
             scorer=scorer, max_audio_seconds=None, max_windows=args.max_windows, batch_size=args.batch_size,
-            strength=args.strength, **pictures,
+            **({"strength": args.strength, **pictures} if pictures else {}),
         )
     except TooManyWindows as error:
         raise TooManyWindows(f"{error} (or raise --max-windows)") from error

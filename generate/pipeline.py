@@ -452,9 +452,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         scorer,
         output_type,
         callback_on_step_end_tensor_inputs=None,
-        image=None,
-        strength=0.6,
-        mask_image=None,
         prompt_embeds=None,
         negative_prompt_embeds=None,
     ):
@@ -494,13 +491,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
             raise ValueError(f"unknown `output_type` {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
         if not isinstance(best_of, int) or best_of < 1:
             raise ValueError(f"`best_of` has to be a positive integer but is {best_of!r}")
-        if not 0 <= strength <= 1:
-            raise ValueError(f"`strength` must be between 0 (keep the image) and 1 (ignore it), got {strength}")
-        if mask_image is not None and image is None:
-            raise ValueError("`mask_image` marks where `image` may change: give the `image` too")
-        for name, picture in (("image", image), ("mask_image", mask_image)):
-            if picture is not None and not isinstance(picture, PIL.Image.Image):
-                raise ValueError(f"`{name}` must be a PIL image, got {type(picture).__name__}")
         if best_of > 1 and scorer is None:
             raise ValueError("`best_of` > 1 needs a `scorer` to rank the candidates (e.g. scoring.AudioImageScorer)")
         if scorer is not None and not isinstance(scorer, Scorer):
@@ -544,6 +534,16 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         """How this pipeline samples by default: its base model's steps and guidance (generate.model_sets). Loaded from a
         saved folder, the base is the one its model_index.json names (diffusers does not load private config keys back)."""
         return sampling_for(self.config.get("_base_model") or self.config.get("_name_or_path"))
+
+    def prepare_edit(self, height: int, width: int) -> dict | None:
+        """The picture an editing pipeline changes (AudioImageToImagePipeline, AudioInpaintPipeline), as `_generate`
+        takes it: {"image", "strength", "mask"}; None for drawing from noise."""
+        request = getattr(self, "_edit_request", None)
+        if request is None:
+            return None
+        image, strength, mask_image = request
+        mask = None if mask_image is None else VaeImageProcessor(do_normalize=False, do_binarize=True, do_convert_grayscale=True).preprocess(mask_image, height, width)
+        return {"image": self.image_processor.preprocess(image, height, width), "strength": strength, "mask": mask}
 
     @property
     def guidance_scale(self):
@@ -693,9 +693,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         max_audio_seconds: float | None = DEFAULT_MAX_SECONDS,
         max_windows: int | None = None,
         batch_size: int | None = 8,
-        image: PIL.Image.Image | None = None,
-        strength: float = 0.6,
-        mask_image: PIL.Image.Image | None = None,
         timesteps: list[int] | None = None,
         sigmas: list[float] | None = None,
         prompt_embeds: torch.Tensor | None = None,
@@ -748,14 +745,6 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
                 Refuse longer sounds (default 600 s); None for no limit.
             max_windows (`int`, *optional*):
                 Refuse a sound that `window_policy` would cut into more windows than this (None: no limit).
-            image (`PIL.Image.Image`, *optional*):
-                Edit this picture with the sound instead of drawing from noise: denoising starts from it, noised to
-                `strength` (diffusers' image-to-image). It is resized to `height` × `width`.
-            strength (`float`, defaults to 0.6):
-                How much of `image` changes: 0 returns it as it is, 1 ignores it (a new image, as without one).
-            mask_image (`PIL.Image.Image`, *optional*):
-                White where the picture may change, black where it must stay; pixels outside the mask are returned
-                exactly as they were.
             batch_size (`int`, *optional*, defaults to 8):
                 Most images denoised at once (windows × candidates); more windows go through in groups, one after
                 another, so memory stays bounded. None: all at once.
@@ -783,7 +772,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         # 1. Check inputs. Raise error if not correct
         self.check_inputs(
             audio, prompt, height, width, num_images_per_prompt, num_inference_steps, guidance_scale, window_policy,
-            best_of, scorer, output_type, callback_on_step_end_tensor_inputs, image, strength, mask_image,
+            best_of, scorer, output_type, callback_on_step_end_tensor_inputs,
             prompt_embeds, negative_prompt_embeds,
         )
         self._guidance_scale = guidance_scale
@@ -802,11 +791,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
             prompts = None
         candidates = num_images_per_prompt * best_of  # per window
         device = self._execution_device
-        edit = None
-        if image is not None:
-            edit = {"image": self.image_processor.preprocess(image, height, width), "strength": strength,
-                    "mask": None if mask_image is None else (VaeImageProcessor(do_normalize=False, do_binarize=True, do_convert_grayscale=True)
-                                                             .preprocess(mask_image, height, width))}
+        edit = self.prepare_edit(height, width)  # None here; the picture to change, in the editing pipelines below
         # Windows go through in groups of at most `batch_size` images, so memory stays bounded however long the
         # sound; one group (the usual case) draws its noise exactly as an unbatched call would.
         per_group = max(1, (batch_size or len(waves) * candidates) // candidates)
@@ -838,6 +823,69 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         if not return_dict:
             return (image, scores, windows)
         return AudioToImagePipelineOutput(images=image, scores=scores, windows=windows)
+
+
+
+
+class AudioImageToImagePipeline(AudioToImagePipeline):
+    r"""
+    A picture changed by a sound (diffusers' image-to-image): denoising starts from `image` noised to `strength`, so
+    the sound changes it only as much as asked. The same components as [`AudioToImagePipeline`]; build it from one
+    with `AudioImageToImagePipeline(**pipe.components)` or `AudioImageToImagePipeline.from_pipe(pipe)`.
+    """
+
+    def __call__(self, audio=None, image: PIL.Image.Image | None = None, strength: float = 0.6, **kwargs):
+        r"""
+        Args:
+            audio, and every other argument: as [`AudioToImagePipeline.__call__`].
+            image (`PIL.Image.Image`):
+                The picture to change. It is resized to `height` × `width`.
+            strength (`float`, defaults to 0.6):
+                How much of `image` changes: 0 returns it as it is, 1 ignores it (a new image, as without one).
+        """
+        return self._edit(audio, image, strength, None, kwargs)
+
+    def _edit(self, audio, image, strength, mask_image, kwargs):
+        if not isinstance(image, PIL.Image.Image):
+            raise ValueError(f"`image` must be the PIL image to change, got {type(image).__name__}")
+        if not 0 <= strength <= 1:
+            raise ValueError(f"`strength` must be between 0 (keep the image) and 1 (ignore it), got {strength}")
+        self._edit_request = (image, strength, mask_image)
+        try:
+            return AudioToImagePipeline.__call__(self, audio, **kwargs)
+        finally:
+            self._edit_request = None
+
+
+def editing_pipeline(pipe: AudioToImagePipeline, inpaint: bool = False) -> AudioImageToImagePipeline:
+    """The editing pipeline on `pipe`'s own components (nothing loaded twice), with its progress-bar settings:
+    AudioInpaintPipeline when a mask says what may change, else AudioImageToImagePipeline."""
+    editing = (AudioInpaintPipeline if inpaint else AudioImageToImagePipeline)(**pipe.components)
+    editing.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    return editing
+
+
+class AudioInpaintPipeline(AudioImageToImagePipeline):
+    r"""
+    A sound redraws part of a picture (diffusers' inpainting): white in `mask_image` may change, black stays, and
+    pixels outside the mask are returned exactly as they were. Built like [`AudioImageToImagePipeline`].
+    """
+
+    def __call__(self, audio=None, image: PIL.Image.Image | None = None, mask_image: PIL.Image.Image | None = None,
+                 strength: float = 0.6, **kwargs):
+        r"""
+        Args:
+            audio, and every other argument: as [`AudioToImagePipeline.__call__`].
+            image (`PIL.Image.Image`):
+                The picture to change. It is resized to `height` × `width`.
+            mask_image (`PIL.Image.Image`):
+                White where the picture may change, black where it must stay.
+            strength (`float`, defaults to 0.6):
+                How much of the masked part changes: 0 keeps it, 1 redraws it from noise.
+        """
+        if not isinstance(mask_image, PIL.Image.Image):
+            raise ValueError(f"`mask_image` must be a PIL image (white where the picture may change), got {type(mask_image).__name__}")
+        return self._edit(audio, image, strength, mask_image, kwargs)
 
 
 AudioToImagePipeline.__call__.__doc__ = AudioToImagePipeline.__call__.__doc__.replace("        Examples:\n", EXAMPLE_DOC_STRING, 1)

@@ -14,7 +14,7 @@ from transformers import Wav2Vec2BertConfig
 from hearing.audio import ONSET_MARGIN_S, SAMPLE_RATE, AudioError
 from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from hearing.text_states import encode_captions
-from generate.pipeline import AudioToImagePipeline, AudioToImagePipelineOutput
+from generate.pipeline import AudioImageToImagePipeline, AudioInpaintPipeline, editing_pipeline, AudioToImagePipeline, AudioToImagePipelineOutput
 from architectures import tiny_models
 from tests.conftest import BrightnessScorer, build_pipeline, save_tiny_sd_base, tone
 
@@ -442,6 +442,12 @@ def test_callback_on_step_end_sees_every_step(pipe):
 # -- editing a picture with a sound --------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def edit_pipe(pipe):
+    """Image-to-image on the tiny pipeline's own components."""
+    return editing_pipeline(pipe)
+
+
 def picture(colour) -> Image.Image:
     art = np.zeros((32, 32, 3), dtype=np.uint8)
     art[:, :] = colour
@@ -449,21 +455,21 @@ def picture(colour) -> Image.Image:
     return Image.fromarray(art)
 
 
-def test_strength_zero_returns_the_picture_and_one_ignores_it(pipe):
+def test_strength_zero_returns_the_picture_and_one_ignores_it(pipe, edit_pipe):
     original = picture((200, 40, 40))
-    kept = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=0.0, **FAST).images[0]
+    kept = edit_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=0.0, **FAST).images[0]
     assert np.array_equal(np.asarray(kept), np.asarray(original))
     fresh = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, generator=seeded(4), output_type="np", **FAST).images
     for other in (original, picture((10, 200, 90))):
-        ignored = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=other, strength=1.0, generator=seeded(4), output_type="np", **FAST).images
+        ignored = edit_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=other, strength=1.0, generator=seeded(4), output_type="np", **FAST).images
         np.testing.assert_allclose(ignored, fresh, atol=1e-5)
 
 
-def test_strength_zero_latents_are_scaled_like_every_other_latent_output(pipe):
+def test_strength_zero_latents_are_scaled_like_every_other_latent_output(pipe, edit_pipe):
     """output_type="latent" gives the UNet's latents (VAE mean × scaling_factor) whatever the strength: those of strength 0
     decode, as any latents do (divided by scaling_factor), back to the picture."""
     original = picture((200, 40, 40))
-    latents = pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=0.0, output_type="latent", **FAST).images
+    latents = edit_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=0.0, output_type="latent", **FAST).images
     with torch.no_grad():
         expected = pipe.vae.encode(pipe.image_processor.preprocess(original, 32, 32)).latent_dist.mean * pipe.vae.config.scaling_factor
         decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
@@ -486,7 +492,7 @@ def test_a_size_far_beyond_the_model_s_own_is_refused_before_denoising(pipe):
         pipe(tone(1.0), sampling_rate=SAMPLE_RATE, **{**FAST, "width": 4 * native})
 
 
-def test_strength_sets_how_far_denoising_starts_from_the_picture(pipe):
+def test_strength_sets_how_far_denoising_starts_from_the_picture(pipe, edit_pipe):
     """As diffusers' image-to-image: the last `strength` share of the steps, from the picture's latents noised to the
     first of them (strength 1: from the noise alone)."""
     from diffusers.utils.torch_utils import randn_tensor
@@ -501,7 +507,7 @@ def test_strength_sets_how_far_denoising_starts_from_the_picture(pipe):
         seen = []
         handle = pipe.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(args[0][:1].clone()), with_kwargs=True)
         try:
-            pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=strength, generator=seeded(4), **{**FAST, "num_inference_steps": 8})
+            edit_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=strength, generator=seeded(4), **{**FAST, "num_inference_steps": 8})
         finally:
             handle.remove()
         assert len(seen) == calls
@@ -514,14 +520,24 @@ def test_the_mask_keeps_every_pixel_outside_it(pipe):
     original = picture((30, 60, 220))
     mask = np.zeros((32, 32), dtype=np.uint8)
     mask[:, 16:] = 255  # only the right half may change
-    out = np.asarray(pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=0.9, mask_image=Image.fromarray(mask),
+    out = np.asarray(editing_pipeline(pipe, inpaint=True)(tone(1.0), sampling_rate=SAMPLE_RATE, image=original, strength=0.9, mask_image=Image.fromarray(mask),
                           generator=seeded(5), **FAST).images[0])
     assert np.array_equal(out[:, :16], np.asarray(original)[:, :16])
     assert not np.array_equal(out[:, 16:], np.asarray(original)[:, 16:])
 
 
-def test_edit_arguments_are_checked(pipe):
+def test_one_pipeline_per_job_on_the_same_components(pipe, edit_pipe):
+    """Drawing, image-to-image and inpainting are three pipelines, as in diffusers, sharing one set of models (also
+    through diffusers' from_pipe); each refuses what is not its job, in one line."""
+    inpaint = editing_pipeline(pipe, inpaint=True)
+    assert isinstance(edit_pipe, AudioImageToImagePipeline) and isinstance(inpaint, AudioInpaintPipeline)
+    assert edit_pipe.unet is pipe.unet is inpaint.unet and edit_pipe.audio_encoder is pipe.audio_encoder
+    assert AudioImageToImagePipeline.from_pipe(pipe).vae is pipe.vae
+    with pytest.raises(TypeError, match="image"):
+        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=picture((0, 0, 0)), **FAST)
     with pytest.raises(ValueError, match="strength"):
-        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=picture((0, 0, 0)), strength=1.5, **FAST)
-    with pytest.raises(ValueError, match="give the `image` too"):
-        pipe(tone(1.0), sampling_rate=SAMPLE_RATE, mask_image=picture((0, 0, 0)), **FAST)
+        edit_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, image=picture((0, 0, 0)), strength=1.5, **FAST)
+    with pytest.raises(ValueError, match="`image` must be the PIL image to change"):
+        edit_pipe(tone(1.0), sampling_rate=SAMPLE_RATE, **FAST)
+    with pytest.raises(ValueError, match="`mask_image` must be a PIL image"):
+        inpaint(tone(1.0), sampling_rate=SAMPLE_RATE, image=picture((0, 0, 0)), **FAST)

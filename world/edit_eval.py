@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from world.checker import ATTRIBUTES, accuracy
+from generate.pipeline import editing_pipeline
 from world.evaluate import generators, load_world_pipeline
 from world.scenes import COLOURS, POSITIONS, SHAPES, caption, render
 from align.data import read_metadata
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     originals = [other_scene(r) for r in rows]
     rng = np.random.default_rng(args.seed)
     pictures = [render(o["shape"], o["colour"], o["position"], rng) for o in originals]
-    pipe = load_world_pipeline(args.models)
+    pipe = editing_pipeline(load_world_pipeline(args.models))
     pipe.set_progress_bar_config(disable=True)
     results = {"settings": vars(args) | {"clips": len(rows)}, "strengths": {}}
     for strength in STRENGTHS:
