@@ -247,16 +247,29 @@ class AudioToImagePipeline(DiffusionPipeline, StableDiffusionMixin):
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, repo_id: str | None = None,
                         license: str = "openrail++", **kwargs) -> None:
-        """diffusers' folder of components, plus README.md: a model card saying what the pipeline is made of and how
-        to load it (written offline too). `push_to_hub=True, repo_id=...` uploads the folder, card included."""
+        """diffusers' folder of components, plus README.md: a model card (huggingface_hub's ModelCard, its metadata
+        from ModelCardData) saying what the pipeline is made of and how to load it, written offline too.
+        `push_to_hub=True, repo_id=...` uploads the folder, card included, with huggingface_hub."""
         super().save_pretrained(save_directory, **kwargs)
+        self.model_card(license).save(Path(save_directory) / "README.md")
+        if push_to_hub:
+            from huggingface_hub import create_repo, upload_folder
+
+            if not repo_id:
+                raise ValueError("push_to_hub needs a repo_id (owner/name)")
+            create_repo(repo_id, exist_ok=True)
+            upload_folder(repo_id=repo_id, folder_path=str(save_directory), commit_message="AudioToImagePipeline.save_pretrained")
+
+    def model_card(self, license: str = "openrail++"):
+        """The pipeline's model card (huggingface_hub.ModelCard)."""
+        from huggingface_hub import ModelCard, ModelCardData
+
         encoder = self.audio_encoder.config
         base = self.config.get("_base_model") or "(built from components)"
         source = self.config.get("_audio_encoder_source") or "(built from components)"
-        card = f"""---
-license: {license}
-library_name: diffusers
-tags: [audio-to-image, stable-diffusion, wav2vec2-bert]
+        data = ModelCardData(license=license, library_name="diffusers", tags=["audio-to-image", "stable-diffusion", "wav2vec2-bert"])
+        return ModelCard(f"""---
+{data.to_yaml()}
 ---
 
 # AudioToImagePipeline: a sound in, images out
@@ -274,15 +287,7 @@ image = pipe("sound.wav").images[0]
 
 or `python -m generate --pipeline <this folder> --audio sound.wav --out out/` (and `python app.py --pipeline <this folder>`).
 License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its own.
-"""
-        (Path(save_directory) / "README.md").write_text(card, encoding="utf-8")
-        if push_to_hub:
-            from huggingface_hub import HfApi
-
-            if not repo_id:
-                raise ValueError("push_to_hub needs a repo_id (owner/name)")
-            HfApi().create_repo(repo_id, exist_ok=True)
-            HfApi().upload_folder(repo_id=repo_id, folder_path=str(save_directory))
+""")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +114,21 @@ def test_a_saved_pipeline_carries_its_model_card(pipe, tmp_path):
     assert "license: openrail++" in card and "AudioToImagePipeline.from_pretrained" in card
     assert f"{pipe.audio_encoder.config.num_audio_tokens} audio tokens" in card and "unet" in card and "audio_encoder" in card
     assert AudioToImagePipeline.from_pretrained(tmp_path / "saved") is not None  # the card does not disturb loading
+
+
+def test_push_to_hub_uploads_the_folder_with_its_card_through_huggingface_hub(pipe, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo_id, exist_ok: calls.append(("create", repo_id, exist_ok)))
+    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda repo_id, folder_path, commit_message: calls.append(
+        ("upload", repo_id, sorted(p.name for p in Path(folder_path).iterdir()))))
+    pipe.save_pretrained(tmp_path / "pushed", push_to_hub=True, repo_id="someone/sound-pictures")
+    assert calls[0] == ("create", "someone/sound-pictures", True)
+    assert calls[1][:2] == ("upload", "someone/sound-pictures") and {"README.md", "model_index.json", "unet"} <= set(calls[1][2])
+    assert huggingface_hub.ModelCard.load(tmp_path / "pushed" / "README.md").data.library_name == "diffusers"
+    with pytest.raises(ValueError, match="repo_id"):
+        pipe.save_pretrained(tmp_path / "nowhere", push_to_hub=True)
 
 
 def test_save_load_round_trip(pipe, text_pipe, tmp_path):
