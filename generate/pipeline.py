@@ -397,14 +397,17 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
                 prompts = None if prompt is None else [prompt] * len(waves)
             else:
                 prompts = [prompt[w["audio"]] for w in windows]
-            return self._encode_windows(waves, device, num_images_per_prompt, do_classifier_free_guidance, prompts, text_weight)
-        prompt_embeds = prompt_embeds.to(device=device, dtype=self.unet.dtype)
-        if negative_prompt_embeds is None:
-            negative_prompt_embeds = self.audio_encoder.empty_embedding.to(device=device, dtype=prompt_embeds.dtype)
-            negative_prompt_embeds = negative_prompt_embeds.unsqueeze(0).expand(prompt_embeds.shape[0], -1, -1)
-        negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
-        return (prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0),
-                negative_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0) if do_classifier_free_guidance else None)
+            prompt_embeds, negative_prompt_embeds = self._encode_windows(waves, device, num_images_per_prompt, do_classifier_free_guidance,
+                                                                         prompts, text_weight)
+        else:
+            dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
+            prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
+            if negative_prompt_embeds is None:
+                negative_prompt_embeds = self.audio_encoder.empty_embedding.unsqueeze(0).expand(prompt_embeds.shape[0], -1, -1)
+            negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=dtype).repeat_interleave(num_images_per_prompt, dim=0)
+            prompt_embeds = prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
+            negative_prompt_embeds = negative_prompt_embeds if do_classifier_free_guidance else None
+        return prompt_embeds, negative_prompt_embeds
 
     def _encode_windows(
         self,
@@ -438,7 +441,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
             prompt_embeds = torch.cat([prompt_embeds, empty + text_weight * (text - empty)], dim=1)
             negative_prompt_embeds = torch.cat([negative_prompt_embeds, empty], dim=1)
 
-        dtype = self.unet.dtype
+        dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype  # no UNet: encode_prompt alone
         prompt_embeds = prompt_embeds.to(dtype).repeat_interleave(num_images_per_prompt, dim=0)
         negative_prompt_embeds = negative_prompt_embeds.to(dtype).repeat_interleave(num_images_per_prompt, dim=0)
         return prompt_embeds, (negative_prompt_embeds if do_classifier_free_guidance else None)
