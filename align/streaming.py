@@ -28,9 +28,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import re
 import zlib
 from collections.abc import Sequence
+
+from braceexpand import braceexpand
 
 import numpy as np
 import torch
@@ -52,33 +53,13 @@ AUDIO_EXTENSIONS = ("flac", "wav", "mp3", "ogg", "opus", "oga", "aiff", "aif", "
 STATE_VERSION = 1
 
 
-def expand_braces(pattern: str) -> list[str]:
-    """Brace expansion as WebDataset and the shell do it: `a-{000..002}.tar` → a-000.tar, a-001.tar, a-002.tar;
-    `{train,valid}` → both. Numeric ranges keep the zero padding of their first bound."""
-    match = re.search(r"\{([^{}]*)\}", pattern)
-    if match is None:
-        return [pattern]
-    head, body, tail = pattern[: match.start()], match.group(1), pattern[match.end():]
-    numeric = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if numeric:
-        first, last = numeric.groups()
-        width = len(first) if first.startswith("0") else 0
-        step = 1 if int(last) >= int(first) else -1
-        options = [str(i).zfill(width) for i in range(int(first), int(last) + step, step)]
-    elif "," in body:
-        options = body.split(",")
-    else:
-        return [head + "{" + body + "}" + expansion for expansion in expand_braces(tail)]
-    return [expansion for option in options for expansion in expand_braces(head + option + tail)]
-
-
 def shard_list(patterns: str | Sequence[str]) -> list[str]:
     """Every shard named by `patterns` (paths or URLs, with brace patterns; several separated by spaces), in order."""
     from pathlib import Path
 
     if isinstance(patterns, str):
         patterns = [patterns]
-    shards = [s for p in patterns for part in p.split() for s in expand_braces(part)]
+    shards = [s for p in patterns for part in p.split() for s in braceexpand(part)]  # WebDataset's own brace expansion
     if not shards:
         raise ValueError("no shards given: name tar shards, e.g. --shards 'data/shard-{000000..000127}.tar'")
     local_missing = [s for s in shards if "://" not in s and not Path(s).exists()]
@@ -344,7 +325,10 @@ def stream_clips(source, *, audio_column: str | None = None, caption_column: str
 
 def write_shards(members: Sequence[tuple[str, bytes, str, str | dict]], out_dir, samples_per_shard: int = 1000, prefix: str = "shard") -> list[str]:
     """Write (key, audio bytes, audio extension, caption or json dict) samples as WebDataset tar shards
-    `<out_dir>/<prefix>-000000.tar`, ...; returns their paths. Keys must be unique and contain no dot."""
+    `<out_dir>/<prefix>-000000.tar`, ...; returns their paths. Keys must be unique and contain no dot.
+
+    With the standard library's tarfile: webdataset 1.0.2's ShardWriter writes the same members, byte for byte, but
+    measured here 1.5x slower (1.19-1.40 s against 0.78-0.96 s for 4000 samples, 128 MB) and 6 % larger files."""
     import io
     import json
     import tarfile

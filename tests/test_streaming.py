@@ -14,7 +14,6 @@ from align.data import AudioCaptionCollator, pairs_from_folder
 from align.streaming import (
     StreamingAudioCaptions,
     caption_id,
-    expand_braces,
     open_webdataset,
     shard_list,
     take_pairs,
@@ -57,8 +56,8 @@ def consume(source, rank, world_size, num_workers, epoch=0, stop_after=None, sta
 
 
 def test_brace_patterns_expand_like_webdataset(tmp_path):
-    assert expand_braces("s3://b/shard-{000008..000010}.tar") == [f"s3://b/shard-0000{i:02d}.tar" for i in (8, 9, 10)]
-    assert expand_braces("{train,valid}-{0..1}.tar") == ["train-0.tar", "train-1.tar", "valid-0.tar", "valid-1.tar"]
+    assert shard_list("s3://b/shard-{000008..000010}.tar") == [f"s3://b/shard-0000{i:02d}.tar" for i in (8, 9, 10)]
+    assert shard_list("s3://{train,valid}-{0..1}.tar") == ["s3://train-0.tar", "s3://train-1.tar", "s3://valid-0.tar", "s3://valid-1.tar"]
     assert shard_list("https://host/a-{0..1}.tar https://host/b.tar") == ["https://host/a-0.tar", "https://host/a-1.tar", "https://host/b.tar"]
     with pytest.raises(FileNotFoundError, match="1 of 2 shards do not exist"):
         (tmp_path / "x-0.tar").write_bytes(b"")
