@@ -40,9 +40,12 @@ class CascadeBaseline:
             raise ValueError("the cascade draws with the base model's text encoder and tokenizer: build the pipeline with "
                              "`AudioToImagePipeline.from_base_model(..., text_mixing=True)` (or load a folder saved with them)")
         self.pipe, self.scorer = pipe, scorer
+        # The scheduler is registered after construction: given to StableDiffusionPipeline's __init__, a config with
+        # steps_offset 0 (the world's) is rewritten in place, which would change the shared scheduler of `pipe` too.
         self.text_to_image = StableDiffusionPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
-                                                     scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None,
+                                                     scheduler=None, safety_checker=None, feature_extractor=None,
                                                      requires_safety_checker=False)
+        self.text_to_image.register_modules(scheduler=pipe.scheduler)
         self.text_to_image.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
 
     def __call__(self, audio, sampling_rate: int | None = None, num_images_per_prompt: int = 1, num_inference_steps: int | None = None,

@@ -63,3 +63,13 @@ def test_the_cascade_needs_a_caption_bank_and_the_text_encoder():
         CascadeBaseline(build_pipeline(text_mixing=True), object())
     with pytest.raises(ValueError, match="text encoder and tokenizer"):
         CascadeBaseline(build_pipeline(), CaptionScorer("rain"))
+
+
+def test_building_the_cascade_leaves_the_shared_scheduler_as_it_was():
+    """StableDiffusionPipeline rewrites a scheduler config with steps_offset 0 (the world's) when given it: the cascade's
+    must not change the audio pipeline's scheduler, which it shares."""
+    pipe = build_pipeline(text_mixing=True)
+    pipe.scheduler = type(pipe.scheduler).from_config({**pipe.scheduler.config, "steps_offset": 0})
+    before = dict(pipe.scheduler.config)
+    cascade = CascadeBaseline(pipe, CaptionScorer("rain"))
+    assert cascade.text_to_image.scheduler is pipe.scheduler and dict(pipe.scheduler.config) == before
