@@ -52,7 +52,8 @@ from hearing.device import DTYPE_CHOICES
 from hearing.model_ids import DEFAULT_BASE_MODEL, DEFAULT_CLAP, DEFAULT_CLIP, ORIGINAL_CHECKPOINT
 from generate import limits
 from generate import live
-from generate.model_sets import DEFAULT_MODEL_SET, DEFAULT_STEPS, REAL_GUIDANCE, add_model_arguments, native_size, resolve_models, scorer_vocabulary
+from generate.model_sets import (DEFAULT_MODEL_SET, DEFAULT_STEPS, REAL_GUIDANCE, add_model_arguments, native_size, resolve_models,
+                                 scorer_vocabulary, use_threads_for)
 
 logger = logging.getLogger("audio2image.app")
 
@@ -265,6 +266,7 @@ def load_models(settings: Settings):
                              "Fix: run the app from the repository root with requirements.txt installed.") from error
 
     device, dtype = resolve_device_and_dtype(settings.device, settings.dtype)
+    use_threads_for(settings.models, device)  # the world on a CPU: one thread (generate.model_sets.WORLD_THREADS)
     if settings.pipeline:
         path = Path(settings.pipeline)
         pipeline = _load("pipeline folder", [str(path)], "give the folder written by AudioToImagePipeline.save_pretrained "

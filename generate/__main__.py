@@ -32,7 +32,7 @@ from pathlib import Path
 from hearing.audio import SAMPLE_RATE, WINDOW_POLICIES
 from hearing.device import DTYPE_CHOICES
 from generate import limits
-from generate.model_sets import add_model_arguments, native_size, resolve_models, scorer_vocabulary
+from generate.model_sets import add_model_arguments, native_size, resolve_models, scorer_vocabulary, use_threads_for
 
 DEFAULT_MAX_WINDOWS = 50  # --window-policy all: 5 minutes of sound at ~6 s a window
 
@@ -116,6 +116,7 @@ def _load_pipeline(args, models):
     from generate.pipeline import AudioToImagePipeline, resolve_device_and_dtype
 
     device, dtype = resolve_device_and_dtype(args.device, args.dtype)
+    use_threads_for(models.models, device)  # the world on a CPU: one thread (generate.model_sets.WORLD_THREADS)
     pipe = AudioToImagePipeline.load(models.pipeline, models.base_model, models.audio_encoder, device, dtype, text_mixing=args.prompt is not None,
                                      num_audio_tokens=args.num_audio_tokens, cpu_offload=args.cpu_offload)
     if models.pipeline is not None:

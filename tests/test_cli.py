@@ -248,3 +248,23 @@ def test_cli_edits_a_picture_and_keeps_what_the_mask_protects(saved_pipeline, cl
     assert np.array_equal(image[:16], art[:16]) and not np.array_equal(image[16:], art[16:])
     assert cli.main(["--audio", str(clip), "--out", str(tmp_path / "x"), "--pipeline", str(saved_pipeline), "--init-image", str(tmp_path / "none.png"), *TINY]) == 1
     assert "--init-image" in capsys.readouterr().err
+
+
+def test_the_world_on_a_cpu_runs_on_one_thread_unless_omp_num_threads_says_otherwise(monkeypatch):
+    """bench/threads.py: one thread is as fast idle and 3.7-3.9x faster beside another job (generate.model_sets)."""
+    import torch
+
+    from generate.model_sets import WORLD_THREADS, use_threads_for
+
+    kept = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(2)
+        assert use_threads_for("real", "cpu") == 2  # the real models keep torch's default
+        assert use_threads_for("world", "cuda") == 2
+        assert use_threads_for("world", "cpu") == WORLD_THREADS == 1
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert use_threads_for("world", "cpu") == 2  # the user's setting wins
+    finally:
+        torch.set_num_threads(kept)
