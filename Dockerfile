@@ -52,6 +52,8 @@ COPY hearing/ hearing/
 COPY align/ align/
 COPY generate/ generate/
 COPY scoring/ scoring/
+COPY evaluation/ evaluation/
+COPY architectures/ architectures/
 COPY world/ world/
 COPY examples/ examples/
 # The offline default the app serves without a model hub (python -m world.rebuild made it); models/world_stages is

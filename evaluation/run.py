@@ -63,8 +63,9 @@ def is_done(out: Path, index: int) -> bool:
     record, probs = _paths(out, index)
     return record.is_file() and (probs.is_file() or "error" in json.loads(record.read_text()))
 
-def evaluate_clip(clip: Clip, pipe, scorer, args, out: Path) -> dict:
-    """Generate, score and save one clip; the JSON record is written last."""
+def evaluate_clip(clip: Clip, draw, scorer, args, out: Path) -> dict:
+    """Generate (with `draw`: the pipeline, or the cascade baseline on it), score and save one clip; the JSON record is
+    written last."""
     record_path, probs_path = _paths(out, clip.index)
     base = {"index": clip.index, "name": clip.name, "caption": clip.caption, "seed": clip_seed(args.seed, clip.index)}
     try:
@@ -75,7 +76,6 @@ def evaluate_clip(clip: Clip, pipe, scorer, args, out: Path) -> dict:
         write_json_atomic(record_path, record)
         return record
     generator = torch.Generator("cpu").manual_seed(base["seed"])
-    draw = CascadeBaseline(pipe, scorer) if args.mode == "cascade" else pipe
     images = draw((SAMPLE_RATE, wave), num_images_per_prompt=args.num_images, num_inference_steps=args.steps,
                   guidance_scale=args.guidance, height=args.height, width=args.width, generator=generator,
                   max_audio_seconds=None).images
@@ -121,13 +121,14 @@ def summarize(out: Path, clips: list[Clip], run: dict) -> dict:
     return metrics
 
 
-def load_pipeline(args, device: torch.device):
+def load_pipeline(args, device: torch.device, scorer):
+    """What draws each clip's images: the pipeline, or with --mode cascade the cascade baseline on it (built once)."""
     from generate.pipeline import AudioToImagePipeline
 
     pipe = AudioToImagePipeline.load(args.pipeline, args.base_model, args.audio_encoder, device, args.dtype,
                                      num_audio_tokens=args.num_audio_tokens, text_mixing=args.mode == "cascade")
     pipe.set_progress_bar_config(disable=True)  # one bar for the run, not one per clip
-    return pipe
+    return CascadeBaseline(pipe, scorer) if args.mode == "cascade" else pipe
 
 
 def _check_run(out: Path, run: dict) -> None:
@@ -205,14 +206,14 @@ def run(args) -> dict | None:
         for clip in tqdm(stream, desc=desc, total=args.limit, position=state.process_index, disable=args.quiet, unit="clip"):
             clips.append(Clip(clip.index, clip.name, None, clip.caption))  # kept for the summary, without its sound
             if clip.index % state.num_processes == state.process_index and not is_done(out, clip.index):
-                pipe = pipe or load_pipeline(args, device)
+                pipe = pipe or load_pipeline(args, device, scorer)
                 evaluate_clip(clip, pipe, scorer, args, out)
         if not clips:
             raise ValueError(f"{'--shards' if args.shards else '--data'}: the stream holds no clips")
     else:
         with state.split_between_processes(todo) as mine:
             if mine:
-                pipe = load_pipeline(args, device)
+                pipe = load_pipeline(args, device, scorer)
                 for clip in tqdm(mine, desc=desc, position=state.process_index, disable=args.quiet, unit="clip"):
                     evaluate_clip(clip, pipe, scorer, args, out)
     state.wait_for_everyone()

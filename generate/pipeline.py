@@ -393,12 +393,8 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         device = device or self._execution_device
         if prompt_embeds is None:
             waves, windows = self.load_windows(audio, sampling_rate, window_policy, max_audio_seconds, max_windows)
-            if isinstance(prompt, str) or prompt is None:
-                prompts = None if prompt is None else [prompt] * len(waves)
-            else:
-                prompts = [prompt[w["audio"]] for w in windows]
             prompt_embeds, negative_prompt_embeds = self._encode_windows(waves, device, num_images_per_prompt, do_classifier_free_guidance,
-                                                                         prompts, text_weight)
+                                                                         window_prompts(prompt, windows), text_weight)
         else:
             dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
             prompt_embeds = prompt_embeds.to(device=device, dtype=dtype)
@@ -793,10 +789,7 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
         else:
             waves, windows = [None] * prompt_embeds.shape[0], [{"audio": 0, "window": w, "num_windows": prompt_embeds.shape[0]}
                                                               for w in range(prompt_embeds.shape[0])]
-        if prompt is not None:
-            prompts = [prompt] * len(waves) if isinstance(prompt, str) else [prompt[w["audio"]] for w in windows]
-        else:
-            prompts = None
+        prompts = window_prompts(prompt, windows)
         candidates = num_images_per_prompt * best_of  # per window
         device = self._execution_device
         edit = self.prepare_edit(height, width)  # None here; the picture to change, in the editing pipelines below
@@ -863,6 +856,13 @@ class AudioImageToImagePipeline(AudioToImagePipeline):
             return AudioToImagePipeline.__call__(self, audio, **kwargs)
         finally:
             self._edit_request = None
+
+
+def window_prompts(prompt: str | list[str] | None, windows: list[dict]) -> list[str] | None:
+    """Each window's words: the one prompt for all, or its own sound's prompt (None without words)."""
+    if prompt is None:
+        return None
+    return [prompt if isinstance(prompt, str) else prompt[w["audio"]] for w in windows]
 
 
 def editing_pipeline(pipe: AudioToImagePipeline, inpaint: bool = False) -> AudioImageToImagePipeline:
