@@ -6,7 +6,7 @@ encoder and what trains, optimizer and schedule, resume, the loop, the final sav
 Launch (copy-paste):
 
     # one CPU: a smoke run on synthetic data (fp32; bf16 is far slower on CPUs without bf16 hardware)
-    python -m align.synthetic_data --out data/synthetic
+    python -m world.synthetic_data --out data/synthetic
     python -m align.train --data-dir data/synthetic --output-dir runs/smoke --max-train-steps 20 --train-batch-size 4
 
     # one GPU: FSD50K-style labels from the Hub, bf16, LR warmup, checkpoints every 500 steps

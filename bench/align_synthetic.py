@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from align import train  # noqa: E402
 from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings  # noqa: E402
-from align.synthetic_data import make_synthetic_audiofolder  # noqa: E402
+from world.synthetic_data import make_synthetic_audiofolder  # noqa: E402
 from architectures import tiny_models  # noqa: E402
 
 

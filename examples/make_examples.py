@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from hearing.audio import SAMPLE_RATE
-from align.synthetic_data import speak, synth_sound
+from world.synthetic_data import speak, synth_sound
 
 HERE = Path(__file__).parent
 SECONDS = 2.0  # long enough to hear, short enough to keep the repo small (the encoder repeats short clips)

@@ -86,7 +86,7 @@ def save_tiny_sd_base(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):
     """A small synthetic audiofolder (train/ and test/ splits) whose sounds differ with their captions."""
-    from align.synthetic_data import make_synthetic_audiofolder
+    from world.synthetic_data import make_synthetic_audiofolder
 
     return make_synthetic_audiofolder(tmp_path_factory.mktemp("synthetic"), clips_per_caption=3, test_clips_per_caption=1, seconds=1.0, seed=0, spoken=False)
 

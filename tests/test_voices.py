@@ -148,7 +148,7 @@ def test_english_through_every_other_phoneme_table_keeps_every_word():
 
 
 def test_a_phoneme_a_table_lacks_gets_a_stand_in_instead_of_cutting_the_word():
-    from align.espeak import espeak
+    from world.espeak import espeak
 
     voices_of("espeak-ng-l2")
     text = "an orange triangle in the middle"

@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 
 from hearing.audio import SAMPLE_RATE
-from align.espeak import espeak as run_espeak
+from world.espeak import espeak as run_espeak
 from world.microphone import add_noise, microphone_with_info, music, pitch_shift
 from world.microphone import room as mic_room
 from world.microphone import trim_silence as _trim_silence

@@ -57,7 +57,7 @@ import numpy as np
 import soundfile as sf
 
 from hearing.audio import to_mono_16k
-from align.espeak import EspeakNoSound, espeak, espeak_phonemes
+from world.espeak import EspeakNoSound, espeak, espeak_phonemes
 
 # Prosody drawn for every clip: a speaking rate and a mean pitch, as factors of the voice's own (log-uniform).
 RATE_RANGE = (0.7, 1.45)

@@ -5,7 +5,7 @@ Writes an audiofolder: `<out>/train/` and `<out>/test/`, each with wav files and
 Every clip draws its pitch, tempo, level and background noise at random, so a model must learn the
 kind of sound, not memorise a waveform. With `espeak-ng` installed, spoken captions are added.
 
-    python -m align.synthetic_data --out data/synthetic --clips-per-caption 40
+    python -m world.synthetic_data --out data/synthetic --clips-per-caption 40
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from hearing.audio import SAMPLE_RATE
-from align.espeak import espeak
+from world.espeak import espeak
 
 SOUND_CAPTIONS = [
     "a low steady hum",

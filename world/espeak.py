@@ -1,7 +1,7 @@
 """The one place that runs the espeak-ng binary: a text in, its sound read back as mono float32 at 16 kHz
 (`espeak`), or its phonemes in espeak-ng's own notation (`espeak_phonemes`).
 
-Its callers choose the voice and the prosody: `align.synthetic_data.speak` (spoken captions) and
+Its callers choose the voice and the prosody: `world.synthetic_data.speak` (spoken captions) and
 `world.voices` (the espeak-ng, espeak-ng-l2 and mbrola engines, whose errors it names with the voice and the package).
 """
 
