@@ -5,6 +5,10 @@ target at t, over a temperature; cross-entropy pulls each audio toward its own c
 each caption toward its own audio (text → audio). Cosine ignores length, but the UNet consumes the raw
 vectors, so an MSE term to the target keeps magnitudes right too.
 
+The similarity retrieval ranks by is a whole sequence's: the per-token cosine averaged over positions. The
+sequence level contrasts exactly that (a pair's logit is its mean cosine over a temperature), and `level="both"`
+averages the two levels' losses.
+
 Position 0 (BOS) is left out: it is the same for every caption and the encoder copies it from storage.
 Two items with the same caption are both positives, so neither is counted as the other's negative.
 """
@@ -15,6 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+CONTRAST_LEVELS = ("token", "sequence", "both")
 
 
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
@@ -45,12 +51,17 @@ def sequence_contrastive_loss(
     caption_ids: torch.Tensor | None = None,
     extra_negatives: torch.Tensor | None = None,
     first_position: int = 1,
+    level: str = "token",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(audio → text, text → audio) mean cross-entropy over positions `first_position`.. of (B, T, D) inputs.
 
     `caption_ids` (B,) marks items that share a caption; `extra_negatives` (K, T, D) are further caption
-    targets (from the cache) that only the audio → text direction competes against.
+    targets (from the cache) that only the audio → text direction competes against. `level`: "token" contrasts
+    at every position on its own; "sequence" contrasts whole sequences, a pair's similarity the per-token cosine
+    averaged over positions (the similarity retrieval ranks by); "both" averages the two.
     """
+    if level not in CONTRAST_LEVELS:
+        raise ValueError(f"contrast level {level!r}: choose one of {', '.join(CONTRAST_LEVELS)}")
     a = F.normalize(audio[:, first_position:].float(), dim=-1).transpose(0, 1)  # (T, B, D)
     y = F.normalize(text[:, first_position:].float(), dim=-1).transpose(0, 1)  # (T, B, D)
     batch = a.shape[1]
@@ -60,23 +71,28 @@ def sequence_contrastive_loss(
         same = caption_ids[:, None] == caption_ids[None, :]
         same.fill_diagonal_(False)
     logits = a @ y.transpose(1, 2) / temperature  # (T, B audio, B text)
-    text_to_audio = _positionwise_cross_entropy(logits.transpose(1, 2), same)
     if extra_negatives is not None and len(extra_negatives):
         n = F.normalize(extra_negatives[:, first_position:].to(a), dim=-1).transpose(0, 1)  # (T, K, D)
         logits = torch.cat([logits, a @ n.transpose(1, 2) / temperature], dim=2)
         same = torch.cat([same, same.new_zeros(batch, n.shape[1])], dim=1)
-    audio_to_text = _positionwise_cross_entropy(logits, same)
+    levels = {"token": [logits], "sequence": [logits.mean(0, keepdim=True)]}
+    levels["both"] = levels["token"] + levels["sequence"]
+    audio_to_text = sum(_positionwise_cross_entropy(x, same) for x in levels[level]) / len(levels[level])
+    text_to_audio = sum(_positionwise_cross_entropy(x[..., :batch].transpose(1, 2), same[:, :batch]) for x in levels[level]) / len(levels[level])
     return audio_to_text, text_to_audio
 
 
 class AlignmentLoss(nn.Module):
-    """contrastive (both directions, averaged) + mse_weight × MSE, over negatives from every process."""
+    """contrastive (both directions, averaged; at each token, of whole sequences, or both) + mse_weight × MSE, over
+    negatives from every process."""
 
-    def __init__(self, temperature: float = 0.15, mse_weight: float = 1.0, first_position: int = 1):
+    def __init__(self, temperature: float = 0.15, mse_weight: float = 1.0, first_position: int = 1, level: str = "token"):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        self.temperature, self.mse_weight, self.first_position = temperature, mse_weight, first_position
+        if level not in CONTRAST_LEVELS:
+            raise ValueError(f"contrast level {level!r}: choose one of {', '.join(CONTRAST_LEVELS)}")
+        self.temperature, self.mse_weight, self.first_position, self.level = temperature, mse_weight, first_position, level
 
     def forward(self, audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor | None = None, extra_negatives: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if audio.shape != text.shape:
@@ -84,7 +100,7 @@ class AlignmentLoss(nn.Module):
         mse = F.mse_loss(audio[:, self.first_position:].float(), text[:, self.first_position:].float())
         all_audio, all_text = gather_with_grad(audio), gather_with_grad(text)
         all_ids = gather_with_grad(caption_ids) if caption_ids is not None else None
-        a2t, t2a = sequence_contrastive_loss(all_audio, all_text, self.temperature, all_ids, extra_negatives, self.first_position)
+        a2t, t2a = sequence_contrastive_loss(all_audio, all_text, self.temperature, all_ids, extra_negatives, self.first_position, self.level)
         contrastive = (a2t + t2a) / 2
         return {"loss": contrastive + self.mse_weight * mse, "contrastive": contrastive, "audio_to_text": a2t, "text_to_audio": t2a, "mse": mse}
 

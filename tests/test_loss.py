@@ -80,23 +80,33 @@ def test_gradient_reaches_audio_and_shapes_are_checked():
         AlignmentLoss()(torch.zeros(2, 3, 2), torch.zeros(2, 4, 2))
 
 
-def test_the_original_recipes_loss_runs_one_way_over_every_position():
-    """bench/original_recipe.py's stand-in for the original's Contrastive_loss: audio → caption cross-entropy on the
-    per-token cosine averaged over all positions (BOS and padding too), with no caption → audio term."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("original_recipe", Path(__file__).resolve().parents[1] / "bench" / "original_recipe.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+def test_the_sequence_level_contrasts_each_pairs_mean_cosine_both_ways():
+    """level="sequence": a pair's logit is the per-token cosine averaged over positions 1.. (the similarity retrieval
+    ranks by) over the temperature, cross-entropy both ways; "both" averages it with the token level."""
     torch.manual_seed(0)
-    audio, text = torch.randn(4, 5, 6), torch.randn(4, 5, 6)
-    logits = torch.tensor([[sum(torch.nn.functional.cosine_similarity(audio[i, t], text[j, t], dim=0).item() for t in range(5)) / 5 / 0.15
-                            for j in range(4)] for i in range(4)])
-    expected = torch.nn.functional.cross_entropy(logits, torch.arange(4))
-    assert torch.allclose(recipe.original_contrastive_loss(audio, text, 0.15), expected, atol=1e-5)
-    changed = text.clone()
-    changed[:, 0] += 3.0  # BOS counts
-    assert not torch.allclose(recipe.original_contrastive_loss(audio, changed), recipe.original_contrastive_loss(audio, text))
-    symmetric = (expected + torch.nn.functional.cross_entropy(logits.T, torch.arange(4))) / 2
-    assert not torch.allclose(recipe.original_contrastive_loss(audio, text, 0.15), symmetric, atol=1e-3)  # one way only
+    audio, text = torch.randn(3, 4, 5), torch.randn(3, 4, 5)
+    logits = torch.tensor([[sum(torch.nn.functional.cosine_similarity(audio[i, t], text[j, t], dim=0).item() for t in range(1, 4)) / 3 / 0.15
+                            for j in range(3)] for i in range(3)])
+    a2t, t2a = sequence_contrastive_loss(audio, text, 0.15, level="sequence")
+    assert torch.allclose(a2t, torch.nn.functional.cross_entropy(logits, torch.arange(3)), atol=1e-5)
+    assert torch.allclose(t2a, torch.nn.functional.cross_entropy(logits.T, torch.arange(3)), atol=1e-5)
+    token = sequence_contrastive_loss(audio, text, 0.15, level="token")
+    both = sequence_contrastive_loss(audio, text, 0.15, level="both")
+    assert not torch.allclose(token[0], a2t)
+    assert torch.allclose(both[0], (token[0] + a2t) / 2) and torch.allclose(both[1], (token[1] + t2a) / 2)
+    with pytest.raises(ValueError, match="contrast level 'words'"):
+        AlignmentLoss(level="words")
+
+
+def test_the_sequence_level_masks_shared_captions_and_counts_extra_negatives_one_way():
+    torch.manual_seed(1)
+    audio, text, extra = torch.randn(3, 4, 5), torch.randn(3, 4, 5), torch.randn(2, 4, 5)
+    text[1] = text[0]
+    ids = torch.tensor([0, 0, 1])
+    mean_cos = lambda x, y: sum(torch.nn.functional.cosine_similarity(x[t], y[t], dim=0).item() for t in range(1, 4)) / 3 / 0.15
+    candidates = [*text, *extra]
+    logits = torch.tensor([[mean_cos(audio[i], c) for c in candidates] for i in range(3)])
+    logits[0, 1] = logits[1, 0] = float("-inf")  # the other clip of the same caption is no negative
+    a2t, t2a = sequence_contrastive_loss(audio, text, 0.15, caption_ids=ids, extra_negatives=extra, level="sequence")
+    assert torch.allclose(a2t, torch.nn.functional.cross_entropy(logits, torch.arange(3)), atol=1e-5)
+    assert torch.allclose(t2a, torch.nn.functional.cross_entropy(logits[:, :3].T, torch.arange(3)), atol=1e-5)

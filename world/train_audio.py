@@ -82,7 +82,8 @@ def _name(scene: dict, attribute: str) -> str:
 
 @torch.no_grad()
 def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encoder_dir: str | Path, tokenizer_dir: str | Path,
-                     parts: tuple[str, ...] = HELD_OUT_PARTS, legacy_articles: bool = False, batch_size: int = 64) -> dict:
+                     parts: tuple[str, ...] = HELD_OUT_PARTS, legacy_articles: bool = False, batch_size: int = 64,
+                     spoken_only: bool = False) -> dict:
     """Caption retrieval over every caption of the world (the shapes' and the sounds') on each held-out folder, overall
     and per engine (or per sound source): R@1, R@5, how often the top caption is right (for a spoken caption: its
     colour, shape and position, and all three; for a sound: its class, as "sound" and "all"), which words it heard for
@@ -90,14 +91,16 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
     (align.metrics.sequence_cosine, BOS left out).
 
     The candidates are the captions as the text encoder reads them (`legacy_articles`: "a orange", for text
-    encoders trained before issue 9); a clip's own caption is looked up the same way."""
+    encoders trained before issue 9); a clip's own caption is looked up the same way. `spoken_only`: the shapes'
+    captions alone are the candidates (for ears that never trained on the sounds, whose captions' states would
+    otherwise stand as distractors they never learned to tell apart)."""
     from hearing.encoder import load_audio_encoder
     from hearing.features import BatchedFeatureExtractor
     from align.metrics import sequence_cosine, similarity_matrix
     from world.checker import scene_hits
     from world.scenes import legacy_caption, world_scenes
 
-    scenes = world_scenes()
+    scenes = [s for s in world_scenes() if not (spoken_only and "sound" in s)]
     spell = legacy_caption if legacy_articles else (lambda c: c)
     captions = [spell(s["caption"]) for s in scenes]
     index = {c: i for i, c in enumerate(captions)}
@@ -162,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--extra-negatives", type=int, default=0,
                         help="align.train's cached captions added as negatives each step; 72 or more: every caption of the world is a "
                         "negative at every step, so each clip always meets the captions one word away from its own")
+    parser.add_argument("--contrast-level", choices=["token", "sequence", "both"], default="token",
+                        help="align.train's --contrast-level; 'token', as every shipped stage of the world was trained")
     parser.add_argument("--legacy-articles", action="store_true", help='the text encoder reads "a orange" (trained before issue 9)')
     parser.add_argument("--speech-repeat", type=int, default=1,
                         help="list each spoken clip this many times among the training rows, each sound once (in <out>/mix, hard links "
@@ -248,7 +253,8 @@ def align_arguments(args, start_from: Path, out: Path, clip: Path, batch_size: i
         "--checkpointing-steps", str(max(args.steps // 6, 1)), "--checkpoints-total-limit", "1",
         "--resume-from-checkpoint", "latest", "--logging-steps", "50", "--max-eval-items", "0", "--cpu",
         "--warp-frequencies", str(args.warp_frequencies), "--freq-masks", str(args.freq_masks),
-        "--extra-negatives", str(args.extra_negatives), "--mixed-precision", training_precision(args.precision),
+        "--extra-negatives", str(args.extra_negatives), "--contrast-level", args.contrast_level,
+        "--mixed-precision", training_precision(args.precision),
     ]
 
 
