@@ -89,7 +89,7 @@ from hearing.encoder import (
     load_audio_encoder,
 )
 from hearing.features import BatchedFeatureExtractor
-from align.loss import CONTRAST_LEVELS, AlignmentLoss, loss_for_backward
+from align.loss import CONTRAST_LEVELS, DEFAULT_CONTRAST_LEVEL, DEFAULT_MSE_WEIGHT, AlignmentLoss, loss_for_backward
 from align.metrics import evaluate
 from align.model_card import DEFAULT_LICENSE, write_model_card
 from hearing.model_ids import DEFAULT_AUDIO_MODEL, DEFAULT_BASE_MODEL
@@ -159,9 +159,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--lr-warmup-steps", type=int, default=100, help="optimizer steps of linear warmup from 0")
     train.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the gradient norm to this")
     train.add_argument("--temperature", type=float, default=0.15, help="contrastive temperature")
-    train.add_argument("--contrast-level", default="token", choices=CONTRAST_LEVELS,
-                       help="contrast at each token on its own, whole sequences (a pair's mean per-token cosine, what retrieval ranks by), or both averaged")
-    train.add_argument("--mse-weight", type=float, default=1.0, help="weight of the MSE term that keeps vector magnitudes right (the UNet reads raw vectors)")
+    train.add_argument("--contrast-level", default=DEFAULT_CONTRAST_LEVEL, choices=CONTRAST_LEVELS,
+                       help="contrast whole sequences (a pair's mean per-token cosine, what retrieval ranks by), each token on its own, or both averaged")
+    train.add_argument("--mse-weight", type=float, default=DEFAULT_MSE_WEIGHT, help="weight of the MSE term that keeps vector magnitudes right (the UNet reads raw vectors); "
+                       "at 1.0 it pulls every clip toward the captions' mean state first and retrieval starts late (bench/original_recipe.py)")
     train.add_argument("--extra-negatives", type=int, default=0, help="cached caption targets added as extra negatives to each step (audio → text direction)")
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="autocast precision (default: accelerate's config, else no). On CPU only bf16, "
                        "and only with bf16 hardware (hearing.device.cpu_has_bf16; bench/cpu_precision.py measures the gain); otherwise fp32")

@@ -1,15 +1,20 @@
 """The original's training recipe beside align.train: the same encoder, data and wall time; speed and what each learns.
 
-    python bench/original_recipe.py                      # 5 min of training each + evaluation: ~13 min on 2 CPU cores
-    python bench/original_recipe.py --minutes 0.3        # a quick check that both run (figures mean nothing)
+    python bench/original_recipe.py --recipes original &     # two processes, one thread each, side by side:
+    python bench/original_recipe.py --recipes ours           # 5, 15 and 30 min of training each (~55 min)
+    python bench/original_recipe.py --table                  # bench/results/original_recipe.json as the README's table
+    python bench/original_recipe.py --minutes 0.3 --results /tmp/r.json   # a quick check that both run
+    python bench/original_recipe.py --minutes 5 --recipes ours --ours-args "--mse-weight 1" --results /tmp/a.json  # an ablation
 
-Data: the world's spoken captions (data/world from `python -m world.build`, or `python -m world.rebuild`): its
-training voices to train on, its held-out voices (test/) to measure. Targets: the world's text tower as shipped
-(models/world/pipeline/text_encoder). Both runs start from the same initial encoder of the world's size (w2v-BERT
-hidden 144, 3 conformer layers, the 2-layer adapter: world.train_audio.make_audio_encoder), train with AdamW at the
-same learning rate and schedule (1e-3, cosine, 5 % warmup, weight decay 0.01, gradient clipping 1), one after the
-other on the same threads, each for --minutes of wall time (its number of steps is set from a short timed trial so
-that its schedule ends there).
+Data: the world's plain spoken captions (data/world from `python -m world.build`, or `python -m world.rebuild`; its
+sound recordings and hard speech are left out, as hard links under --out/data): the training voices to train on,
+the held-out voices (test/) to measure. Targets: the world's text tower as shipped (models/world/pipeline/
+text_encoder). Both runs start from the same initial encoder of the world's size (w2v-BERT hidden 144, 3 conformer
+layers, the 2-layer adapter: world.train_audio.make_audio_encoder) and train with AdamW at the same learning rate and
+schedule (1e-3, cosine, 5 % warmup, weight decay 0.01, gradient clipping 1), each for --minutes of wall time (its
+number of steps is set from a short timed trial so that its schedule ends there; the original also stops at 1.1x
+the budget). Run the two recipes as two processes at once, one torch thread each, so that whatever else loads the
+machine loads both.
 
 The original (the public seed notebook, ../shared/DESIGN.md), as it trains:
 - HF `Trainer` over a `datasets.Dataset` whose `labels` column holds each clip's caption states, computed before
@@ -22,18 +27,23 @@ The original (the public seed notebook, ../shared/DESIGN.md), as it trains:
 - gradient accumulation 16: an optimizer step sees 128 clips, but every softmax only 8;
 - a 47-token window: that is SD 2.1's 77 positions cut short. The world's text tower has 39 positions, so here both
   runs use its 38-token window (`--window-tokens` sets another for both).
-Ours: `align.train` as world.rebuild's audio stage runs it: 48 clips a step, both directions over all 48, shared
-captions masked, BOS left out, an MSE term, frequency warping and masks, features batched in torch.
+Ours: `align.train` with its defaults, 48 clips a step: whole sequences contrasted both ways over all 48, shared
+captions masked, BOS left out, an MSE term of weight 0.1, features batched in torch (`--ours-args` adds to it).
 
-Printed, side by side: training samples/s, optimizer steps and clips seen in the time; on the held-out voices,
-caption R@1 over the 72 captions, the top caption's colour / shape / position all right, and the per-token cosine
-of each clip's states to its own caption's (world.train_audio.evaluate_folders, the figure the original reported).
+Each run adds a row to --results (bench/results/original_recipe.json by default; a rerun of the same budget and
+recipe replaces its row): clips/s, optimizer steps, clips seen, minutes trained; on the held-out voices, caption
+R@1 and R@5 over the 72 spoken captions, the top caption's colour / shape / position all right, and the per-token
+cosine of each clip's states to its own caption's (world.train_audio.evaluate_folders, the figure the original
+reported); and the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -52,6 +62,8 @@ ORIGINAL_ACCUMULATION = 16
 OUR_BATCH = 48  # world.rebuild's audio stage
 LEARNING_RATE = 1e-3
 TEMPERATURE = 0.15  # align.train's default, for both
+ORIGINAL, OURS = "original", "ours"
+RESULTS = Path(__file__).resolve().parent / "results" / "original_recipe.json"
 
 
 def original_contrastive_loss(audio: torch.Tensor, text: torch.Tensor, temperature: float = TEMPERATURE) -> torch.Tensor:
@@ -120,7 +132,7 @@ def train_original(args, init: Path, out: Path, max_steps: int, seconds: float |
                 control.should_training_stop = True
 
     started = time.perf_counter()
-    train_dir = args.world / "audio" / "train"
+    train_dir = args.data / "train"
     rows = read_metadata(train_dir)
     rows = rows[: args.max_train_clips] if args.max_train_clips else rows
     captions = sorted({row["caption"] for row in rows})
@@ -157,34 +169,100 @@ def train_original(args, init: Path, out: Path, max_steps: int, seconds: float |
 
 
 def train_ours(args, init: Path, out: Path, max_steps: int) -> dict:
-    """align.train with world.rebuild's audio-stage settings for `max_steps` steps of 48 clips."""
+    """align.train with its own defaults, 48 clips a step (unless --ours-args says otherwise), for `max_steps` steps."""
     from align import train as align_train
 
-    argv = ["--data-dir", str(args.world / "audio"), "--audio-model", str(init), "--text-encoder", str(args.text_encoder),
+    argv = ["--data-dir", str(args.data), "--audio-model", str(init), "--text-encoder", str(args.text_encoder),
             "--tokenizer", str(args.tokenizer), "--target-cache-dir", str(out / "targets"), "--output-dir", str(out),
             "--train-batch-size", str(OUR_BATCH), "--max-train-steps", str(max_steps), "--learning-rate", str(LEARNING_RATE),
             "--lr-warmup-steps", str(max(max_steps // 20, 1)), "--weight-decay", "0.01", "--num-audio-tokens", str(args.window_tokens),
             "--num-workers", "0", "--eval-steps", str(10**9), "--max-eval-items", "8", "--checkpointing-steps", "0", "--logging-steps", "5",
-            "--warp-frequencies", "0.12", "--freq-masks", "2", "--cpu", "--seed", "0"]
+            "--cpu", "--seed", "0", *args.extra]
     clock = time.perf_counter()
     result = align_train.main(argv)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
     seconds = time.perf_counter() - clock
     speeds = [r["samples_per_second"] for r in log]
-    return {"final": Path(result["final_dir"]), "steps": max_steps, "clips": max_steps * OUR_BATCH, "seconds": seconds,
+    batch = json.loads((out / "args.json").read_text())["train_batch_size"]
+    return {"final": Path(result["final_dir"]), "steps": max_steps, "clips": max_steps * batch, "seconds": seconds, "batch": batch,
             "samples_per_second": sum(speeds) / len(speeds) if speeds else float("nan")}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def speech_only_data(world: Path, out: Path) -> Path:
+    """An audiofolder of the world's plain spoken captions (its training voices; no sound recordings, no hard speech)
+    and its held-out voices, as hard links: the data both recipes train on."""
+    data = out / "data"
+    for split, keep in (("train", lambda row: "sound" not in row and "hard" not in row), ("test", lambda row: True)):
+        folder = data / split
+        if (folder / "metadata.jsonl").is_file():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = [row for row in read_metadata(world / "audio" / split) if keep(row)]
+        for row in rows:
+            target = folder / row["file_name"]
+            if not target.exists():
+                os.link(world / "audio" / split / row["file_name"], target)
+        (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return data
+
+
+def record(minutes: float, recipe: str, run: dict, held_out: dict, threads: int, command: str) -> dict:
+    """One row of bench/results/original_recipe.json."""
+    return {"minutes": minutes, "recipe": recipe, "clips_per_second": round(run["samples_per_second"], 1), "steps": run["steps"],
+            "clips": run["clips"], "training_minutes": round(run["seconds"] / 60, 2), "R@1": round(held_out["R@1"], 4),
+            "R@5": round(held_out["R@5"], 4), "all_three_right": round(held_out["all"], 4), "per_token_cosine": held_out["cosine"],
+            "held_out_clips": held_out["clips"], "threads": threads, "command": command, "date": time.strftime("%Y-%m-%d")}
+
+
+def save_record(path: Path, row: dict) -> None:
+    """Add `row` to the results file, replacing an earlier run of the same budget and recipe; safe for two processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(path.read_text()) if path.exists() else []
+        rows = [r for r in rows if (r["minutes"], r["recipe"]) != (row["minutes"], row["recipe"])] + [row]
+        rows.sort(key=lambda r: (r["minutes"], r["recipe"] != ORIGINAL, r["recipe"]))
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def results_table(rows: list[dict], recipes: tuple[str, ...] = (ORIGINAL, OURS)) -> str:
+    """The README's table: each budget, the original beside ours, the better R@1 and cosine in bold."""
+    lines = ["| budget (min) | recipe | trained (min) | clips/s | optimizer steps | held-out R@1 | R@5 | all three right | per-token cosine |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for minutes in sorted({r["minutes"] for r in rows}):
+        group = [r for r in rows if r["minutes"] == minutes and r["recipe"] in recipes]
+        best = {key: max(r[key] for r in group) for key in ("R@1", "per_token_cosine")}
+        for r in sorted(group, key=lambda r: recipes.index(r["recipe"])):
+            r_at_1, cosine = f"{r['R@1']:.3f}", f"{r['per_token_cosine']:.3f}"
+            if len(group) > 1:
+                r_at_1 = f"**{r_at_1}**" if r["R@1"] == best["R@1"] else r_at_1
+                cosine = f"**{cosine}**" if r["per_token_cosine"] == best["per_token_cosine"] else cosine
+            lines.append(f"| {minutes:g} | {r['recipe']} | {r['training_minutes']:.1f} | {r['clips_per_second']:.1f} | {r['steps']} | {r_at_1} | {r['R@5']:.3f} | "
+                         f"{100 * r['all_three_right']:.1f} % | {cosine} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", type=Path, default=Path("data/world"), help="the built world (python -m world.build)")
     parser.add_argument("--models", type=Path, default=Path("models/world"), help="the shipped world: its text tower gives the targets")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_original_recipe"))
-    parser.add_argument("--minutes", type=float, default=5.0, help="wall time of training for each recipe")
+    parser.add_argument("--minutes", type=float, nargs="+", default=[5.0, 15.0, 30.0], help="wall-time budgets of training, each run for every recipe")
+    parser.add_argument("--recipes", nargs="+", choices=["original", "ours"], default=["original", "ours"],
+                        help="which recipes to run (two processes, one each with --threads 1, run them side by side)")
+    parser.add_argument("--ours-args", default="", help="further align.train arguments for ours, e.g. '--mse-weight 0' (an ablation)")
+    parser.add_argument("--label", default=None, help="ours' name in the results (default 'ours', or 'ours <ours-args>' with --ours-args)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file each run's figures are added to")
+    parser.add_argument("--table", action="store_true", help="print the results file as the README's table, train nothing")
     parser.add_argument("--window-tokens", type=int, default=None, help="the audio window in tokens, both recipes (default: the world's 38)")
     parser.add_argument("--max-train-clips", type=int, default=0, help="train on the first K clips only (0: all)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     args = parser.parse_args(argv)
+    if args.table:
+        if not args.results.is_file():
+            raise SystemExit(f"{args.results}: no results yet; run python bench/original_recipe.py first")
+        print(results_table(json.loads(args.results.read_text())))
+        return []
     from world.settings import NUM_AUDIO_TOKENS
     from world.train_audio import evaluate_folders
 
@@ -194,34 +272,40 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"{args.world}/audio/train: no world data; build it with `python -m world.build --out {args.world}`")
     if not (args.text_encoder / "config.json").is_file():
         raise SystemExit(f"{args.text_encoder}: no text tower; the shipped models/world has one (git checkout models/world)")
+    if any(m <= 0 for m in args.minutes):
+        raise SystemExit(f"--minutes {args.minutes}: every budget must be above 0")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    args.data = speech_only_data(args.world, args.out)
+    args.extra = shlex.split(args.ours_args)
+    our_name = args.label or (f"{OURS} {args.ours_args}" if args.ours_args else OURS)
+    command = "python bench/original_recipe.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     init = initial_encoder(args.out, args.text_encoder, args.tokenizer, args.window_tokens)
-    budget = args.minutes * 60
+    tag = our_name.replace(" ", "_").replace("-", "")
 
     # a short timed trial of each sets its number of steps, so that its cosine schedule ends when the time does
-    trial = train_original(args, init, args.out / "trial_original", 2, None)
-    original_steps = max(1, int(budget / (trial["seconds"] / trial["steps"])))
-    trial = train_ours(args, init, args.out / "trial_ours", 8)
-    our_steps = max(1, int(budget * trial["samples_per_second"] / OUR_BATCH))
-    print(f"steps for {args.minutes} min: original {original_steps} of {ORIGINAL_MICRO_BATCH}x{ORIGINAL_ACCUMULATION} clips, ours {our_steps} of {OUR_BATCH}", flush=True)
-
-    runs = {"original (HF Trainer, one-way loss over 8, accumulation 16)": train_original(args, init, args.out / "original", original_steps, budget * 1.1),
-            "ours (align.train)": train_ours(args, init, args.out / "ours", our_steps)}
-    lines = [f"| recipe | clips/s | optimizer steps | clips seen | training min | held-out R@1 | all three right | per-token cosine |",
-             "|---|---|---|---|---|---|---|---|"]
-    report = {}
-    for name, run in runs.items():
-        held_out = evaluate_folders(run["final"], args.world / "audio", args.text_encoder, args.tokenizer, parts=("test",))["test"]
-        report[name] = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in run.items()}, "held_out": held_out}
-        lines.append(f"| {name} | {run['samples_per_second']:.1f} | {run['steps']} | {run['clips']} | {run['seconds'] / 60:.1f} | "
-                     f"{held_out['R@1']:.3f} | {100 * held_out['all']:.1f} % | {held_out['cosine']:.3f} |")
-    chance = 1 / 72
-    lines.append(f"\nheld-out: {held_out['clips']} clips of the world's test voices, 72 captions (chance R@1 {chance:.3f}); "
-                 f"original's data preparation (targets into a column): {runs[next(iter(runs))]['prepare_seconds']:.1f} s; {args.threads} threads")
-    print("\n".join(lines))
-    (args.out / "results.json").write_text(json.dumps(report, indent=1))
-    return report
+    speed = {}
+    if "original" in args.recipes:
+        trial = train_original(args, init, args.out / "trial_original", 2, None)
+        speed["original"] = trial["seconds"] / trial["steps"]
+    if "ours" in args.recipes:
+        trial = train_ours(args, init, args.out / f"trial_{tag}", 8)
+        speed["ours"] = trial["batch"] / trial["samples_per_second"]
+    rows = []
+    for minutes in args.minutes:
+        budget = minutes * 60
+        for recipe in args.recipes:
+            steps = max(1, int(budget / speed[recipe]))
+            print(f"{minutes:g} min, {recipe}: {steps} steps", flush=True)
+            if recipe == "original":
+                run, name = train_original(args, init, args.out / f"original_{minutes:g}", steps, budget * 1.1), ORIGINAL
+            else:
+                run, name = train_ours(args, init, args.out / f"{tag}_{minutes:g}", steps), our_name
+            held_out = evaluate_folders(run["final"], args.data, args.text_encoder, args.tokenizer, parts=("test",), spoken_only=True)["test"]
+            rows.append(record(minutes, name, run, held_out, args.threads, command))
+            save_record(args.results, rows[-1])
+            print(results_table(rows, tuple(dict.fromkeys(r["recipe"] for r in rows))), flush=True)
+    return rows
 
 
 if __name__ == "__main__":

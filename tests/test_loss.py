@@ -31,7 +31,7 @@ TEXT = [[[7.0, 7.0], [1.0, 0.2], [0.6, 0.4]], [[7.0, 7.0], [0.0, 1.0], [0.9, -0.
 
 
 def test_both_directions_match_hand_computation():
-    a2t, t2a = sequence_contrastive_loss(torch.tensor(AUDIO), torch.tensor(TEXT), temperature=0.15)
+    a2t, t2a = sequence_contrastive_loss(torch.tensor(AUDIO), torch.tensor(TEXT), temperature=0.15, level="token")
     want_a2t, want_t2a = _hand_loss(AUDIO, TEXT, 0.15)
     assert a2t.item() == pytest.approx(want_a2t, rel=1e-5)
     assert t2a.item() == pytest.approx(want_t2a, rel=1e-5)
@@ -41,19 +41,19 @@ def test_both_directions_match_hand_computation():
 def test_same_caption_items_are_not_negatives():
     ids = torch.tensor([0, 1, 0])  # items 0 and 2 share a caption
     same = [[False, False, True], [False, False, False], [True, False, False]]
-    a2t, t2a = sequence_contrastive_loss(torch.tensor(AUDIO), torch.tensor(TEXT), 0.15, caption_ids=ids)
+    a2t, t2a = sequence_contrastive_loss(torch.tensor(AUDIO), torch.tensor(TEXT), 0.15, caption_ids=ids, level="token")
     want_a2t, want_t2a = _hand_loss(AUDIO, TEXT, 0.15, same)
     assert a2t.item() == pytest.approx(want_a2t, rel=1e-5)
     assert t2a.item() == pytest.approx(want_t2a, rel=1e-5)
-    unmasked, _ = sequence_contrastive_loss(torch.tensor(AUDIO), torch.tensor(TEXT), 0.15)
+    unmasked, _ = sequence_contrastive_loss(torch.tensor(AUDIO), torch.tensor(TEXT), 0.15, level="token")
     assert a2t.item() != pytest.approx(unmasked.item())
 
 
 def test_extra_negatives_only_enter_audio_to_text():
     audio, text = torch.tensor(AUDIO), torch.tensor(TEXT)
     negatives = torch.randn(4, 3, 2, generator=torch.Generator().manual_seed(0))
-    a2t, t2a = sequence_contrastive_loss(audio, text, 0.15)
-    a2t_neg, t2a_neg = sequence_contrastive_loss(audio, text, 0.15, extra_negatives=negatives)
+    a2t, t2a = sequence_contrastive_loss(audio, text, 0.15, level="token")
+    a2t_neg, t2a_neg = sequence_contrastive_loss(audio, text, 0.15, extra_negatives=negatives, level="token")
     assert a2t_neg > a2t  # more competitors can only raise the cross-entropy
     assert t2a_neg.item() == pytest.approx(t2a.item())
 

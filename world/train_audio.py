@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "negative at every step, so each clip always meets the captions one word away from its own")
     parser.add_argument("--contrast-level", choices=["token", "sequence", "both"], default="token",
                         help="align.train's --contrast-level; 'token', as every shipped stage of the world was trained")
+    parser.add_argument("--mse-weight", type=float, default=1.0, help="align.train's --mse-weight; 1.0, as every shipped stage of the world was trained")
     parser.add_argument("--legacy-articles", action="store_true", help='the text encoder reads "a orange" (trained before issue 9)')
     parser.add_argument("--speech-repeat", type=int, default=1,
                         help="list each spoken clip this many times among the training rows, each sound once (in <out>/mix, hard links "
@@ -253,7 +254,7 @@ def align_arguments(args, start_from: Path, out: Path, clip: Path, batch_size: i
         "--checkpointing-steps", str(max(args.steps // 6, 1)), "--checkpoints-total-limit", "1",
         "--resume-from-checkpoint", "latest", "--logging-steps", "50", "--max-eval-items", "0", "--cpu",
         "--warp-frequencies", str(args.warp_frequencies), "--freq-masks", str(args.freq_masks),
-        "--extra-negatives", str(args.extra_negatives), "--contrast-level", args.contrast_level,
+        "--extra-negatives", str(args.extra_negatives), "--contrast-level", args.contrast_level, "--mse-weight", str(args.mse_weight),
         "--mixed-precision", training_precision(args.precision),
     ]
 
