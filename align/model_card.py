@@ -47,8 +47,8 @@ a sound conditions the UNet directly.
 ## Training
 
 Trained with `python -m align.train` on {_data(args)}, from `{args.audio_model}`; targets from the text encoder
-of `{getattr(args, "text_encoder", None) or base_model}`. Loss: per-token contrastive (both directions, shared captions
-masked) plus MSE.
+of `{getattr(args, "text_encoder", None) or base_model}`. Loss: contrastive at the {getattr(args, "contrast_level", "token")} level (both
+directions, shared captions masked) plus MSE of weight {getattr(args, "mse_weight", 1.0)}.
 
 | setting | value |
 |---|---|
