@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from hearing.audio import SAMPLE_RATE, fit_to_window, load_audio  # noqa: E402
 from align.data import read_metadata  # noqa: E402
+from hearing.files import write_json_atomic  # noqa: E402
 
 ORIGINAL_MICRO_BATCH = 8
 ORIGINAL_ACCUMULATION = 16
@@ -222,7 +223,7 @@ def save_record(path: Path, row: dict) -> None:
         rows = json.loads(path.read_text()) if path.exists() else []
         rows = [r for r in rows if (r["minutes"], r["recipe"]) != (row["minutes"], row["recipe"])] + [row]
         rows.sort(key=lambda r: (r["minutes"], r["recipe"] != ORIGINAL, r["recipe"]))
-        path.write_text(json.dumps(rows, indent=1) + "\n")
+        write_json_atomic(path, rows)  # a stop mid-write leaves the old file, never half of one
 
 
 def results_table(rows: list[dict], recipes: tuple[str, ...] = (ORIGINAL, OURS)) -> str:
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--models", type=Path, default=Path("models/world"), help="the shipped world: its text tower gives the targets")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_original_recipe"))
     parser.add_argument("--minutes", type=float, nargs="+", default=[5.0, 15.0, 30.0], help="wall-time budgets of training, each run for every recipe")
-    parser.add_argument("--recipes", nargs="+", choices=["original", "ours"], default=["original", "ours"],
+    parser.add_argument("--recipes", nargs="+", choices=[ORIGINAL, OURS], default=[ORIGINAL, OURS],
                         help="which recipes to run (two processes, one each with --threads 1, run them side by side)")
     parser.add_argument("--ours-args", default="", help="further align.train arguments for ours, e.g. '--mse-weight 0' (an ablation)")
     parser.add_argument("--label", default=None, help="ours' name in the results (default 'ours', or 'ours <ours-args>' with --ours-args)")
@@ -285,19 +286,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     # a short timed trial of each sets its number of steps, so that its cosine schedule ends when the time does
     speed = {}
-    if "original" in args.recipes:
+    if ORIGINAL in args.recipes:
         trial = train_original(args, init, args.out / "trial_original", 2, None)
-        speed["original"] = trial["seconds"] / trial["steps"]
-    if "ours" in args.recipes:
+        speed[ORIGINAL] = trial["seconds"] / trial["steps"]
+    if OURS in args.recipes:
         trial = train_ours(args, init, args.out / f"trial_{tag}", 8)
-        speed["ours"] = trial["batch"] / trial["samples_per_second"]
+        speed[OURS] = trial["batch"] / trial["samples_per_second"]
     rows = []
     for minutes in args.minutes:
         budget = minutes * 60
         for recipe in args.recipes:
             steps = max(1, int(budget / speed[recipe]))
             print(f"{minutes:g} min, {recipe}: {steps} steps", flush=True)
-            if recipe == "original":
+            if recipe == ORIGINAL:
                 run, name = train_original(args, init, args.out / f"original_{minutes:g}", steps, budget * 1.1), ORIGINAL
             else:
                 run, name = train_ours(args, init, args.out / f"{tag}_{minutes:g}", steps), our_name
