@@ -47,20 +47,28 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
                    "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
 
 
-def test_a_rebuild_from_the_committed_speech_world_runs_only_the_data_and_the_sound_stages(tmp_path, monkeypatch):
+def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_sound_ears_and_after(tmp_path, monkeypatch):
     import subprocess
 
     from world import rebuild
+    from world.stage_inputs import COMMITTED_PARTS, RESTORED
 
     ran, commands = [], []
     monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
-    rebuild.main(["--world", str(tmp_path / "w"), "--runs", str(tmp_path / "r"), "--models", str(tmp_path / "m"), "--from-committed"])
-    assert ran == ["world.build", "world.sounds", "world.train_words", "world.train_vae", "world.train_unet", "world.train_audio",
-                   "world.train_audio", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+    runs = tmp_path / "r"
+    rebuild.main(["--world", str(tmp_path / "w"), "--runs", str(runs), "--models", str(tmp_path / "m"), "--from-committed"])
+    assert ran == ["world.build", "world.sounds", "world.train_audio", "world.train_audio", "world.train_clap", "world.assemble",
+                   "world.evaluate", "world.edit_eval"]
     build = commands[0]
     assert build[build.index("--clips-per-caption") + 1] == "48"
-    for part in ("clip", "vae/vae", "sharpen/unet", "polish/final/model.safetensors"):  # what the sound stages go on from is committed
-        assert (rebuild.STAGE_INPUTS / part).exists(), part
+    for stage, parts in COMMITTED_PARTS.items():  # every committed stage is restored into the fresh runs folder, whole
+        for part in parts:
+            assert (rebuild.STAGE_INPUTS / stage / part).exists() and (runs / stage / part).exists(), (stage, part)
+        assert (runs / stage / RESTORED).exists(), stage
+    by_out = {Path(c[c.index("--out") + 1]).name: c for c in commands if "--out" in c}
+    assert by_out["sound_ears"][by_out["sound_ears"].index("--clip") + 1] == str(runs / "words")  # the restored text tower
+    for stage in ("words", "sound_vae", "sound_unet"):  # finished, so a plain rebuild after it does not train them again
+        assert rebuild.finished_marker(stage, tmp_path / "w", runs, tmp_path / "m").exists(), stage
 
 
 def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_resumes_an_old_finished_run(tmp_path, monkeypatch):
@@ -201,3 +209,37 @@ def test_a_stage_run_by_its_own_command_gets_its_own_record_s_time_in_the_result
     row = next(line for line in table.splitlines() if line.startswith("| sound_vae |"))
     assert "| 15.0 |" in row and "its own command" in row and "800 steps" in row
     assert "| **total** | **25.0** |" in table
+
+
+def test_a_finished_stage_is_committed_in_float16_and_restored_where_a_machine_has_no_finished_run(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from world import stage_inputs
+
+    runs, committed = tmp_path / "runs", tmp_path / "committed"
+    monkeypatch.setattr(stage_inputs, "STAGE_INPUTS", committed)
+    (runs / "sound_vae" / "vae").mkdir(parents=True)
+    weights = {"w": torch.randn(3, 4), "steps": torch.arange(3)}
+    save_file(weights, runs / "sound_vae" / "vae" / "diffusion_pytorch_model.safetensors")
+    (runs / "sound_vae" / "vae" / "config.json").write_text("{}")
+    (runs / "sound_vae" / "latents.safetensors").write_bytes(b"a cache later stages do not read")
+    with pytest.raises(SystemExit, match="lacks metrics.json: finish the sound_vae stage first"):
+        stage_inputs.commit("sound_vae", runs, committed)
+    (runs / "sound_vae" / "metrics.json").write_text('{"seconds": 60}')
+    with pytest.raises(SystemExit, match="not a stage whose output can be committed"):
+        stage_inputs.commit("evaluate", runs, committed)
+    stage_inputs.commit("sound_vae", runs, committed)
+    stored = load_file(committed / "sound_vae" / "vae" / "diffusion_pytorch_model.safetensors")
+    assert stored["w"].dtype == torch.float16 and stored["steps"].dtype == torch.int64
+    assert torch.allclose(stored["w"].float(), weights["w"], atol=1e-3)
+    assert not (committed / "sound_vae" / "latents.safetensors").exists() and stage_inputs.committed("sound_vae")
+
+    fresh = tmp_path / "fresh"
+    (fresh / "sound_vae").mkdir(parents=True)  # a killed run of the stage: moved aside, the committed one takes its place
+    (fresh / "sound_vae" / "log.txt").write_text("killed")
+    assert stage_inputs.restore("sound_vae", fresh)
+    assert (fresh / "sound_vae.unfinished" / "log.txt").exists() and (fresh / "sound_vae" / stage_inputs.RESTORED).exists()
+    assert (fresh / "sound_vae" / "metrics.json").read_text() == '{"seconds": 60}'
+    assert not stage_inputs.restore("sound_vae", fresh)  # a finished run is never replaced
+    assert not stage_inputs.restore("words", fresh)  # nothing committed of it

@@ -1,7 +1,7 @@
 """The one command: rebuild the world and retrain everything, then ship it to models/world and measure it.
 
     python -m world.rebuild                      # everything (more than 6 h on 2 cores), resuming
-    python -m world.rebuild --from-committed     # the data and the sound stages, from the speech world in models/world_stages
+    python -m world.rebuild --from-committed     # the data, the sound ears and after, from the stage outputs in models/world_stages
     python -m world.rebuild --from unet          # redo the UNet and everything after it
     python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
@@ -68,13 +68,13 @@ import time
 from pathlib import Path
 
 from world.stage import write_json
+from world.stage_inputs import RESTORED, STAGE_INPUTS, restore, stage_input
 
 STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet", "speech", "pretrain", "audio", "refine",
           "polish", "sound_ears", "sound_mix", "clap", "assemble", "evaluate", "edit")
-COMMITTED = ("clip", "vae", "unet", "sharpen", "audio", "refine", "polish")  # the speech world's stages kept in STAGE_INPUTS
-# What the sound stages start from, where this machine has no run of the stage before: the speech world's stage outputs,
-# committed (float16), so that `--from-committed` goes on from there on a fresh machine (world/README.md, "Rebuilding it")
-STAGE_INPUTS = Path(__file__).resolve().parent.parent / "models" / "world_stages"
+# The stages `--from-committed` does not run: those whose outputs are committed in STAGE_INPUTS (world.stage_inputs,
+# float16) and those only they depend on, so that it goes on from there on a fresh machine (world/README.md, "Rebuilding it")
+COMMITTED = ("clip", "vae", "unet", "sharpen", "audio", "refine", "polish", "words", "sound_vae", "sound_unet")
 PRETRAINING = ("speech", "pretrain")  # run only with --pretrain-speech (see the module doc)
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
@@ -155,13 +155,6 @@ WARM_RESTARTS = {"sharpen": ("unet", "unet/unet"), "refine": ("audio", "audio/fi
 
 # --from-committed builds the speech again only for the ears' rehearsal and the held-out sets: a third of the clips
 FROM_COMMITTED = {"build": ["--images-per-caption", "150", "--clips-per-caption", "48", "--test-clips-per-engine", "1"]}
-
-
-def stage_input(runs: Path, path: str) -> Path:
-    """<runs>/<path>, or the committed copy in STAGE_INPUTS where this machine has no such run (a fresh machine going
-    on with --from words)."""
-    local = runs / path
-    return local if local.exists() or not (STAGE_INPUTS / path).exists() else STAGE_INPUTS / path
 
 
 def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list[str]) -> list[str]:
@@ -403,7 +396,9 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
             lines.append(f"| {stage} | {seconds / 60:.1f} | {notes.get(stage, '')}{note} |")
         elif own is not None:
             total += own
-            lines.append(f"| {stage} | {own / 60:.1f} | {notes.get(stage, '')} (run by its own command, not by this rebuild: the time is its own record's) |")
+            source = ("trained earlier and committed in models/world_stages, restored by this rebuild" if (runs / stage / RESTORED).exists()
+                      else "run by its own command, not by this rebuild")
+            lines.append(f"| {stage} | {own / 60:.1f} | {notes.get(stage, '')} ({source}: the time is its own record's) |")
     lines += [f"| **total** | **{total / 60:.1f}** | |", "", "## Spoken caption → image, judged without a trained model", ""]
     results = runs / "eval" / "results.md"
     lines.append(results.read_text() if results.exists() else "(the evaluation did not run)")
@@ -426,8 +421,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks every stage runs, in minutes; results mean nothing")
     parser.add_argument("--report", action="store_true", help="only write world/RESULTS.md again from <runs>' timings and results")
     parser.add_argument("--from-committed", action="store_true",
-                        help="go on from the speech world's stage outputs committed in models/world_stages (clip, vae, unet, sharpen, "
-                             "audio, refine, polish are not run): the data, the sound stages, the scorer, assembly and evaluation")
+                        help="go on from the stage outputs committed in models/world_stages (world.stage_inputs): "
+                             f"{', '.join(COMMITTED)} are not run; the data, the sound ears, the scorer, assembly and evaluation are")
     args = parser.parse_args(argv)
     if args.report:
         timings = json.loads((args.runs / "timings.json").read_text())
@@ -439,6 +434,11 @@ def main(argv: list[str] | None = None) -> dict:
     timings_path = args.runs / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {"stages": {}}
     command = "python -m world.rebuild" + (" --smoke" if args.smoke else "") + (" --from-committed" if args.from_committed else "")
+
+    if args.from_committed:  # later stages and world.assemble read <runs>/<stage> whether or not this machine trained it
+        for stage in COMMITTED:
+            if restore(stage, args.runs):
+                print(f"== {stage}: restored from {STAGE_INPUTS / stage} (committed)", flush=True)
 
     def runs_it(stage: str) -> bool:
         if args.from_committed and stage in COMMITTED + PRETRAINING:
