@@ -28,7 +28,7 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     # speech world where this machine has no run of the stage before it (here none ran: subprocess.run is a stand-in)
     for out, init in (("sharpen", runs / "unet/unet"), ("refine", runs / "audio/final"), ("polish", runs / "refine/final"),
                       ("sound_vae", rebuild.STAGE_INPUTS / "vae/vae"), ("sound_unet", rebuild.STAGE_INPUTS / "sharpen/unet"),
-                      ("sound_ears", rebuild.STAGE_INPUTS / "polish/final"), ("sound_mix", runs / "sound_ears/final")):
+                      ("sound_ears", rebuild.STAGE_INPUTS / "polish/final"), ("sound_mix", rebuild.STAGE_INPUTS / "sound_ears/final")):
         assert by_out[out][by_out[out].index("--init") + 1] == str(init), out
     assert by_out["words"][by_out["words"].index("--clip") + 1] == str(rebuild.STAGE_INPUTS / "clip")
     for out in ("sound_unet", "audio", "refine", "polish", "sound_ears", "sound_mix"):  # the text tower that knows the sounds' words
@@ -47,7 +47,7 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
                    "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
 
 
-def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_sound_ears_and_after(tmp_path, monkeypatch):
+def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_second_sound_cycle_and_after(tmp_path, monkeypatch):
     import subprocess
 
     from world import rebuild
@@ -57,8 +57,7 @@ def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_sound_ears_a
     monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     runs = tmp_path / "r"
     rebuild.main(["--world", str(tmp_path / "w"), "--runs", str(runs), "--models", str(tmp_path / "m"), "--from-committed"])
-    assert ran == ["world.build", "world.sounds", "world.train_audio", "world.train_audio", "world.train_clap", "world.assemble",
-                   "world.evaluate", "world.edit_eval"]
+    assert ran == ["world.build", "world.sounds", "world.train_audio", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
     build = commands[0]
     assert build[build.index("--clips-per-caption") + 1] == "48"
     for stage, parts in COMMITTED_PARTS.items():  # every committed stage is restored into the fresh runs folder, whole
@@ -66,9 +65,15 @@ def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_sound_ears_a
             assert (rebuild.STAGE_INPUTS / stage / part).exists() and (runs / stage / part).exists(), (stage, part)
         assert (runs / stage / RESTORED).exists(), stage
     by_out = {Path(c[c.index("--out") + 1]).name: c for c in commands if "--out" in c}
-    assert by_out["sound_ears"][by_out["sound_ears"].index("--clip") + 1] == str(runs / "words")  # the restored text tower
-    for stage in ("words", "sound_vae", "sound_unet"):  # finished, so a plain rebuild after it does not train them again
+    sound_mix = by_out["sound_mix"]  # the restored text tower's targets, from the restored first sound cycle
+    assert sound_mix[sound_mix.index("--clip") + 1] == str(runs / "words") and sound_mix[sound_mix.index("--init") + 1] == str(runs / "sound_ears/final")
+    for stage in ("words", "sound_vae", "sound_unet", "sound_ears"):  # finished, so a plain rebuild after it does not train them again
         assert rebuild.finished_marker(stage, tmp_path / "w", runs, tmp_path / "m").exists(), stage
+        recorded = json.loads((rebuild.STAGE_INPUTS / stage / "stage.json").read_text())["seconds"]
+        assert rebuild.own_seconds(stage, tmp_path / "w", runs, tmp_path / "m") == recorded > 0, stage  # the report gives its own run's time
+    (tmp_path / "w").mkdir(exist_ok=True)
+    table = rebuild.results_markdown(runs, {"stages": {}}, "python -m world.rebuild --from-committed", tmp_path / "w", tmp_path / "m")
+    assert "| sound_ears | " in table and "trained earlier and committed in models/world_stages" in table
 
 
 def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_resumes_an_old_finished_run(tmp_path, monkeypatch):
@@ -241,5 +246,6 @@ def test_a_finished_stage_is_committed_in_float16_and_restored_where_a_machine_h
     assert stage_inputs.restore("sound_vae", fresh)
     assert (fresh / "sound_vae.unfinished" / "log.txt").exists() and (fresh / "sound_vae" / stage_inputs.RESTORED).exists()
     assert (fresh / "sound_vae" / "metrics.json").read_text() == '{"seconds": 60}'
+    assert json.loads((fresh / "sound_vae" / stage_inputs.RESTORED).read_text())["seconds"] == 60  # the time the stage took where it ran
     assert not stage_inputs.restore("sound_vae", fresh)  # a finished run is never replaced
     assert not stage_inputs.restore("words", fresh)  # nothing committed of it

@@ -1,7 +1,7 @@
 """The one command: rebuild the world and retrain everything, then ship it to models/world and measure it.
 
     python -m world.rebuild                      # everything (more than 6 h on 2 cores), resuming
-    python -m world.rebuild --from-committed     # the data, the sound ears and after, from the stage outputs in models/world_stages
+    python -m world.rebuild --from-committed     # the data, the second sound cycle and after, from the stages in models/world_stages
     python -m world.rebuild --from unet          # redo the UNet and everything after it
     python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
@@ -74,7 +74,7 @@ STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_v
           "polish", "sound_ears", "sound_mix", "clap", "assemble", "evaluate", "edit")
 # The stages `--from-committed` does not run: those whose outputs are committed in STAGE_INPUTS (world.stage_inputs,
 # float16) and those only they depend on, so that it goes on from there on a fresh machine (world/README.md, "Rebuilding it")
-COMMITTED = ("clip", "vae", "unet", "sharpen", "audio", "refine", "polish", "words", "sound_vae", "sound_unet")
+COMMITTED = ("clip", "vae", "unet", "sharpen", "audio", "refine", "polish", "words", "sound_vae", "sound_unet", "sound_ears")
 PRETRAINING = ("speech", "pretrain")  # run only with --pretrain-speech (see the module doc)
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
@@ -305,17 +305,18 @@ def total_seconds(timings: dict) -> float:
 
 
 def own_seconds(stage: str, world: Path, runs: Path, models: Path) -> float | None:
-    """A finished stage's time where it ran by its own command, outside a rebuild: the "seconds" its marker or metrics
-    record, else the time from the oldest file in its folder to its marker; None where it did not finish."""
+    """A finished stage's time where it did not run in this rebuild: for one restored from models/world_stages, the time
+    its run took there; for one run by its own command, the "seconds" its marker or metrics record, else the time from
+    the oldest file in its folder to its marker; None where it did not finish."""
     marker = finished_marker(stage, world, runs, models)
     if not marker.exists():
         return None
-    for record in (marker, marker.parent / "metrics.json"):
+    folder = run_folder(stage, world, runs, models)
+    for record in (*([folder / RESTORED] if folder else []), marker, marker.parent / "metrics.json"):
         if record.suffix == ".json" and record.exists():
             seconds = json.loads(record.read_text() or "{}").get("seconds")
             if isinstance(seconds, (int, float)):
                 return float(seconds)
-    folder = run_folder(stage, world, runs, models)
     files = [f.stat().st_mtime for f in folder.rglob("*") if f.is_file()] if folder else []
     return marker.stat().st_mtime - min(files) if files else None
 

@@ -4,7 +4,7 @@ A rebuild from scratch takes more than a session's 3 hours on 2 cores, and a fre
 later stages read of some finished stages (their weights in float16, tokenizers and schedulers, their metrics) is
 committed, and `python -m world.rebuild --from-committed` runs only the stages after them:
 
-    python -m world.stage_inputs words sound_vae sound_unet    # commit these finished runs of runs/world
+    python -m world.stage_inputs words sound_vae sound_unet sound_ears   # commit these finished runs of runs/world
     python -m world.stage_inputs --list                        # what is committed, and how big
 
 `restore` puts a committed stage back into a runs folder that has no run of it, so every later stage (and
@@ -33,8 +33,10 @@ COMMITTED_PARTS = {
     "words": ("clip", "text_encoder", "tokenizer", "metrics.json"),  # the ears' targets, the scorer's CLIP, the pipeline's text tower
     "sound_vae": ("vae", "metrics.json"),
     "sound_unet": ("unet", "scheduler", "metrics.json"),
+    "sound_ears": ("final", "metrics.json", "held_out.json", "args.json"),  # the first sound cycle of the ears (sound_mix starts from it)
 }
 RESTORED = "restored_from_commit.json"  # written into a run folder that `restore` filled, so reports can say so
+RECORD = "stage.json"  # in a committed folder: how long the stage took where it ran (world.rebuild's timings)
 
 
 def committed(stage: str) -> bool:
@@ -68,7 +70,19 @@ def commit(stage: str, runs: Path, into: Path = STAGE_INPUTS) -> int:
             shutil.copy2(source, target / part)
     for weights in target.rglob("*.safetensors"):
         to_float16(weights)
+    (target / RECORD).write_text(json.dumps({"stage": stage, "seconds": stage_seconds(stage, runs)}) + "\n")
     return sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+
+
+def stage_seconds(stage: str, runs: Path) -> float | None:
+    """The stage's time as the rebuild that ran it recorded it (with killed attempts it resumed from), else its metrics'."""
+    timings = runs / "timings.json"
+    if timings.exists():
+        recorded = json.loads(timings.read_text())
+        if stage in recorded.get("stages", {}):
+            return round(recorded["stages"][stage] + recorded.get("interrupted", {}).get(stage, 0.0), 1)
+    metrics = runs / stage / "metrics.json"
+    return json.loads(metrics.read_text()).get("seconds") if metrics.exists() else None
 
 
 def restore(stage: str, runs: Path) -> bool:
@@ -80,7 +94,8 @@ def restore(stage: str, runs: Path) -> bool:
         shutil.rmtree(runs / f"{stage}.unfinished", ignore_errors=True)
         (runs / stage).rename(runs / f"{stage}.unfinished")
     shutil.copytree(STAGE_INPUTS / stage, runs / stage)
-    (runs / stage / RESTORED).write_text(json.dumps({"from": str(STAGE_INPUTS / stage)}) + "\n")
+    record = STAGE_INPUTS / stage / RECORD
+    (runs / stage / RESTORED).write_text(json.dumps({"from": str(STAGE_INPUTS / stage), **(json.loads(record.read_text()) if record.exists() else {})}) + "\n")
     return True
 
 
