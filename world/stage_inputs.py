@@ -5,7 +5,7 @@ later stages read of some finished stages (their weights in float16, tokenizers 
 committed, and `python -m world.rebuild --from-committed` runs only the stages after them:
 
     python -m world.stage_inputs words sound_vae sound_unet sound_ears   # commit these finished runs of runs/world
-    python -m world.stage_inputs --list                        # what is committed, and how big
+    python -m world.stage_inputs --list                                   # what is committed, and how big
 
 `restore` puts a committed stage back into a runs folder that has no run of it, so every later stage (and
 world.assemble) reads <runs>/<stage> whether this machine trained it or not.
@@ -19,7 +19,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 STAGE_INPUTS = Path(__file__).resolve().parent.parent / "models" / "world_stages"
@@ -70,17 +69,19 @@ def commit(stage: str, runs: Path, into: Path = STAGE_INPUTS) -> int:
             shutil.copy2(source, target / part)
     for weights in target.rglob("*.safetensors"):
         to_float16(weights)
-    (target / RECORD).write_text(json.dumps({"stage": stage, "seconds": stage_seconds(stage, runs)}) + "\n")
+    (target / RECORD).write_text(json.dumps({"stage": stage, "seconds": recorded_seconds(stage, runs)}) + "\n")
     return sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
 
 
-def stage_seconds(stage: str, runs: Path) -> float | None:
+def recorded_seconds(stage: str, runs: Path) -> float | None:
     """The stage's time as the rebuild that ran it recorded it (with killed attempts it resumed from), else its metrics'."""
+    from world.rebuild import stage_seconds  # world.rebuild imports this module
+
     timings = runs / "timings.json"
     if timings.exists():
         recorded = json.loads(timings.read_text())
         if stage in recorded.get("stages", {}):
-            return round(recorded["stages"][stage] + recorded.get("interrupted", {}).get(stage, 0.0), 1)
+            return round(stage_seconds(recorded, stage), 1)
     metrics = runs / stage / "metrics.json"
     return json.loads(metrics.read_text()).get("seconds") if metrics.exists() else None
 
