@@ -47,7 +47,7 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
                    "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
 
 
-def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_second_sound_cycle_and_after(tmp_path, monkeypatch):
+def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_assembly_and_the_evaluations(tmp_path, monkeypatch):
     import subprocess
 
     from world import rebuild
@@ -57,23 +57,23 @@ def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_second_sound
     monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     runs = tmp_path / "r"
     rebuild.main(["--world", str(tmp_path / "w"), "--runs", str(runs), "--models", str(tmp_path / "m"), "--from-committed"])
-    assert ran == ["world.build", "world.sounds", "world.train_audio", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+    assert ran == ["world.build", "world.sounds", "world.assemble", "world.evaluate", "world.edit_eval"]
     build = commands[0]
     assert build[build.index("--clips-per-caption") + 1] == "48"
     for stage, parts in COMMITTED_PARTS.items():  # every committed stage is restored into the fresh runs folder, whole
         for part in parts:
             assert (rebuild.STAGE_INPUTS / stage / part).exists() and (runs / stage / part).exists(), (stage, part)
         assert (runs / stage / RESTORED).exists(), stage
-    by_out = {Path(c[c.index("--out") + 1]).name: c for c in commands if "--out" in c}
-    sound_mix = by_out["sound_mix"]  # the restored text tower's targets, from the restored first sound cycle
-    assert sound_mix[sound_mix.index("--clip") + 1] == str(runs / "words") and sound_mix[sound_mix.index("--init") + 1] == str(runs / "sound_ears/final")
-    for stage in ("words", "sound_vae", "sound_unet", "sound_ears"):  # finished, so a plain rebuild after it does not train them again
+    assemble = next(c for c in commands if c[2] == "world.assemble")  # the restored ears and scorer are what it ships
+    assert assemble[assemble.index("--runs") + 1] == str(runs) and (runs / "sound_mix/final").exists() and (runs / "clap/clap").exists()
+    for stage in ("words", "sound_vae", "sound_unet", "sound_ears", "sound_mix", "clap"):  # finished, so a plain rebuild after it does not train them again
         assert rebuild.finished_marker(stage, tmp_path / "w", runs, tmp_path / "m").exists(), stage
         recorded = json.loads((rebuild.STAGE_INPUTS / stage / "stage.json").read_text())["seconds"]
         assert rebuild.own_seconds(stage, tmp_path / "w", runs, tmp_path / "m") == recorded > 0, stage  # the report gives its own run's time
     (tmp_path / "w").mkdir(exist_ok=True)
     table = rebuild.results_markdown(runs, {"stages": {}}, "python -m world.rebuild --from-committed", tmp_path / "w", tmp_path / "m")
-    assert "| sound_ears | " in table and "trained earlier and committed in models/world_stages" in table
+    assert rebuild.own_seconds("polish", tmp_path / "w", runs, tmp_path / "m") is None  # committed without a record of its time
+    assert "| sound_ears | " in table and "| sound_mix | " in table and "| polish | " not in table and "trained earlier and committed in models/world_stages" in table
 
 
 def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_resumes_an_old_finished_run(tmp_path, monkeypatch):

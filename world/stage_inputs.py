@@ -33,6 +33,8 @@ COMMITTED_PARTS = {
     "sound_vae": ("vae", "metrics.json"),
     "sound_unet": ("unet", "scheduler", "metrics.json"),
     "sound_ears": ("final", "metrics.json", "held_out.json", "args.json"),  # the first sound cycle of the ears (sound_mix starts from it)
+    "sound_mix": ("final", "metrics.json", "held_out.json", "args.json"),  # the second: the ears world.assemble ships
+    "clap": ("clap", "metrics.json"),  # the world's scorer and the cascade's caption namer
 }
 RESTORED = "restored_from_commit.json"  # written into a run folder that `restore` filled, so reports can say so
 RECORD = "stage.json"  # in a committed folder: how long the stage took where it ran (world.rebuild's timings)
