@@ -157,7 +157,7 @@ WARM_RESTARTS = {"sharpen": ("unet", "unet/unet"), "refine": ("audio", "audio/fi
                  "sound_mix": ("audio", "sound_ears/final")}
 
 
-# --from-committed builds the speech again only for the ears' rehearsal and the held-out sets: a third of the clips
+# --from-committed builds the speech again for the held-out sets and for ears trained again on the restored stages: a third of the clips
 FROM_COMMITTED = {"build": ["--images-per-caption", "150", "--clips-per-caption", "48", "--test-clips-per-engine", "1"]}
 
 
