@@ -68,14 +68,14 @@ import time
 from pathlib import Path
 
 from world.stage import write_json
-from world.stage_inputs import RESTORED, STAGE_INPUTS, restore, stage_input
+from world.stage_inputs import COMMITTED_PARTS, RESTORED, STAGE_INPUTS, restore, stage_input
 
 STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet", "speech", "pretrain", "audio", "refine",
           "polish", "sound_ears", "sound_mix", "clap", "assemble", "evaluate", "edit")
 # The stages `--from-committed` does not run: those whose outputs are committed in STAGE_INPUTS (world.stage_inputs,
-# float16) and those only they depend on, so that it goes on from there on a fresh machine (world/README.md, "Rebuilding it")
-COMMITTED = ("clip", "vae", "unet", "sharpen", "audio", "refine", "polish", "words", "sound_vae", "sound_unet", "sound_ears",
-             "sound_mix", "clap")
+# float16) and those only they depend on (unet before sharpen, audio and refine before polish), so that it goes on from
+# there on a fresh machine (world/README.md, "Rebuilding it")
+COMMITTED = tuple(stage for stage in STAGES if stage in COMMITTED_PARTS or stage in ("unet", "audio", "refine"))
 PRETRAINING = ("speech", "pretrain")  # run only with --pretrain-speech (see the module doc)
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--report", action="store_true", help="only write world/RESULTS.md again from <runs>' timings and results")
     parser.add_argument("--from-committed", action="store_true",
                         help="go on from the stage outputs committed in models/world_stages (world.stage_inputs): "
-                             f"{', '.join(COMMITTED)} are not run; the data, the sound ears, the scorer, assembly and evaluation are")
+                             f"{', '.join(COMMITTED)} are not run; the data, assembly and evaluation are")
     args = parser.parse_args(argv)
     if args.report:
         timings = json.loads((args.runs / "timings.json").read_text())
