@@ -21,7 +21,8 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     rebuild.main(paths)
     assert ran == ["world.build", "world.sounds", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_unet",
                    "world.train_words", "world.train_vae", "world.train_unet", "world.train_audio", "world.train_audio",
-                   "world.train_audio", "world.train_audio", "world.train_audio", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+                   "world.train_audio", "world.train_audio", "world.train_audio", "world.blend_ears", "world.train_clap", "world.assemble", "world.evaluate",
+                   "world.edit_eval"]
     runs = tmp_path / "r"
     by_out = {Path(c[c.index("--out") + 1]).name: c for c in commands if "--out" in c}
     # each later learning-rate cycle starts from the weights the cycle before it finished; a sound stage from the committed
@@ -33,6 +34,9 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     assert by_out["words"][by_out["words"].index("--clip") + 1] == str(rebuild.STAGE_INPUTS / "clip")
     for out in ("sound_unet", "audio", "refine", "polish", "sound_ears", "sound_mix"):  # the text tower that knows the sounds' words
         assert by_out[out][by_out[out].index("--clip") + 1] == str(runs / "words"), out
+    blend = by_out["blend"]  # the shipped ears: the speech ears (committed where this machine has none) and sound_mix's
+    assert blend[blend.index("--speech") + 1] == str(rebuild.STAGE_INPUTS / "polish/final")
+    assert blend[blend.index("--sounds") + 1] == str(runs / "sound_mix/final") and blend[blend.index("--sounds-weight") + 1] == "0.9"
     assert by_out["sound_unet"][by_out["sound_unet"].index("--vae") + 1] == str(runs / "sound_vae")
     assert by_out["unet"][by_out["unet"].index("--clip") + 1] == str(runs / "clip")
     for stage in ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet"):  # the picture side finished
@@ -43,7 +47,7 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     assert rebuild.stage_input(runs, "vae/vae") == runs / "vae/vae"
     ran.clear()
     rebuild.main([*paths, "--pretrain-speech", "--from", "speech"])  # the sound side again, with pretraining
-    assert ran == ["world.sentences", "world.pretrain_speech", *["world.train_audio"] * 5,
+    assert ran == ["world.sentences", "world.pretrain_speech", *["world.train_audio"] * 5, "world.blend_ears",
                    "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
 
 
@@ -57,15 +61,18 @@ def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_assembly_and
     monkeypatch.setattr(rebuild.subprocess, "run", lambda cmd, **kw: ran.append(cmd[2]) or commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     runs = tmp_path / "r"
     rebuild.main(["--world", str(tmp_path / "w"), "--runs", str(runs), "--models", str(tmp_path / "m"), "--from-committed"])
-    assert ran == ["world.build", "world.sounds", "world.assemble", "world.evaluate", "world.edit_eval"]
+    assert ran == ["world.build", "world.sounds", "world.blend_ears", "world.assemble", "world.evaluate", "world.edit_eval"]
     build = commands[0]
     assert build[build.index("--clips-per-caption") + 1] == "48"
     for stage, parts in COMMITTED_PARTS.items():  # every committed stage is restored into the fresh runs folder, whole
         for part in parts:
             assert (rebuild.STAGE_INPUTS / stage / part).exists() and (runs / stage / part).exists(), (stage, part)
         assert (runs / stage / RESTORED).exists(), stage
-    assemble = next(c for c in commands if c[2] == "world.assemble")  # the restored ears and scorer are what it ships
-    assert assemble[assemble.index("--runs") + 1] == str(runs) and (runs / "sound_mix/final").exists() and (runs / "clap/clap").exists()
+    blend = next(c for c in commands if c[2] == "world.blend_ears")  # the shipped ears come from the restored speech and sound ears
+    assert blend[blend.index("--speech") + 1] == str(runs / "polish/final") and blend[blend.index("--sounds") + 1] == str(runs / "sound_mix/final")
+    assert (runs / "polish/final").exists() and (runs / "sound_mix/final").exists()
+    assemble = next(c for c in commands if c[2] == "world.assemble")  # the restored scorer is what it ships
+    assert assemble[assemble.index("--runs") + 1] == str(runs) and (runs / "clap/clap").exists()
     for stage in ("words", "sound_vae", "sound_unet", "sound_ears", "sound_mix", "clap"):  # finished, so a plain rebuild after it does not train them again
         assert rebuild.finished_marker(stage, tmp_path / "w", runs, tmp_path / "m").exists(), stage
         recorded = json.loads((rebuild.STAGE_INPUTS / stage / "stage.json").read_text())["seconds"]

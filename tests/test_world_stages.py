@@ -134,7 +134,7 @@ def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path
     for stage, name, (model, processor) in (("words", "clip", tiny_models.tiny_clip()), ("clap", "clap", tiny_models.tiny_clap())):
         model.save_pretrained(runs / stage / name)
         processor.save_pretrained(runs / stage / name)
-    for shift, folder in ((0.0, runs / "sound_mix" / "final"), (0.25, tmp_path / "trial" / "final")):
+    for shift, folder in ((0.0, runs / "blend" / "final"), (0.25, tmp_path / "trial" / "final")):
         encoder = tiny_models.tiny_audio_encoder()  # built the same each time: the trial's weights are moved
         with torch.no_grad():
             for weight in encoder.parameters():
@@ -149,9 +149,51 @@ def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "default")])
     assert f"{len(SOUND_CLASSES)} everyday sounds" in (tmp_path / "default" / "README.md").read_text()
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "tried"), "--audio-encoder", str(tmp_path / "trial" / "final")])
-    assert shipped_ears_match(tmp_path / "default", runs / "sound_mix" / "final")
+    assert shipped_ears_match(tmp_path / "default", runs / "blend" / "final")
     assert shipped_ears_match(tmp_path / "tried", tmp_path / "trial" / "final")
-    assert not shipped_ears_match(tmp_path / "tried", runs / "sound_mix" / "final")
+    assert not shipped_ears_match(tmp_path / "tried", runs / "blend" / "final")
     assert (tmp_path / "tried" / "scorer" / "vocabulary.txt").read_text().count("\n") == 1 + len(world_scenes())
     with pytest.raises(SystemExit):
         assemble.main(["--runs", str(runs), "--out", str(tmp_path / "none"), "--audio-encoder", str(tmp_path / "missing")])
+
+
+def test_blend_ears_averages_the_speech_and_sound_ears_weights_and_ships_a_loadable_encoder(tmp_path):
+    from hearing.encoder import load_audio_encoder
+    from architectures import tiny_models
+    from world import blend_ears
+
+    folders = {}
+    for name, shift in (("speech", 0.0), ("sounds", 1.0)):
+        encoder = tiny_models.tiny_audio_encoder()  # built the same each time: the sound ears' weights are moved by 1
+        with torch.no_grad():
+            for weight in encoder.parameters():
+                weight.add_(shift)
+        folders[name] = tmp_path / name / "final"
+        encoder.save_pretrained(folders[name])
+        tiny_models.feature_extractor().save_pretrained(folders[name])
+    clip = tmp_path / "words"
+    tiny_models.tiny_text_encoder().save_pretrained(clip / "text_encoder")
+    tiny_models.tiny_tokenizer().save_pretrained(clip / "tokenizer")
+
+    out = tmp_path / "blend"
+    metrics = blend_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), "--sounds-weight", "0.75",
+                               "--world", str(tmp_path / "world"), "--clip", str(clip), "--out", str(out), "--threads", "1"])
+    speech, sounds = (load_audio_encoder(folders[n]).state_dict() for n in ("speech", "sounds"))
+    blended = load_audio_encoder(out / "final").state_dict()
+    for key, value in blended.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.25 * speech[key] + 0.75 * sounds[key], atol=1e-6), key
+    assert (out / "final" / "preprocessor_config.json").exists() and json.loads((out / "metrics.json").read_text())["sounds_weight"] == 0.75
+    assert metrics["sounds_weight"] == 0.75 and (out / "held_out.json").exists()
+
+    from transformers import Wav2Vec2BertConfig
+    from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+    from world.settings import TEXT_HIDDEN
+    wider = adapter_settings(Wav2Vec2BertConfig(hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                                                conv_depthwise_kernel_size=3), output_hidden_size=TEXT_HIDDEN)
+    with pytest.raises(ValueError, match="architecture"):  # ears not trained one from the other
+        blend_ears.blend(load_audio_encoder(folders["speech"]), AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=wider)), 0.5)
+    with pytest.raises(ValueError, match="weight from 0"):
+        blend_ears.blend(load_audio_encoder(folders["speech"]), load_audio_encoder(folders["sounds"]), 1.5)
+    with pytest.raises(SystemExit):  # a folder without weights: one line, before anything loads
+        blend_ears.main(["--speech", str(tmp_path / "missing"), "--sounds", str(folders["sounds"]), "--out", str(tmp_path / "none")])
