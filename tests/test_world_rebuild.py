@@ -21,8 +21,8 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     rebuild.main(paths)
     assert ran == ["world.build", "world.sounds", "world.train_clip", "world.train_vae", "world.train_unet", "world.train_unet",
                    "world.train_words", "world.train_vae", "world.train_unet", "world.train_audio", "world.train_audio",
-                   "world.train_audio", "world.train_audio", "world.train_audio", "world.blend_ears", "world.train_clap", "world.assemble", "world.evaluate",
-                   "world.edit_eval"]
+                   "world.train_audio", "world.train_audio", "world.train_audio", "world.blend_ears", "world.train_clap", "world.train_clap", "world.assemble",
+                   "world.evaluate", "world.edit_eval"]
     runs = tmp_path / "r"
     by_out = {Path(c[c.index("--out") + 1]).name: c for c in commands if "--out" in c}
     # each later learning-rate cycle starts from the weights the cycle before it finished; a sound stage from the committed
@@ -37,6 +37,8 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     blend = by_out["blend"]  # the shipped ears: the speech ears (committed where this machine has none) and sound_mix's
     assert blend[blend.index("--speech") + 1] == str(rebuild.STAGE_INPUTS / "polish/final")
     assert blend[blend.index("--sounds") + 1] == str(runs / "sound_mix/final") and blend[blend.index("--sounds-weight") + 1] == "0.9"
+    assert "--speech-only" in by_out["speech_clap"] and "--init" not in by_out["speech_clap"]  # the scorer: speech first, then the sounds
+    assert by_out["clap"][by_out["clap"].index("--init") + 1] == str(rebuild.STAGE_INPUTS / "speech_clap/clap") and "--speech-only" not in by_out["clap"]
     assert by_out["sound_unet"][by_out["sound_unet"].index("--vae") + 1] == str(runs / "sound_vae")
     assert by_out["unet"][by_out["unet"].index("--clip") + 1] == str(runs / "clip")
     for stage in ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet"):  # the picture side finished
@@ -48,7 +50,7 @@ def test_rebuild_runs_the_picture_side_first_and_pretraining_only_when_asked(tmp
     ran.clear()
     rebuild.main([*paths, "--pretrain-speech", "--from", "speech"])  # the sound side again, with pretraining
     assert ran == ["world.sentences", "world.pretrain_speech", *["world.train_audio"] * 5, "world.blend_ears",
-                   "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
+                   "world.train_clap", "world.train_clap", "world.assemble", "world.evaluate", "world.edit_eval"]
 
 
 def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_assembly_and_the_evaluations(tmp_path, monkeypatch):
@@ -73,7 +75,7 @@ def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_assembly_and
     assert (runs / "polish/final").exists() and (runs / "sound_mix/final").exists()
     assemble = next(c for c in commands if c[2] == "world.assemble")  # the restored scorer is what it ships
     assert assemble[assemble.index("--runs") + 1] == str(runs) and (runs / "clap/clap").exists()
-    for stage in ("words", "sound_vae", "sound_unet", "sound_ears", "sound_mix", "clap"):  # finished, so a plain rebuild after it does not train them again
+    for stage in ("words", "sound_vae", "sound_unet", "sound_ears", "sound_mix", "speech_clap", "clap"):  # finished, so a plain rebuild after it does not train them again
         assert rebuild.finished_marker(stage, tmp_path / "w", runs, tmp_path / "m").exists(), stage
         recorded = json.loads((rebuild.STAGE_INPUTS / stage / "stage.json").read_text())["seconds"]
         assert rebuild.own_seconds(stage, tmp_path / "w", runs, tmp_path / "m") == recorded > 0, stage  # the report gives its own run's time

@@ -88,6 +88,35 @@ def test_a_stalled_clap_run_starts_again_with_the_next_seed(small_world, tmp_pat
     assert (tmp_path / "clap" / "clap" / "model.safetensors").exists()
 
 
+def test_clap_learns_the_speech_alone_then_goes_on_from_it_with_init(small_world, tmp_path):
+    import json
+    import shutil
+
+    import world.train_clap as train_clap
+    from safetensors.torch import load_file
+
+    world = tmp_path / "world"  # the small world with one recorded sound among its training clips
+    shutil.copytree(small_world, world)
+    train = world / "audio" / "train"
+    rows = [json.loads(line) for line in (train / "metadata.jsonl").read_text().splitlines() if line.strip()]
+    shutil.copyfile(train / rows[0]["file_name"], train / "sound_dog_0.wav")
+    (train / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows + [{"file_name": "sound_dog_0.wav", "caption": "a dog barking", "sound": "dog"}]))
+    processor = train_clap.world_clap_processor(["a"])
+    spoken = train_clap.clip_features(train, processor, speech_only=True)[1]
+    assert len(spoken) == len(rows) and not any("sound" in r for r in spoken)
+    assert len(train_clap.clip_features(train, processor)[1]) == len(rows) + 1
+
+    train_clap.main(["--world", str(world), "--out", str(tmp_path / "speech"), "--steps", "2", "--speech-only"])
+    first = tmp_path / "speech" / "clap"
+    metrics = train_clap.main(["--world", str(world), "--out", str(tmp_path / "both"), "--steps", "2", "--lr", "0", "--seed", "5", "--init", str(first)])
+    given, saved = load_file(first / "model.safetensors"), load_file(tmp_path / "both" / "clap" / "model.safetensors")
+    learned = [name for name, _ in train_clap.ClapModel.from_pretrained(first).named_parameters()]  # not BatchNorm's running statistics
+    assert learned and all(torch.equal(given[k], saved[k]) for k in learned)  # at learning rate 0 it saves the CLAP it started from
+    assert metrics["steps"] == 2
+    with pytest.raises(SystemExit):  # a folder without weights: one line, before anything loads
+        train_clap.main(["--world", str(world), "--out", str(tmp_path / "none"), "--init", str(tmp_path / "missing")])
+
+
 def test_train_unet_init_continues_from_the_given_unet(tmp_path):
     from diffusers import UNet2DConditionModel
     from safetensors.torch import save_file

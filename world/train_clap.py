@@ -65,11 +65,13 @@ def make_clap(vocab_size: int, seed: int = 0) -> ClapModel:
     return ClapModel(config)
 
 
-def clip_features(folder: Path, processor: ClapProcessor) -> tuple[torch.Tensor, list[dict]]:
-    """Every clip of an audiofolder split → CLAP input features (N, 1, frames, mels), with its metadata row; a clip
-    hearing.audio refuses (silent, unreadable) is left out and counted in one line."""
+def clip_features(folder: Path, processor: ClapProcessor, speech_only: bool = False) -> tuple[torch.Tensor, list[dict]]:
+    """Every clip of an audiofolder split (`speech_only`: its spoken ones) → CLAP input features (N, 1, frames, mels),
+    with its metadata row; a clip hearing.audio refuses (silent, unreadable) is left out and counted in one line."""
     rows, waves, refused = [], [], []
     for row in read_metadata(folder):
+        if speech_only and "sound" in row:
+            continue
         try:
             waves.append(resample(load_audio(folder / row["file_name"]), SAMPLE_RATE, CLAP_RATE))
             rows.append(row)
@@ -102,9 +104,9 @@ def fit(args, seed: int, train_features: torch.Tensor, by_caption: list[torch.Te
         log, last_try: bool) -> tuple[ClapModel, int, bool]:
     """One training run from `seed` → (model, steps done, stalled). Stops early, stalled, where the mean training loss
     of the last 100 steps is still above STALL_LOSS at STALL_CHECK of the steps (unless this is the last try)."""
-    model = make_clap(vocab_size, seed).train()
+    model = (ClapModel.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32) if args.init else make_clap(vocab_size, seed)).train()
     optimizer, budget, generator = optimise(model.parameters(), argparse.Namespace(**{**vars(args), "seed": seed}), weight_decay=0.05)
-    log(f"CLAP (seed {seed}): {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    log(f"CLAP ({'from ' + str(args.init) if args.init else 'seed ' + str(seed)}): {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     recent: deque[float] = deque(maxlen=100)  # the last 100 steps' losses
     checked = last_try
     for step in budget.each_step(optimizer, args.lr):
@@ -129,15 +131,21 @@ def fit(args, seed: int, train_features: torch.Tensor, by_caption: list[torch.Te
 def main(argv: list[str] | None = None) -> dict:
     parser = stage_parser(__doc__, "clap", steps=800)
     parser.add_argument("--restarts", type=int, default=2, help="how many times a stalled run starts again with the next seed")
+    parser.add_argument("--init", type=Path, default=None, help="start from this finished CLAP (a clap/ folder: model and processor, "
+                        "whose tokenizer reads any text) with a fresh optimizer, instead of a new one")
+    parser.add_argument("--speech-only", action="store_true", help="train on the spoken captions alone, the sounds left out "
+                        "(the speech world's scorer, which the clap stage then teaches the sounds with --init)")
     args, out, log = start_stage(parser, argv)
-    heard = {r["caption"] for r in read_metadata(Path(args.world) / "audio" / "train")}
+    if args.init is not None and not (args.init / "model.safetensors").exists():
+        parser.error(f"--init {args.init}: no model.safetensors there; give a finished run's clap/ folder")
+    heard = {r["caption"] for r in read_metadata(Path(args.world) / "audio" / "train") if not (args.speech_only and "sound" in r)}
     scenes = [s for s in world_scenes() if s["caption"] in heard]  # the world's captions that have clips (a world without sounds: the shapes')
     captions = [s["caption"] for s in scenes]
     words = [w for c in captions + [SCORER_TEMPLATE.format("")] for w in c.split()]
-    processor = world_clap_processor(words)
-    train_features, train_rows = clip_features(Path(args.world) / "audio" / "train", processor)
+    processor = ClapProcessor.from_pretrained(args.init) if args.init else world_clap_processor(words)
+    train_features, train_rows = clip_features(Path(args.world) / "audio" / "train", processor, args.speech_only)
     held_out = {part: clip_features(Path(args.world) / "audio" / part, processor) for part in HELD_OUT
-                if (Path(args.world) / "audio" / part / "metadata.jsonl").exists()}
+                if (Path(args.world) / "audio" / part / "metadata.jsonl").exists() and not (args.speech_only and "sound" in part)}
     log(f"features of {len(train_rows)} training and {sum(len(rows) for _, rows in held_out.values())} held-out clips")
     index = {c: i for i, c in enumerate(captions)}
     by_caption = [[] for _ in captions]
