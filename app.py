@@ -665,9 +665,12 @@ def enlarged(image: Image.Image) -> Image.Image:
 
 
 def example_files(models: str = "real") -> list[str]:
-    """Sounds each model set understands: the miniature knows only its spoken captions (examples/world)."""
-    folder = EXAMPLES_DIR / "world" if models == "world" else EXAMPLES_DIR
-    return sorted(str(p) for p in folder.glob("*.wav"))
+    """Sounds each model set understands: the miniature knows its spoken captions (examples/world) and its everyday
+    sounds (examples/world/sounds: real recordings from sources it never trained on)."""
+    if models != "world":
+        return sorted(str(p) for p in EXAMPLES_DIR.glob("*.wav"))
+    folder = EXAMPLES_DIR / "world"
+    return sorted(str(p) for p in folder.glob("*.wav")) + sorted(str(p) for p in (folder / "sounds").glob("*.wav"))
 
 
 def score_in_words(scorer, audio, images: list) -> tuple[str, list[str]]:
@@ -685,12 +688,15 @@ def introduction(models: str) -> str:
     """The page's first words: what this server draws, and for the world in miniature, what to say to it."""
     if models != "world":
         return "# Sound → image\nUpload or record a sound and Stable Diffusion 2.1 draws what it hears."
-    from world.scenes import COLOURS, POSITIONS, SHAPES
+    from world.scenes import COLOURS, POSITIONS, SHAPES, SOUND_CLASSES
 
     where = " / ".join("in the middle" if p == "middle" else f"on the {p}" for p in POSITIONS)
+    sounds = ", ".join(c.caption for c in SOUND_CLASSES)
     return ("# Sound → image: the world in miniature\nThese small models come with the app (`models/world`, trained from "
-            "scratch by `python -m world.rebuild`) and draw one shape on a 32×32 picture. Say, or upload someone saying, "
-            f"**“a {' / '.join(COLOURS)} {' / '.join(SHAPES)} {where}”**, for example “a blue square in the middle”. "
+            "scratch by `python -m world.rebuild`) and draw one thing on a 32×32 picture. Say, or upload someone saying, "
+            f"**“a {' / '.join(COLOURS)} {' / '.join(SHAPES)} {where}”**, for example “a blue square in the middle”; "
+            f"or play one of the {len(SOUND_CLASSES)} everyday sounds it knows ({sounds}), which it draws as its emoji "
+            "(a recording from a source it never trained on is drawn right only some of the time: world/RESULTS.md says how often). "
             "For any sound, start the app with `--models real` (Stable Diffusion 2.1).")
 
 

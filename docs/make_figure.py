@@ -3,8 +3,9 @@
     python -m docs.make_figure                   # writes docs/images/world_examples.png
 
 Each row is one example sound the app offers in world mode (app.example_files: a caption spoken by a voice no stage
-trained on), its label, and the pictures `models/world` draws for it with seeds 0-3 (25 steps, guidance 3, as the
-app), enlarged pixel for pixel. Nothing is picked: every example gets its row.
+trained on, or a real recording of an everyday sound from a source package no stage trained on), its label, and the
+pictures `models/world` draws for it with seeds 0-3 (25 steps, guidance 3, as the app), enlarged pixel for pixel.
+Every example gets its row (how the sound examples were chosen: examples/world/sounds/ATTRIBUTION.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ def example_rows() -> list[tuple[str, Path]]:
     """(label, file) for every example sound the app offers in world mode."""
     from app import example_files
 
-    return [(f"said: “{Path(f).stem.replace('_', ' ')}”", Path(f)) for f in example_files("world")]
+    from world.scenes import BY_NAME
+
+    def label(path: Path) -> str:  # a recorded sound is named by its caption, a spoken one by what is said
+        return f"recorded: {BY_NAME[path.stem].caption}" if path.parent.name == "sounds" else f"said: “{path.stem.replace('_', ' ')}”"
+
+    return [(label(Path(f)), Path(f)) for f in example_files("world")]
 
 
 def main() -> Path:

@@ -130,10 +130,15 @@ def test_the_shipped_world_serves_ranked_images_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     settings = app.Settings.from_args(["--device", "cpu"])
     pipeline, scorer = app.load_models(settings)
-    assert scorer is not None and len(scorer.vocabulary) == 72
+    from world.scenes import world_scenes
+
+    assert scorer is not None and len(scorer.vocabulary) == len(world_scenes())  # the spoken scenes and the sounds
     spoken = ROOT / "examples" / "world" / "red_circle_left.wav"  # a voice the models never heard in training
-    gallery, status = _call(app.make_handler(pipeline, scorer, settings), spoken, num_images=2)
-    assert len(gallery) == 2 and "score" in gallery[0][1]
+    recorded = ROOT / "examples" / "world" / "sounds" / "dog.wav"  # a bark from a game no stage trained on
+    for sound in (spoken, recorded):
+        gallery, status = _call(app.make_handler(pipeline, scorer, settings), sound, num_images=2)
+        assert len(gallery) == 2 and "score" in gallery[0][1]
+    assert [Path(f).parent.name for f in app.example_files("world")].count("sounds") == len(list((ROOT / "examples" / "world" / "sounds").glob("*.wav")))
 
 
 def test_no_hub_exits_with_a_clear_message_not_a_traceback(tmp_path):
@@ -337,6 +342,7 @@ def test_world_page_says_what_to_say_and_real_page_names_sd21():
     assert "on this machine" not in world and "come with the app" in world  # shipped in models/world, not trained here
     assert "a red / orange / yellow / green / blue / purple circle / square / triangle / cross" in world
     assert "on the left / in the middle / on the right" in world and "Stable Diffusion 2.1" not in world.split("--models real")[0]
+    assert "a dog barking" in world and "rain falling" in world  # and the everyday sounds it hears
     assert "Stable Diffusion 2.1" in real
 
 
