@@ -2,7 +2,7 @@
 evaluation runs.
 
     world (default)  the miniature trained by `python -m world.rebuild`, shipped in models/world: offline, CPU-sized;
-                     it knows spoken captions such as "a red circle on the left" and 24 everyday sounds (a dog
+                     it knows spoken captions such as "a red circle on the left" and everyday sounds (a dog
                      barking, rain falling, a helicopter, ...), which it draws as their emoji
     real             Stable Diffusion 2.1 + the audio encoder + CLAP/CLIP, from the Hub (or local folders); any base whose
                      text encoder is SD 2.1's works, e.g. `--base-model stabilityai/sd-turbo`
@@ -143,7 +143,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, scorer: bool = True) ->
     group = parser.add_argument_group("models (world: offline default; real: SD 2.1 from the Hub)")
     group.add_argument("--models", choices=MODEL_SETS, default=_env("models") or DEFAULT_MODEL_SET,
                        help="world: the miniature shipped in models/world, no Hub needed (it knows spoken captions such as "
-                            "'a red circle on the left' and 24 everyday sounds: a dog barking, rain falling, ...); real: Stable Diffusion 2.1, the audio encoder and CLAP/CLIP below, "
+                            "'a red circle on the left' and everyday sounds: a dog barking, rain falling, ...); real: Stable Diffusion 2.1, the audio encoder and CLAP/CLIP below, "
                             f"from the Hub [{ENVIRONMENT['models']}; default %(default)s]")
     group.add_argument("--pipeline", default=_env("pipeline"),
                        help=f"a saved AudioToImagePipeline folder (save_pretrained); replaces the model set's [{ENVIRONMENT['pipeline']}]")

@@ -2,6 +2,13 @@
 the everyday sounds.
 
     python -m world.train_clap --world data/world --out runs/world/clap --steps 800
+    python -m world.train_clap --speech-only --out runs/world/speech_clap       # the spoken captions alone
+    python -m world.train_clap --init runs/world/speech_clap/clap --lr 5e-4      # a cycle on both from that CLAP
+
+world.rebuild trains the scorer as it trains the ears: first on the spoken captions alone (its speech_clap stage),
+then a cycle from there on the spoken captions and the sounds (its clap stage, --init: a fresh optimizer, the
+finished CLAP's weights and tokenizer). Trained from scratch on both at once, it heard the spoken colour far worse
+(world/README.md, "The scorer hears both").
 
 The scorer's ears: it tells which caption a clip speaks (or which sound it is), so generated pictures can be ranked
 and the evaluation can score them as it scores real data. Trained contrastively (CLAP's own loss) on the training
