@@ -95,7 +95,7 @@ def write_sound_examples(models: Path, recordings: Path) -> None:
     from tqdm import tqdm
 
     from generate.pipeline import AudioToImagePipeline
-    from hearing.audio import load_audio
+    from hearing.audio import AudioError, load_audio
     from world.checker import check_sound
     from world.scenes import BY_NAME
     from world.sounds import read_manifest
@@ -110,9 +110,12 @@ def write_sound_examples(models: Path, recordings: Path) -> None:
     chosen, tried, right = {}, 0, 0
     with tempfile.TemporaryDirectory() as scratch:
         for r in tqdm(rows, desc="held-out-source recordings", unit="recording"):
-            wave = load_audio(recordings / r["package"] / r["path"])[: int(SOUND_SECONDS * SAMPLE_RATE)]
+            try:
+                wave = load_audio(recordings / r["package"] / r["path"])[: int(SOUND_SECONDS * SAMPLE_RATE)]
+            except AudioError:
+                continue  # unreadable or silent: nothing to hear
             if not np.abs(wave).max(initial=0.0) > 0:
-                continue  # silent or unreadable: nothing to hear
+                continue
             path = Path(scratch) / f"{tried}.wav"
             sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16")  # the file as it would ship
             images = pipe(str(path), num_images_per_prompt=SOUND_SEEDS, num_inference_steps=25, guidance_scale=3.0,
@@ -144,6 +147,7 @@ def write_sound_examples(models: Path, recordings: Path) -> None:
         lines.append(f"| {name}.wav | {BY_NAME[name].caption} | {r['package']} | `{r['path']}` | {r['licence']} |")
         print(f"wrote {folder / name}.wav ({BY_NAME[name].caption}, from {r['package']})")
     (folder / "ATTRIBUTION.md").write_text("\n".join(lines) + "\n")
+
 
 if __name__ == "__main__":
     main()
