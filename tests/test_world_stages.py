@@ -226,3 +226,64 @@ def test_blend_ears_averages_the_speech_and_sound_ears_weights_and_ships_a_loada
         blend_ears.blend(load_audio_encoder(folders["speech"]), load_audio_encoder(folders["sounds"]), 1.5)
     with pytest.raises(SystemExit):  # a folder without weights: one line, before anything loads
         blend_ears.main(["--speech", str(tmp_path / "missing"), "--sounds", str(folders["sounds"]), "--out", str(tmp_path / "none")])
+
+
+def test_widen_ears_doubles_the_backbone_and_hears_the_same(tmp_path):
+    import numpy as np
+    from architectures import tiny_models
+    from hearing.encoder import load_audio_encoder
+    from world import widen_ears
+
+    from transformers import Wav2Vec2BertConfig
+    from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+    from world.settings import TEXT_HIDDEN
+
+    def ears(hidden):
+        torch.manual_seed(0)
+        backbone = Wav2Vec2BertConfig(hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2, intermediate_size=2 * hidden,
+                                      conv_depthwise_kernel_size=3)
+        return AudioPromptEncoder(AudioPromptEncoderConfig(audio_config=adapter_settings(backbone, output_hidden_size=TEXT_HIDDEN), num_audio_tokens=8))
+
+    with pytest.raises(ValueError, match="as wide as the text tower"):  # no adapter projection to take the doubled width
+        widen_ears.widen(ears(TEXT_HIDDEN))
+    narrow = ears(TEXT_HIDDEN + 8)
+    with torch.no_grad():  # every weight away from its initial value, layer-norm gains and biases included
+        generator = torch.Generator().manual_seed(3)
+        for weight in narrow.parameters():
+            weight.add_(0.2 * torch.randn(weight.shape, generator=generator))
+    features = narrow.features([np.random.default_rng(i).standard_normal(narrow.window_samples).astype(np.float32) for i in range(3)],
+                               tiny_models.feature_extractor())
+    wide = widen_ears.widen(narrow, seed=1)
+    config, old = wide.config.audio_config, narrow.config.audio_config
+    assert (config.hidden_size, config.intermediate_size, config.num_attention_heads) == (2 * old.hidden_size, 2 * old.intermediate_size, old.num_attention_heads)
+    assert widen_ears.largest_difference(narrow, wide, features) < 1e-4  # float32 rounding: the same function
+    off = widen_ears.widen(narrow, seed=1)
+    with torch.no_grad():
+        off.audio_model.encoder.layers[0].self_attn.linear_q.weight.mul_(0.5)  # were the query not rescaled, the scores would change
+    assert widen_ears.largest_difference(narrow, off, features) > 1e-2
+    assert sum(p.numel() for p in wide.parameters()) > 2 * sum(p.numel() for p in narrow.parameters())
+
+    def copies_gradients(ears):  # the two copies of each residual unit, as the feature projection writes them (no dropout)
+        ears.eval()
+        ears.zero_grad()
+        ears(**features).last_hidden_state.pow(2).mean().backward()
+        grad = ears.audio_model.feature_projection.projection.weight.grad
+        return grad[: old.hidden_size], grad[old.hidden_size:]
+
+    first, second = copies_gradients(wide)
+    assert not torch.allclose(first, second)  # uneven splits: the copies learn apart
+    first, second = copies_gradients(widen_ears.widen(narrow, spread=0.0))
+    assert torch.allclose(first, second)  # even splits keep them twins, which the default avoids
+
+    folder = tmp_path / "narrow" / "final"
+    narrow.save_pretrained(folder)
+    tiny_models.feature_extractor().save_pretrained(folder)
+    clip = tmp_path / "words"
+    tiny_models.tiny_text_encoder().save_pretrained(clip / "text_encoder")
+    tiny_models.tiny_tokenizer().save_pretrained(clip / "tokenizer")
+    metrics = widen_ears.main(["--ears", str(folder), "--world", str(tmp_path / "world"), "--clip", str(clip), "--out", str(tmp_path / "wide"),
+                               "--threads", "1"])
+    assert metrics["largest_difference"] < 1e-4 and (tmp_path / "wide" / "metrics.json").exists()
+    assert load_audio_encoder(tmp_path / "wide" / "final").config.audio_config.hidden_size == 2 * old.hidden_size
+    with pytest.raises(SystemExit):  # a folder without weights: one line, before anything loads
+        widen_ears.main(["--ears", str(tmp_path / "missing"), "--out", str(tmp_path / "none")])
