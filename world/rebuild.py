@@ -367,27 +367,24 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
     done = {stage: metrics(stage) for stage in ("clip", "speech_clap", "clap", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet")}
     sounds = json.loads((world / "sounds.json").read_text()) if world is not None and (world / "sounds.json").exists() else {}
 
+    def held_out(stage: str) -> list[tuple[str, dict]]:  # an ears stage's retrieval on the held-out sets RESULTS.md names
+        path = runs / stage / "held_out.json"
+        scores = json.loads(path.read_text()) if path.exists() else {}
+        return [(name, scores[part]) for name, part in (("held-out voices", "test"), ("held-out engine", "test_engine"),
+                ("held-out sound recordings", "test_sound_recordings"), ("held-out sound sources", "test_sound_sources")) if scores.get(part)]
+
     def heard(stage: str) -> str:  # an audio stage's steps and held-out caption retrieval
         latest = metrics(stage).get("latest", {})
-        path = runs / stage / "held_out.json"
-        held_out = json.loads(path.read_text()) if path.exists() else {}
         args = runs / stage / "args.json"  # align.train records the precision its steps ran in, and its extra negatives
         settings = json.loads(args.read_text()) if args.exists() else {}
         recipe = "bf16 autocast" if settings.get("mixed_precision") == "bf16" else "fp32"
         if settings.get("extra_negatives"):
             recipe += f", {settings['extra_negatives']} cached captions added as negatives a step"
-        figures = "; ".join(f"{name}: R@1 {r['R@1']:.3f}, top caption right {100 * r['all']:.0f} %"
-                            for name, r in (("held-out voices", held_out.get("test")), ("held-out engine", held_out.get("test_engine")),
-                                            ("held-out sound recordings", held_out.get("test_sound_recordings")),
-                                            ("held-out sound sources", held_out.get("test_sound_sources"))) if r)
+        figures = "; ".join(f"{name}: R@1 {r['R@1']:.3f}, top caption right {100 * r['all']:.0f} %" for name, r in held_out(stage))
         return f"align.train in {recipe}, {latest.get('step', '?')} steps; over the world's captions, {figures or 'no held-out figures'}; per-token cosine {latest.get('cosine', float('nan')):.3f}"
 
     def blended() -> str:  # the shipped ears: the speech ears and sound_mix's, averaged
-        path = runs / "blend" / "held_out.json"
-        held_out = json.loads(path.read_text()) if path.exists() else {}
-        figures = "; ".join(f"{name} {held_out[part]['R@1']:.3f}" for name, part in
-                            (("held-out voices", "test"), ("held-out engine", "test_engine"), ("held-out sound recordings", "test_sound_recordings"),
-                             ("held-out sound sources", "test_sound_sources")) if part in held_out)
+        figures = "; ".join(f"{name} {r['R@1']:.3f}" for name, r in held_out("blend"))
         weight = metrics("blend").get("sounds_weight", "?")
         return f"polish's and sound_mix's ears averaged, sound_mix's weighted {weight}; R@1 over the world's captions: {figures or '?'} (the shipped ears)"
 
