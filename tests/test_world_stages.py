@@ -230,12 +230,11 @@ def test_blend_ears_averages_the_speech_and_sound_ears_weights_and_ships_a_loada
 
 def test_widen_ears_doubles_the_backbone_and_hears_the_same(tmp_path):
     import numpy as np
-    from architectures import tiny_models
-    from hearing.encoder import load_audio_encoder
-    from world import widen_ears
-
     from transformers import Wav2Vec2BertConfig
-    from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+
+    from architectures import tiny_models
+    from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings, load_audio_encoder
+    from world import widen_ears
     from world.settings import TEXT_HIDDEN
 
     def ears(hidden):
