@@ -58,17 +58,10 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"{flag} {folder}: no model.safetensors there; give a finished run's final/ folder")
     use_threads(args.threads)
     start = time.perf_counter()
-    from world.train_audio import evaluate_folders
+    from world.train_audio import save_and_measure
 
     ears = blend(load_audio_encoder(args.speech, dtype=torch.float32), load_audio_encoder(args.sounds, dtype=torch.float32), args.sounds_weight)
-    final = args.out / "final"
-    ears.save_pretrained(final)
-    SeamlessM4TFeatureExtractor.from_pretrained(args.sounds).save_pretrained(final)
-    held_out = evaluate_folders(final, args.world / "audio", args.clip / "text_encoder", args.clip / "tokenizer")
-    write_json(args.out / "held_out.json", held_out)
-    for part, scores in held_out.items():
-        if "/" not in part:
-            print(f"{part}: R@1 {scores['R@1']:.3f}, cosine {scores['cosine']:.3f}", flush=True)
+    save_and_measure(ears, SeamlessM4TFeatureExtractor.from_pretrained(args.sounds), args.world, args.clip, args.out)
     metrics = {"speech": str(args.speech), "sounds": str(args.sounds), "sounds_weight": args.sounds_weight,
                "seconds": round(time.perf_counter() - start, 1)}
     write_json(args.out / "metrics.json", metrics)

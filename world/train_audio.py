@@ -43,7 +43,7 @@ from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapte
 from hearing.text_states import encode_captions
 from world.checker import ATTRIBUTES
 from world.settings import NUM_AUDIO_TOKENS, TEXT_HIDDEN
-from world.stage import use_threads, stage_parser
+from world.stage import use_threads, stage_parser, write_json
 
 
 def backbone_config(hidden: int = 96, layers: int = 3) -> Wav2Vec2BertConfig:
@@ -144,6 +144,20 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
         for name in sorted({r.get(field, "?") for r in rows}):
             results[f"{part}/{name}"] = summary([i for i, r in enumerate(rows) if r.get(field, "?") == name])
     return results
+
+
+def save_and_measure(ears: AudioPromptEncoder, extractor: SeamlessM4TFeatureExtractor, world: Path, clip: Path, out: Path) -> dict:
+    """Ears made outside align.train (blended, widened) as align.train leaves its own: <out>/final with their feature
+    extractor, and their retrieval on every held-out set of `world` (evaluate_folders) in <out>/held_out.json, printed."""
+    final = out / "final"
+    ears.save_pretrained(final)
+    extractor.save_pretrained(final)
+    held_out = evaluate_folders(final, world / "audio", clip / "text_encoder", clip / "tokenizer")
+    write_json(out / "held_out.json", held_out)
+    for part, scores in held_out.items():
+        if "/" not in part:
+            print(f"{part}: R@1 {scores['R@1']:.3f}, cosine {scores['cosine']:.3f}", flush=True)
+    return held_out
 
 
 def main(argv: list[str] | None = None) -> dict:

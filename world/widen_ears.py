@@ -150,7 +150,8 @@ def widen(ears: AudioPromptEncoder, seed: int = 0, spread: float = 0.2) -> Audio
 def largest_difference(narrow: AudioPromptEncoder, wide: AudioPromptEncoder, features: dict[str, torch.Tensor]) -> float:
     """The largest difference between the two encoders' output states on one batch (eval mode), as a fraction of the
     largest state value: float32 rounding leaves about 1e-6."""
-    narrow.eval(), wide.eval()
+    narrow.eval()
+    wide.eval()
     with torch.no_grad():
         before, after = narrow(**features).last_hidden_state, wide(**features).last_hidden_state
         return float((before - after).abs().max() / before.abs().max())
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--ears {args.ears}: no model.safetensors there; give a finished run's final/ folder")
     use_threads(args.threads)
     start = time.perf_counter()
-    from world.train_audio import evaluate_folders
+    from world.train_audio import save_and_measure
 
     narrow = load_audio_encoder(args.ears, dtype=torch.float32)
     wide = widen(narrow, seed=args.seed)
@@ -189,14 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     difference = largest_difference(narrow, wide, narrow.features(_sample_waves(args.world / "audio", 16, narrow.window_samples), extractor))
     print(f"widened {sum(p.numel() for p in narrow.parameters()):,} → {sum(p.numel() for p in wide.parameters()):,} parameters; "
           f"largest difference in the output states: {difference:.1e} of the largest state", flush=True)
-    final = args.out / "final"
-    wide.save_pretrained(final)
-    extractor.save_pretrained(final)
-    held_out = evaluate_folders(final, args.world / "audio", args.clip / "text_encoder", args.clip / "tokenizer")
-    write_json(args.out / "held_out.json", held_out)
-    for part, scores in held_out.items():
-        if "/" not in part:
-            print(f"{part}: R@1 {scores['R@1']:.3f}, cosine {scores['cosine']:.3f}", flush=True)
+    save_and_measure(wide, extractor, args.world, args.clip, args.out)
     metrics = {"ears": str(args.ears), "parameters": sum(p.numel() for p in wide.parameters()), "largest_difference": difference,
                "seconds": round(time.perf_counter() - start, 1)}
     write_json(args.out / "metrics.json", metrics)
