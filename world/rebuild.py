@@ -40,8 +40,8 @@ from text; the error is in the ears):
                                  (--speech-repeat 2): the sounds go on climbing while the speech wins back its share
     sound_more world.train_audio a third, gentler cycle from sound_mix's ears, on sounds from more sources a class
                                  (world/sound_sources/more_sources.tsv, added after sound_mix was trained)
-    blend     world.blend_ears   the shipped ears: polish's and sound_more's weights averaged (a tenth and nine tenths),
-                                 which wins back most of the speech ears' held-out voices and keeps the sounds
+    blend     world.blend_ears   the shipped ears: a point on the line from polish's weights to sound_more's; at sound_mix
+                                 a tenth of polish's won back held-out voices, sound_more keeps them alone (weight 1)
     speech_clap world.train_clap CLAP on the spoken captions alone (--speech-only): the speech world's scorer
     clap      world.train_clap   a cycle of that CLAP on the spoken captions and the sounds (--init): the scorer's ears
     assemble  world.assemble     AudioToImagePipeline + scorer, saved to models/world (float16 safetensors)
