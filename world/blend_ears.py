@@ -1,7 +1,7 @@
 """Stage: the shipped ears, a weighted average in weight space of the speech ears and the ears that learned the sounds.
 
-    python -m world.blend_ears --speech runs/world/polish/final --sounds runs/world/sound_mix/final \\
-        --sounds-weight 0.9 --world data/world --clip runs/world/words --out runs/world/blend
+    python -m world.blend_ears --speech runs/world/polish/final --sounds runs/world/sound_more/final \\
+        --sounds-weight 0.9 --world data/world --clip runs/world/words --out /tmp/blend   # a point on the line
 
 The sound cycles (sound_ears, sound_mix, sound_more) start from the speech ears (polish) and move away from them: they learn the
 sounds and lose some speech. Both sets of weights come from one line of training, so the straight line between them
