@@ -259,3 +259,15 @@ def test_a_finished_stage_is_committed_in_float16_and_restored_where_a_machine_h
     assert json.loads((fresh / "sound_vae" / stage_inputs.RESTORED).read_text())["seconds"] == 60  # the time the stage took where it ran
     assert not stage_inputs.restore("sound_vae", fresh)  # a finished run is never replaced
     assert not stage_inputs.restore("words", fresh)  # nothing committed of it
+
+
+def test_a_report_written_again_names_the_rebuild_it_describes(tmp_path, monkeypatch):
+    from world import rebuild
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "timings.json").write_text(json.dumps({"stages": {"evaluate": 60.0}}))
+    monkeypatch.setattr(rebuild, "RESULTS_FILE", tmp_path / "RESULTS.md")
+    for flags, command in (([], "`python -m world.rebuild`"), (["--from-committed"], "`python -m world.rebuild --from-committed`")):
+        rebuild.main(["--runs", str(runs), "--world", str(tmp_path / "w"), "--models", str(tmp_path / "m"), "--report", *flags])
+        assert f"Produced by {command} on" in (tmp_path / "RESULTS.md").read_text()

@@ -466,16 +466,16 @@ def main(argv: list[str] | None = None) -> dict:
                         help="go on from the stage outputs committed in models/world_stages (world.stage_inputs): "
                              f"{', '.join(COMMITTED)} are not run; the data, assembly and evaluation are")
     args = parser.parse_args(argv)
-    if args.report:
+    command = "python -m world.rebuild" + (" --smoke" if args.smoke else "") + (" --from-committed" if args.from_committed else "")
+    if args.report:  # the report names the rebuild it describes: `--report --from-committed` after a --from-committed run
         timings = json.loads((args.runs / "timings.json").read_text())
-        RESULTS_FILE.write_text(results_markdown(args.runs, timings, "python -m world.rebuild", args.world, args.models))
+        RESULTS_FILE.write_text(results_markdown(args.runs, timings, command, args.world, args.models))
         print(f"wrote {RESULTS_FILE}")
         return timings
     sizes = SMOKE if args.smoke else {**FULL, **FROM_COMMITTED} if args.from_committed else FULL
     args.runs.mkdir(parents=True, exist_ok=True)
     timings_path = args.runs / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {"stages": {}}
-    command = "python -m world.rebuild" + (" --smoke" if args.smoke else "") + (" --from-committed" if args.from_committed else "")
 
     if args.from_committed:  # later stages and world.assemble read <runs>/<stage> whether or not this machine trained it
         for stage in COMMITTED:
