@@ -130,10 +130,7 @@ def make_manifest(candidates: str | Path, seed: int = 0, recordings_share: float
         if r["md5"] in seen_md5:  # the same bytes twice (another path or package): one copy
             continue
         seen_md5.add(r["md5"])
-        package = package_name(r["source_package"])
-        out.append({"class": r["class"], "package": package, "path": r["path_in_package"], "md5": r["md5"],
-                    "licence": LICENCES.get(package, "see the package's copyright file"),
-                    "take": f"{package}:{take_of(r['path_in_package'])}", "split": "train", "seconds": r["duration_s"]})
+        out.append(manifest_row(r["class"], package_name(r["source_package"]), r["path_in_package"], r["md5"], r["duration_s"]))
     rng = np.random.default_rng(seed)
     for name in BY_NAME:
         members = [r for r in out if r["class"] == name]
@@ -156,10 +153,16 @@ def make_manifest(candidates: str | Path, seed: int = 0, recordings_share: float
         if (r["class"], r["package"]) in sources:
             raise ValueError(f"{more}: {r['package']} already has {r['class']} recordings in the candidates; list only new sources")
         seen_md5.add(r["md5"])
-        out.append({"class": r["class"], "package": r["package"], "path": r["path"], "md5": r["md5"],
-                    "licence": LICENCES.get(r["package"], "see the package's copyright file"),
-                    "take": f"{r['package']}:{take_of(r['path'])}", "split": "train", "seconds": r["seconds"]})
+        out.append(manifest_row(r["class"], r["package"], r["path"], r["md5"], r["seconds"]))
     return out
+
+
+def manifest_row(sound_class: str, package: str, path: str, md5: str, seconds: str) -> dict:
+    """One recording of the manifest, in training until make_manifest draws the splits; its take is the package and
+    the file's take id, so cuts of one take stay together."""
+    return {"class": sound_class, "package": package, "path": path, "md5": md5,
+            "licence": LICENCES.get(package, "see the package's copyright file"),
+            "take": f"{package}:{take_of(path)}", "split": "train", "seconds": seconds}
 
 
 def read_manifest(path: Path = MANIFEST) -> list[dict]:
