@@ -5,6 +5,13 @@ attention it is the same vector for every caption, so the audio need not predict
 from one audio window of `window_samples` samples (76 tokens → 77 positions by default, what the SD 2.1
 UNet was trained on).
 
+Optionally the encoder holds two experts over the same features: `audio_model`, the first (in the world, the ears
+that learned speech), and `sound_model`, a second w2v-BERT with its own adapter (ears that learned everyday
+sounds), mixed per clip by a router that reads the second expert's pooled hidden states and gives the first
+expert's weight. Ears that must hear both kinds lose one to the other when a single backbone learns both
+(world/README.md measures it); with two experts each keeps what it learned alone, and the router, a linear
+probe, only has to tell speech from other sound.
+
 The checkpoint also stores the CLIP encoding of the empty caption "" over the same positions, the
 unconditional input for classifier-free guidance; its position 0 is the BOS state. (Causal attention again:
 the first k positions of the 77-position encoding are the k-position encoding, so this holds for any
@@ -50,16 +57,26 @@ def adapter_settings(config: Wav2Vec2BertConfig | None = None, **overrides) -> W
 
 class AudioPromptEncoderConfig(PreTrainedConfig):
     model_type = "audio_prompt_encoder"
-    sub_configs = {"audio_config": Wav2Vec2BertConfig}
+    sub_configs = {"audio_config": Wav2Vec2BertConfig, "sound_config": Wav2Vec2BertConfig}
 
-    def __init__(self, audio_config: Wav2Vec2BertConfig | dict | None = None, num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS, **kwargs):
+    def __init__(self, audio_config: Wav2Vec2BertConfig | dict | None = None, num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS,
+                 sound_config: Wav2Vec2BertConfig | dict | None = None, **kwargs):
         if audio_config is None:
             audio_config = adapter_settings()
         elif isinstance(audio_config, dict):
             audio_config = Wav2Vec2BertConfig(**audio_config)
-        if not audio_config.add_adapter:
-            raise ValueError("the audio model needs its convolutional adapter (add_adapter=True); see hearing.encoder.adapter_settings")
+        if isinstance(sound_config, dict):
+            sound_config = Wav2Vec2BertConfig(**sound_config)
+        for name, config in (("audio model", audio_config), ("sound expert", sound_config)):
+            if config is not None and not config.add_adapter:
+                raise ValueError(f"the {name} needs its convolutional adapter (add_adapter=True); see hearing.encoder.adapter_settings")
+        if sound_config is not None:
+            for field in ("output_hidden_size", "num_adapter_layers", "adapter_stride"):
+                if getattr(sound_config, field) != getattr(audio_config, field):
+                    raise ValueError(f"the sound expert's {field} is {getattr(sound_config, field)}, the audio model's {getattr(audio_config, field)}: "
+                                     "both experts must give the same states over the same window")
         self.audio_config = audio_config
+        self.sound_config = sound_config
         self.num_audio_tokens = num_audio_tokens
         super().__init__(**kwargs)
 
@@ -82,6 +99,11 @@ class AudioPromptEncoder(PreTrainedModel):
     def __init__(self, config: AudioPromptEncoderConfig):
         super().__init__(config)
         self.audio_model = Wav2Vec2BertModel(config.audio_config)
+        if config.sound_config is not None:
+            self.sound_model = Wav2Vec2BertModel(config.sound_config)
+            self.router = torch.nn.Linear(2 * config.sound_config.hidden_size, 1)
+        else:
+            self.sound_model = self.router = None
         self.register_buffer("empty_embedding", torch.zeros(self.sequence_length, config.hidden_size))
         self.post_init()
 
@@ -107,8 +129,30 @@ class AudioPromptEncoder(PreTrainedModel):
         with torch.no_grad():
             self.empty_embedding.copy_(empty[: self.sequence_length].to(self.empty_embedding))
 
+    def expert_states(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Both experts' states and what the router reads: the sound expert's last encoder layer (before its adapter),
+        its mean and standard deviation over the clip's frames. (Measured on the world: read there, a linear probe routed
+        unheard voices and speech over music better than from the speech expert's layer or from both; world/README.md.)"""
+        first = self.audio_model(input_features, attention_mask=attention_mask).last_hidden_state
+        second = self.sound_model(input_features, attention_mask=attention_mask, output_hidden_states=True)
+        frames = second.hidden_states[-1]
+        mask = torch.ones_like(frames[..., :1]) if attention_mask is None else attention_mask[:, : frames.shape[1], None].to(frames.dtype)
+        count = mask.sum(1).clamp(min=1)
+        mean = (frames * mask).sum(1) / count
+        std = (((frames - mean[:, None]) ** 2 * mask).sum(1) / count).sqrt()
+        return first, second.last_hidden_state, torch.cat([mean, std], dim=-1)
+
+    def first_expert_weight(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The router's weight of the audio model (the first expert) for each clip, in (0, 1)."""
+        return torch.sigmoid(self.router(pooled)).squeeze(-1)
+
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> BaseModelOutput:
-        hidden = self.audio_model(input_features, attention_mask=attention_mask).last_hidden_state
+        if self.sound_model is None:
+            hidden = self.audio_model(input_features, attention_mask=attention_mask).last_hidden_state
+        else:
+            first, second, pooled = self.expert_states(input_features, attention_mask)
+            weight = self.first_expert_weight(pooled).to(first.dtype)[:, None, None]
+            hidden = weight * first + (1 - weight) * second
         tokens = self.config.num_audio_tokens
         if hidden.shape[1] != tokens:
             raise ValueError(
@@ -138,6 +182,28 @@ class AudioPromptEncoder(PreTrainedModel):
         encoder.audio_model.load_state_dict(audio_model.state_dict())
         if empty_embedding is not None:
             encoder.set_empty_embedding(empty_embedding)
+        return encoder
+
+    @classmethod
+    def from_experts(cls, first: "AudioPromptEncoder", second: "AudioPromptEncoder") -> "AudioPromptEncoder":
+        """Two trained single-expert encoders of the same window and text tower as one, with an untrained router
+        (weight 0: the experts mixed half and half until it is trained, world.route_ears)."""
+        if first.sound_model is not None or second.sound_model is not None:
+            raise ValueError("give two single-expert encoders: one of them already has a sound expert")
+        if first.config.num_audio_tokens != second.config.num_audio_tokens:
+            raise ValueError(f"the experts hear windows of {first.config.num_audio_tokens} and {second.config.num_audio_tokens} tokens: train them on the same window")
+        # float16 storage rounds the same encoding by up to 1e-3 of its largest value
+        if not torch.allclose(first.empty_embedding.float(), second.empty_embedding.float(), atol=2e-3 * float(first.empty_embedding.abs().max()), rtol=0):
+            raise ValueError("the experts store different empty-caption encodings: they were trained against different text encoders")
+        config = AudioPromptEncoderConfig(audio_config=first.config.audio_config, sound_config=second.config.audio_config,
+                                          num_audio_tokens=first.config.num_audio_tokens)
+        encoder = cls(config).to(first.empty_embedding.dtype)
+        encoder.audio_model.load_state_dict(first.audio_model.state_dict())
+        encoder.sound_model.load_state_dict(second.audio_model.state_dict())
+        encoder.empty_embedding.copy_(first.empty_embedding)
+        with torch.no_grad():
+            encoder.router.weight.zero_()
+            encoder.router.bias.zero_()
         return encoder
 
     @classmethod

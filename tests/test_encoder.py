@@ -71,3 +71,43 @@ def test_missing_or_wrong_model_is_explained(tmp_path):
 def test_empty_embedding_shape_is_checked(audio_encoder):
     with pytest.raises(ValueError, match="empty-caption encoding"):
         audio_encoder.set_empty_embedding(torch.zeros(77, 5))
+
+
+def test_two_experts_are_mixed_by_the_router_and_round_trip(tmp_path, feature_extractor):
+    first = tiny_models.tiny_audio_encoder()
+    second = tiny_models.tiny_audio_encoder()  # the same start, moved: a different expert
+    with torch.no_grad():
+        for weight in second.parameters():
+            weight.add_(0.05 * torch.randn_like(weight))
+    routed = AudioPromptEncoder.from_experts(first, second).eval()
+    assert routed.config.sound_config is not None and routed.router.in_features == 2 * first.config.audio_config.hidden_size
+    features = routed.features([np.sin(np.arange(20_000, dtype=np.float32) / 9), np.zeros(3_000, dtype=np.float32)], feature_extractor)
+    with torch.no_grad():
+        alone = [expert(**features).last_hidden_state for expert in (first, second)]
+        assert not torch.allclose(alone[0], alone[1])
+        torch.testing.assert_close(routed(**features).last_hidden_state, (alone[0] + alone[1]) / 2)  # an untrained router: half each
+        for bias, expected in ((40.0, alone[0]), (-40.0, alone[1])):  # a sure router: one expert's states, as trained
+            routed.router.bias.fill_(bias)
+            torch.testing.assert_close(routed(**features).last_hidden_state, expected)
+        routed.router.weight.normal_()
+        routed.save_pretrained(tmp_path)
+        loaded = load_audio_encoder(tmp_path)
+        assert loaded.sound_model is not None and tiny_models.tiny_audio_encoder().sound_model is None
+        torch.testing.assert_close(loaded(**features).last_hidden_state, routed(**features).last_hidden_state)
+    with pytest.raises(ValueError, match="single-expert"):
+        AudioPromptEncoder.from_experts(routed, first)
+    with pytest.raises(ValueError, match="windows of"):
+        AudioPromptEncoder.from_experts(first, tiny_models.tiny_audio_encoder(num_audio_tokens=12))
+    with pytest.raises(ValueError, match="text encoders"):
+        AudioPromptEncoder.from_experts(first, tiny_models.tiny_audio_encoder(empty_embedding=torch.ones(77, tiny_models.TEXT_HIDDEN)))
+
+
+def test_a_sound_expert_must_give_states_over_the_same_window():
+    from hearing.encoder import AudioPromptEncoderConfig
+
+    audio_config = tiny_models.tiny_audio_encoder().config.audio_config
+    other = audio_config.to_dict() | {"output_hidden_size": audio_config.output_hidden_size + 1}
+    with pytest.raises(ValueError, match="output_hidden_size"):
+        AudioPromptEncoderConfig(audio_config=audio_config, sound_config=other)
+    with pytest.raises(ValueError, match="sound expert needs its convolutional adapter"):
+        AudioPromptEncoderConfig(audio_config=audio_config, sound_config=audio_config.to_dict() | {"add_adapter": False})

@@ -54,6 +54,9 @@ def test_speech_repeat_lists_each_spoken_row_that_many_times_and_each_sound_once
     assert (mix / "test" / "metadata.jsonl").read_text() == (audio / "test" / "metadata.jsonl").read_text()
     assert train_audio.training_folder(audio, tmp_path / "out", 2) == mix  # a different repeat rewrites the rows
     assert len((mix / "train" / "metadata.jsonl").read_text().splitlines()) == 3
+    for only, kept in (("sounds", ["sound_dog_0.wav"]), ("speech", ["a.wav", "a.wav"])):  # one kind alone: an expert's rows
+        assert train_audio.training_folder(audio, tmp_path / "out", 2, only) == mix
+        assert [json.loads(line)["file_name"] for line in (mix / "train" / "metadata.jsonl").read_text().splitlines()] == kept
     with pytest.raises(SystemExit, match="--speech-repeat 0"):
         train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--speech-repeat", "0"])
 
@@ -66,7 +69,7 @@ def test_train_audio_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, hard
     precision = {choice: train_audio.training_precision(choice) for choice in ("auto", "bf16", "fp32")}
     assert precision == {"auto": "bf16" if hardware else "no", "bf16": "bf16", "fp32": "no"}
     args = argparse.Namespace(world="w", steps=4, lr=1e-3, seed=0, num_workers=0, warp_frequencies=0.0, freq_masks=0, extra_negatives=72, precision="auto",
-                              speech_repeat=1, contrast_level="token", mse_weight=1.0)
+                              speech_repeat=1, contrast_level="token", mse_weight=1.0, only=None)
     line = train_audio.align_arguments(args, Path("init"), Path("out"), Path("clip"), batch_size=8)
     assert line[line.index("--mixed-precision") + 1] == precision["auto"]
     assert line[line.index("--extra-negatives") + 1] == "72"
@@ -74,6 +77,9 @@ def test_train_audio_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, hard
     assert line[line.index("--mse-weight") + 1] == "1.0"
     assert line[line.index("--data-dir") + 1] == str(Path("w") / "audio")
     args.speech_repeat = 2  # the spoken rows repeated: align.train reads the stage's own mixed folder
+    line = train_audio.align_arguments(args, Path("init"), Path("out"), Path("clip"), batch_size=8)
+    assert line[line.index("--data-dir") + 1] == str(Path("out") / "mix")
+    args.speech_repeat, args.only = 1, "sounds"  # one kind alone: the mixed folder as well
     line = train_audio.align_arguments(args, Path("init"), Path("out"), Path("clip"), batch_size=8)
     assert line[line.index("--data-dir") + 1] == str(Path("out") / "mix")
 
@@ -163,7 +169,7 @@ def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path
     for stage, name, (model, processor) in (("words", "clip", tiny_models.tiny_clip()), ("clap", "clap", tiny_models.tiny_clap())):
         model.save_pretrained(runs / stage / name)
         processor.save_pretrained(runs / stage / name)
-    for shift, folder in ((0.0, runs / "blend" / "final"), (0.25, tmp_path / "trial" / "final")):
+    for shift, folder in ((0.0, runs / "route" / "final"), (0.25, tmp_path / "trial" / "final")):
         encoder = tiny_models.tiny_audio_encoder()  # built the same each time: the trial's weights are moved
         with torch.no_grad():
             for weight in encoder.parameters():
@@ -178,9 +184,9 @@ def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "default")])
     assert f"{len(SOUND_CLASSES)} everyday sounds" in (tmp_path / "default" / "README.md").read_text()
     assemble.main(["--runs", str(runs), "--out", str(tmp_path / "tried"), "--audio-encoder", str(tmp_path / "trial" / "final")])
-    assert shipped_ears_match(tmp_path / "default", runs / "blend" / "final")
+    assert shipped_ears_match(tmp_path / "default", runs / "route" / "final")
     assert shipped_ears_match(tmp_path / "tried", tmp_path / "trial" / "final")
-    assert not shipped_ears_match(tmp_path / "tried", runs / "blend" / "final")
+    assert not shipped_ears_match(tmp_path / "tried", runs / "route" / "final")
     assert (tmp_path / "tried" / "scorer" / "vocabulary.txt").read_text().count("\n") == 1 + len(world_scenes())
     with pytest.raises(SystemExit):
         assemble.main(["--runs", str(runs), "--out", str(tmp_path / "none"), "--audio-encoder", str(tmp_path / "missing")])
@@ -286,3 +292,59 @@ def test_widen_ears_doubles_the_backbone_and_hears_the_same(tmp_path):
     assert load_audio_encoder(tmp_path / "wide" / "final").config.audio_config.hidden_size == 2 * old.hidden_size
     with pytest.raises(SystemExit):  # a folder without weights: one line, before anything loads
         widen_ears.main(["--ears", str(tmp_path / "missing"), "--out", str(tmp_path / "none")])
+
+
+def test_route_ears_trains_the_router_to_tell_speech_from_sounds(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from hearing.encoder import load_audio_encoder
+    from architectures import tiny_models
+    from world import route_ears
+
+    folders = {}
+    for name, shift in (("speech", 0.0), ("sounds", 0.05)):
+        encoder = tiny_models.tiny_audio_encoder()
+        with torch.no_grad():
+            for weight in encoder.parameters():
+                weight.add_(shift * torch.randn_like(weight))
+        folders[name] = tmp_path / name / "final"
+        encoder.save_pretrained(folders[name])
+        tiny_models.feature_extractor().save_pretrained(folders[name])
+    clip = tmp_path / "words"
+    tiny_models.tiny_text_encoder().save_pretrained(clip / "text_encoder")
+    tiny_models.tiny_tokenizer().save_pretrained(clip / "tokenizer")
+    rng = np.random.default_rng(0)
+    world = tmp_path / "world"
+    t = np.arange(12_000) / 16_000
+    for part, count in (("train", 40), ("test", 4), ("test_sound_sources", 4)):  # "speech": syllable-like bursts; "sounds": steady noise
+        folder = world / "audio" / part
+        folder.mkdir(parents=True)
+        rows = []
+        for i in range(count):
+            sound = part == "test_sound_sources" or (part == "train" and i % 2)
+            wave = rng.normal(0, 0.3, 12_000) if sound else 0.3 * np.sin(t * rng.uniform(800, 2400)) * (np.sin(t * 2 * np.pi * rng.uniform(3, 5)) > 0)
+            sf.write(folder / f"{i}.wav", wave.astype(np.float32), 16_000)
+            rows.append({"file_name": f"{i}.wav", **({"sound": "dog", "caption": "a dog barking"} if sound else {"caption": "a red circle on the left", "colour": "red", "shape": "circle", "position": "left"})})
+        (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    out = tmp_path / "route"
+    metrics = route_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), "--world", str(world),
+                               "--clip", str(clip), "--out", str(out), "--clips-per-kind", "20", "--threads", "1"])
+    assert metrics["routed_right"] == {"train": 1.0, "test": 1.0, "test_sound_sources": 1.0}  # bursts and noise: told apart
+    routed = load_audio_encoder(out / "final").eval()
+    assert routed.sound_model is not None and (out / "held_out.json").exists() and json.loads((out / "metrics.json").read_text())["routed_right"]
+    experts = {name: load_audio_encoder(folders[name]).eval() for name in folders}
+    tone = (0.3 * np.sin(t * 1500) * (np.sin(t * 2 * np.pi * 4) > 0)).astype(np.float32)
+    noise = rng.normal(0, 0.3, 12_000).astype(np.float32)
+    features = routed.features([tone, noise], tiny_models.feature_extractor())
+    with torch.no_grad():
+        weights = routed.first_expert_weight(routed.expert_states(**features)[2])
+        mixed = routed(**features).last_hidden_state
+        alone = {name: expert(**features).last_hidden_state for name, expert in experts.items()}
+    assert weights[0] > 0.5 > weights[1]  # the bursts go to the speech expert, the noise to the sound expert
+    expected = torch.stack([weights[i] * alone["speech"][i] + (1 - weights[i]) * alone["sounds"][i] for i in range(2)])
+    torch.testing.assert_close(mixed, expected)
+    with pytest.raises(SystemExit):  # a folder without weights: one line, before anything loads
+        route_ears.main(["--speech", str(tmp_path / "missing"), "--sounds", str(folders["sounds"]), "--world", str(world)])
+    with pytest.raises(SystemExit):  # no built world
+        route_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), "--world", str(tmp_path / "nowhere")])

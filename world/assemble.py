@@ -12,7 +12,7 @@ small; load them in float32 on a CPU, as the app and the CLI do):
     <out>/scorer/vocabulary.txt              the world's 96 captions (72 spoken scenes, 24 sounds) the scorer compares over
 
 The parts come from the last stage that trained each: the text tower and the scorer's CLIP from `words`, the VAE from
-`sound_vae`, the UNet and its sampler from `sound_unet`, the ears from `blend` (sound_more's, on its line with polish's), the
+`sound_vae`, the UNet and its sampler from `sound_unet`, the ears from `route` (a speech expert and a sound expert with their router), the
 CLAP from `clap`.
 """
 
@@ -55,9 +55,9 @@ It understands only this world: spoken captions such as "a green triangle on the
 
 
 def assemble_pipeline(runs: Path, audio_encoder: Path | None = None) -> AudioToImagePipeline:
-    """The stages' outputs under `runs` as one pipeline; `audio_encoder` (default: the blend stage's, the ears that
+    """The stages' outputs under `runs` as one pipeline; `audio_encoder` (default: the route stage's, the ears that
     hear speech and sounds) lets a trial encoder be measured with the same picture side."""
-    audio_encoder = audio_encoder or runs / "blend" / "final"
+    audio_encoder = audio_encoder or runs / "route" / "final"
     return AudioToImagePipeline(
         vae=AutoencoderKL.from_pretrained(runs / "sound_vae" / "vae", use_safetensors=True, dtype=torch.float32),
         audio_encoder=load_audio_encoder(audio_encoder, dtype=torch.float32),
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--runs", default="runs/world", help="the training stages' outputs")
     parser.add_argument("--out", default="models/world")
     parser.add_argument("--audio-encoder", type=Path, default=None, help="ship this encoder (a training run's final/ folder) "
-                        "instead of <runs>/blend/final")
+                        "instead of <runs>/route/final")
     args = parser.parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
     if args.audio_encoder is not None and not (args.audio_encoder / "model.safetensors").exists():

@@ -1,4 +1,4 @@
-"""Stage: the shipped ears, a weighted average in weight space of the speech ears and the ears that learned the sounds.
+"""A tool for trials: a weighted average in weight space of the speech ears and the ears that learned the sounds.
 
     python -m world.blend_ears --speech runs/world/polish/final --sounds runs/world/sound_more/final \\
         --sounds-weight 0.9 --world data/world --clip runs/world/words --out /tmp/blend   # a point on the line
@@ -10,11 +10,11 @@ stays a good model (weight-space ensembling, WiSE-FT: Wortsman et al., 2022): ea
 (world/README.md, "Everyday sounds"): with sound_mix, w = 0.9 drew held-out voices 90.7 % (the speech ears 91.9 %,
 sound_mix alone 88.9 %) and the sounds' held-out recordings 37.5 % (sound_mix 40.6 %). sound_more, trained on more
 sources, held the voices about as well alone as on the line (R@1 on held-out voices 0.896, 0.896 and 0.900 at w = 1,
-0.95 and 0.9) and the sounds better (held-out sources 0.280 against 0.253), so world.rebuild ships it at w = 1.
+0.95 and 0.9) and the sounds better (held-out sources 0.280 against 0.253), so world.rebuild shipped it at w = 1, until
+two experts with a router (world.route_ears) kept both kinds better than any point on the line.
 
 Writes <out>/final (an AudioPromptEncoder with the sound ears' feature extractor, as align.train writes one),
-<out>/held_out.json (world.train_audio.evaluate_folders on every held-out set) and, last, <out>/metrics.json (the
-marker world.rebuild looks for).
+<out>/held_out.json (world.train_audio.evaluate_folders on every held-out set) and, last, <out>/metrics.json.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sounds-weight", type=float, default=0.9, help="0 = the speech ears, 1 = the sound ears (default: %(default)s)")
     parser.add_argument("--world", type=Path, default=Path("data/world"), help="the built world, for the held-out sets")
     parser.add_argument("--clip", type=Path, default=Path("runs/world/words"), help="the text tower the ears learned (its text_encoder/ and tokenizer/)")
-    parser.add_argument("--out", type=Path, default=Path("runs/world/blend"))
+    parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     args = parser.parse_args(argv)
     if not 0.0 <= args.sounds_weight <= 1.0:

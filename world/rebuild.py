@@ -40,8 +40,11 @@ from text; the error is in the ears):
                                  (--speech-repeat 2): the sounds go on climbing while the speech wins back its share
     sound_more world.train_audio a third, gentler cycle from sound_mix's ears, on sounds from more sources a class
                                  (world/sound_sources/more_sources.tsv, added after sound_mix was trained)
-    blend     world.blend_ears   the shipped ears: a point on the line from polish's weights to sound_more's; at sound_mix
-                                 a tenth of polish's won back held-out voices, sound_more keeps them alone (weight 1)
+    speech_expert world.train_audio  a cycle from polish's ears on the speech alone (--only speech, MSE weight 5): the
+                                 shipped ears' speech expert
+    sound_expert world.train_audio   a cycle from sound_more's ears on the sounds alone (--only sounds): their sound expert
+    route     world.route_ears   the shipped ears: both experts, each as trained, and a router that tells speech from other
+                                 sound (every cycle that taught one backbone both cost it one of them)
     speech_clap world.train_clap CLAP on the spoken captions alone (--speech-only): the speech world's scorer
     clap      world.train_clap   a cycle of that CLAP on the spoken captions and the sounds (--init): the scorer's ears
     assemble  world.assemble     AudioToImagePipeline + scorer, saved to models/world (float16 safetensors)
@@ -76,7 +79,7 @@ from world.stage import write_json
 from world.stage_inputs import COMMITTED_PARTS, RESTORED, STAGE_INPUTS, restore, stage_input
 
 STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet", "speech", "pretrain", "audio", "refine",
-          "polish", "sound_ears", "sound_mix", "sound_more", "blend", "speech_clap", "clap", "assemble", "evaluate", "edit")
+          "polish", "sound_ears", "sound_mix", "sound_more", "speech_expert", "sound_expert", "route", "speech_clap", "clap", "assemble", "evaluate", "edit")
 # The stages `--from-committed` does not run: those whose outputs are committed in STAGE_INPUTS (world.stage_inputs,
 # float16) and those only they depend on (unet before sharpen, audio and refine before polish), so that it goes on from
 # there on a fresh machine (world/README.md, "Rebuilding it")
@@ -109,13 +112,15 @@ FULL = {
     # recipe, shorter and gentler, from its ears (world/README.md, "Everyday sounds")
     "sound_more": ["--steps", "1000", "--lr", "2e-4", "--extra-negatives", "96", "--speech-repeat", "2", "--mse-weight", "5",
                    *ALIGN_RECIPE],
-    # sound_mix alone drew held-out voices 3 points below the speech ears (88.9 % against 91.9 %); nine tenths of the way
-    # from the speech ears to sound_mix: held-out voices 90.7 %, piper 91.7 %, sounds 37.5 % and 26.7 % (sound_mix: 40.6 %
-    # and 24.0 %); at 0.8 the speech was 91.0 % but the sounds fell to 26.6 % and 18.7 % (world/README.md, "Everyday sounds")
-    # sound_more's own ears held the speech about as well as any blend with the speech ears (R@1 on held-out voices 0.896,
-    # 0.896 and 0.900 at weights 1, 0.95 and 0.9) and the sounds better (held-out sources 0.280 against 0.253 and 0.253):
-    # shipped alone
-    "blend": ["--sounds-weight", "1.0"],
+    # The two experts of the shipped ears (world.route_ears): one backbone that learned both lost speech for every sound
+    # it learned, blended or trained together, so each expert trains on its kind alone. MSE weight 5: the padding
+    # positions the UNet reads follow the text tower's, as in the sound cycles. Routed, against sound_more's ears alone:
+    # held-out voices 89.4 → 93.3 %, requests / music / pitched 62.5 / 54.2 / 66.7 → 75.0 / 72.2 / 73.6 %, sounds
+    # 45.3 / 33.3 → 48.4 / 34.7 % (world/README.md, "Two experts and a router"). A sound expert from scratch (1500
+    # steps at 1e-3) was still underfit: R@1 0.328 / 0.200 against 0.562 / 0.373 from sound_more's
+    "speech_expert": ["--steps", "600", "--lr", "2e-4", "--extra-negatives", "96", "--only", "speech", "--mse-weight", "5", *ALIGN_RECIPE],
+    "sound_expert": ["--steps", "1200", "--lr", "3e-4", "--extra-negatives", "96", "--only", "sounds", "--mse-weight", "5", *ALIGN_RECIPE],
+    "route": [],
     "speech": ["--clips", "6000", "--test-clips", "150"],
     "pretrain": ["--minutes", "25", "--batch-size", "16"],
     "clip": ["--steps", "1200", "--minutes", "4"],
@@ -156,7 +161,9 @@ SMOKE = {
     "sound_ears": ["--steps", "2", "--batch-size", "8", "--num-workers", "0"],
     "sound_mix": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--speech-repeat", "2"],
     "sound_more": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--speech-repeat", "2"],
-    "blend": ["--sounds-weight", "0.9"],
+    "speech_expert": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--only", "speech"],
+    "sound_expert": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--only", "sounds"],
+    "route": ["--clips-per-kind", "4"],
     "speech": ["--clips", "24", "--test-clips", "4"],
     "pretrain": ["--steps", "2", "--batch-size", "4"],
     "clip": ["--steps", "5"],
@@ -178,7 +185,8 @@ SMOKE = {
 # fresh optimizer and learning-rate cycle (`--init`) and its own output folder
 WARM_RESTARTS = {"sharpen": ("unet", "unet/unet"), "refine": ("audio", "audio/final"), "polish": ("audio", "refine/final"),
                  "sound_vae": ("vae", "vae/vae"), "sound_unet": ("unet", "sharpen/unet"), "sound_ears": ("audio", "polish/final"),
-                 "sound_mix": ("audio", "sound_ears/final"), "sound_more": ("audio", "sound_mix/final"), "clap": ("clap", "speech_clap/clap")}
+                 "sound_mix": ("audio", "sound_ears/final"), "sound_more": ("audio", "sound_mix/final"),
+                 "speech_expert": ("audio", "polish/final"), "sound_expert": ("audio", "sound_more/final"), "clap": ("clap", "speech_clap/clap")}
 # Stages that run another stage's command with their own sizes (FULL, SMOKE), in their own folder
 SAME_COMMAND = {"speech_clap": "clap"}
 
@@ -189,7 +197,7 @@ FROM_COMMITTED = {"build": ["--images-per-caption", "150", "--clips-per-caption"
 
 def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list[str]) -> list[str]:
     base, init = WARM_RESTARTS.get(stage, (SAME_COMMAND.get(stage, stage), None))
-    module = {"build": "world.build", "sounds": "world.sounds", "speech": "world.sentences", "pretrain": "world.pretrain_speech", "blend": "world.blend_ears",
+    module = {"build": "world.build", "sounds": "world.sounds", "speech": "world.sentences", "pretrain": "world.pretrain_speech", "route": "world.route_ears",
               "assemble": "world.assemble", "evaluate": "world.evaluate", "edit": "world.edit_eval"}.get(base, f"world.train_{base}")
     out = runs / stage
     paths = {
@@ -203,7 +211,7 @@ def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list
         # clip stage's, unchanged
         "audio": ["--world", str(world), "--clip", str(runs / "words"), "--out", str(out)],
         "clap": ["--world", str(world), "--out", str(out)],
-        "blend": ["--speech", str(stage_input(runs, "polish/final")), "--sounds", str(runs / "sound_more" / "final"), "--world", str(world),
+        "route": ["--speech", str(runs / "speech_expert" / "final"), "--sounds", str(runs / "sound_expert" / "final"), "--world", str(world),
                   "--clip", str(runs / "words"), "--out", str(out)],
         "vae": ["--world", str(world), "--out", str(out)],
         "unet": ["--clip", str(runs / ("words" if stage == "sound_unet" else "clip")), "--vae", str(runs / "vae"), "--out", str(out)],
@@ -246,8 +254,9 @@ def finished_marker(stage: str, world: Path, runs: Path, models: Path) -> Path:
         "sound_vae": runs / "sound_vae" / "metrics.json",
         "sound_unet": runs / "sound_unet" / "metrics.json",
         # the ears' stages: align.train writes the final encoder last
-        **{stage: runs / stage / "final" / "model.safetensors" for stage in ("pretrain", "audio", "refine", "polish", "sound_ears", "sound_mix", "sound_more")},
-        "blend": runs / "blend" / "metrics.json",
+        **{stage: runs / stage / "final" / "model.safetensors" for stage in ("pretrain", "audio", "refine", "polish", "sound_ears", "sound_mix", "sound_more",
+                                                                             "speech_expert", "sound_expert")},
+        "route": runs / "route" / "metrics.json",
         "speech": world / "speech" / "corpus.json",
         "clip": runs / "clip" / "metrics.json",
         "speech_clap": runs / "speech_clap" / "metrics.json",
@@ -390,10 +399,13 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         figures = "; ".join(f"{name}: R@1 {r['R@1']:.3f}, top caption right {100 * r['all']:.0f} %" for name, r in held_out(stage))
         return f"align.train in {recipe}, {latest.get('step', '?')} steps; over the world's captions, {figures or 'no held-out figures'}; per-token cosine {latest.get('cosine', float('nan')):.3f}"
 
-    def blended() -> str:  # the shipped ears: the speech ears and sound_more's, averaged
-        figures = "; ".join(f"{name} {r['R@1']:.3f}" for name, r in held_out("blend"))
-        weight = metrics("blend").get("sounds_weight", "?")
-        return f"polish's and sound_more's ears averaged, sound_more's weighted {weight}; R@1 over the world's captions: {figures or '?'} (the shipped ears)"
+    def routed() -> str:  # the shipped ears: the two experts and their router
+        figures = "; ".join(f"{name} {r['R@1']:.3f}" for name, r in held_out("route"))
+        right = metrics("route").get("routed_right", {})
+        shares = ", ".join(f"{name} {100 * right[part]:.0f} %" for name, part in (("held-out voices", "test"), ("held-out sound sources", "test_sound_sources"))
+                           if part in right)
+        return (f"speech_expert's and sound_expert's ears with a router trained on {100 * right.get('train', float('nan')):.0f} % of its clips right "
+                f"(routed right: {shares or '?'}); R@1 over the world's captions: {figures or '?'} (the shipped ears)")
 
     def restarted(seeds: list[int]) -> str:  # world.train_clap starts again with the next seed when a run stalls
         if len(seeds) < 2:
@@ -412,7 +424,9 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         "sound_ears": heard("sound_ears"),
         "sound_mix": heard("sound_mix"),
         "sound_more": heard("sound_more"),
-        "blend": blended(),
+        "speech_expert": heard("speech_expert"),
+        "sound_expert": heard("sound_expert"),
+        "route": routed(),
         "sounds": (f"{sounds.get('recordings', '?')} real recordings of {sounds.get('classes', '?')} classes; clips {sounds.get('clips', {})}; "
                    f"{sounds.get('pictures', '?')} pictures" + (f"; packages not fetched: {', '.join(sounds['missing_packages'])}" if sounds.get("missing_packages") else "")),
         "words": (f"{done['words'].get('new_words', '?')} new words; the closest two sound captions' states at cosine "

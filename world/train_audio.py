@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--speech-repeat", type=int, default=1,
                         help="list each spoken clip this many times among the training rows, each sound once (in <out>/mix, hard links "
                         "to <world>/audio): the speech keeps its share of every batch while the sounds are learned (1: the folder as it is)")
+    parser.add_argument("--only", choices=["speech", "sounds"], default=None,
+                        help="train on the spoken rows alone or the sounds' alone (in <out>/mix, as --speech-repeat): an expert for "
+                        "world.route_ears, which keeps each expert as it is trained (default: both kinds)")
     args = parser.parse_args(argv)
     if args.speech_repeat < 1:
         raise SystemExit(f"--speech-repeat {args.speech_repeat}: give 1 (each clip once) or more")
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("give --init (a whole encoder) or --pretrained (a backbone for a fresh adapter), not both")
     start_from = Path(args.init or args.pretrained or out / "init")
     if "LOCAL_RANK" not in os.environ:  # the parent lays out the training folder once, before its processes start
-        training_folder(Path(args.world) / "audio", out, args.speech_repeat)
+        training_folder(Path(args.world) / "audio", out, args.speech_repeat, args.only)
     if args.init and not (start_from / "model.safetensors").exists():
         raise SystemExit(f"--init {start_from}: no model.safetensors there; give a finished run's final/ folder")
     if not (args.pretrained or args.init) and not (start_from / "config.json").exists():  # the untrained encoder align.train starts from
@@ -224,15 +227,16 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def training_folder_path(audio: Path, out: Path, speech_repeat: int) -> Path:
-    return audio if speech_repeat == 1 else out / "mix"
+def training_folder_path(audio: Path, out: Path, speech_repeat: int, only: str | None = None) -> Path:
+    return audio if speech_repeat == 1 and only is None else out / "mix"
 
 
-def training_folder(audio: Path, out: Path, speech_repeat: int) -> Path:
-    """The audiofolder align.train reads: `audio` itself, or with `speech_repeat` > 1 a copy made of hard links (a plain
-    copy across file systems) whose train/ metadata lists every spoken row `speech_repeat` times and every sound once,
-    and whose test/ is audio's. Rebuilt when its rows differ from what `audio` and `speech_repeat` give."""
-    folder = training_folder_path(audio, out, speech_repeat)
+def training_folder(audio: Path, out: Path, speech_repeat: int, only: str | None = None) -> Path:
+    """The audiofolder align.train reads: `audio` itself, or with `speech_repeat` > 1 or `only` ("speech", "sounds") a
+    copy made of hard links (a plain copy across file systems) whose train/ metadata lists every spoken row
+    `speech_repeat` times and every sound once, or one kind alone, and whose test/ is audio's. Rebuilt when its rows
+    differ from what `audio`, `speech_repeat` and `only` give."""
+    folder = training_folder_path(audio, out, speech_repeat, only)
     if folder == audio:
         return folder
     import shutil
@@ -240,7 +244,8 @@ def training_folder(audio: Path, out: Path, speech_repeat: int) -> Path:
     for part in ("train", "test"):
         rows = [json.loads(line) for line in (audio / part / "metadata.jsonl").read_text().splitlines() if line.strip()]
         if part == "train":
-            rows = [r for r in rows for _ in range(1 if "sound" in r else speech_repeat)]
+            rows = [r for r in rows for _ in range(1 if "sound" in r else speech_repeat)
+                    if only is None or ("sound" in r) == (only == "sounds")]
         text = "".join(json.dumps(r) + "\n" for r in rows)
         target = folder / part
         if (target / "metadata.jsonl").exists() and (target / "metadata.jsonl").read_text() == text:
@@ -259,7 +264,7 @@ def training_folder(audio: Path, out: Path, speech_repeat: int) -> Path:
 def align_arguments(args, start_from: Path, out: Path, clip: Path, batch_size: int) -> list[str]:
     """align.train's command line for this stage (per process: `batch_size` clips a step)."""
     return [
-        "--data-dir", str(training_folder_path(Path(args.world) / "audio", out, args.speech_repeat)), "--audio-model", str(start_from),
+        "--data-dir", str(training_folder_path(Path(args.world) / "audio", out, args.speech_repeat, args.only)), "--audio-model", str(start_from),
         "--text-encoder", str(clip / "text_encoder"), "--tokenizer", str(clip / "tokenizer"),
         "--target-cache-dir", str(out / "targets"), "--output-dir", str(out),
         "--train-batch-size", str(batch_size), "--max-train-steps", str(args.steps), "--learning-rate", str(args.lr),
