@@ -192,23 +192,32 @@ def test_assemble_ships_the_sound_stages_parts_and_the_ears_it_is_given(tmp_path
         assemble.main(["--runs", str(runs), "--out", str(tmp_path / "none"), "--audio-encoder", str(tmp_path / "missing")])
 
 
-def test_blend_ears_averages_the_speech_and_sound_ears_weights_and_ships_a_loadable_encoder(tmp_path):
-    from hearing.encoder import load_audio_encoder
+def tiny_speech_and_sound_ears(tmp_path, sound_change) -> tuple[dict, Path]:
+    """Tiny speech ears and sound ears (the same weights, the sound ears' moved by `sound_change(weight)`) in final/
+    folders as align.train leaves them, and a tiny text tower as the words stage leaves it."""
     from architectures import tiny_models
-    from world import blend_ears
 
     folders = {}
-    for name, shift in (("speech", 0.0), ("sounds", 1.0)):
-        encoder = tiny_models.tiny_audio_encoder()  # built the same each time: the sound ears' weights are moved by 1
-        with torch.no_grad():
-            for weight in encoder.parameters():
-                weight.add_(shift)
+    for name in ("speech", "sounds"):
+        encoder = tiny_models.tiny_audio_encoder()  # built the same each time
+        if name == "sounds":
+            with torch.no_grad():
+                for weight in encoder.parameters():
+                    weight.add_(sound_change(weight))
         folders[name] = tmp_path / name / "final"
         encoder.save_pretrained(folders[name])
         tiny_models.feature_extractor().save_pretrained(folders[name])
     clip = tmp_path / "words"
     tiny_models.tiny_text_encoder().save_pretrained(clip / "text_encoder")
     tiny_models.tiny_tokenizer().save_pretrained(clip / "tokenizer")
+    return folders, clip
+
+
+def test_blend_ears_averages_the_speech_and_sound_ears_weights_and_ships_a_loadable_encoder(tmp_path):
+    from hearing.encoder import load_audio_encoder
+    from world import blend_ears
+
+    folders, clip = tiny_speech_and_sound_ears(tmp_path, lambda weight: torch.ones_like(weight))  # the sound ears' weights moved by 1
 
     out = tmp_path / "blend"
     metrics = blend_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), "--sounds-weight", "0.75",
@@ -301,18 +310,7 @@ def test_route_ears_trains_the_router_to_tell_speech_from_sounds(tmp_path):
     from architectures import tiny_models
     from world import route_ears
 
-    folders = {}
-    for name, shift in (("speech", 0.0), ("sounds", 0.05)):
-        encoder = tiny_models.tiny_audio_encoder()
-        with torch.no_grad():
-            for weight in encoder.parameters():
-                weight.add_(shift * torch.randn_like(weight))
-        folders[name] = tmp_path / name / "final"
-        encoder.save_pretrained(folders[name])
-        tiny_models.feature_extractor().save_pretrained(folders[name])
-    clip = tmp_path / "words"
-    tiny_models.tiny_text_encoder().save_pretrained(clip / "text_encoder")
-    tiny_models.tiny_tokenizer().save_pretrained(clip / "tokenizer")
+    folders, clip = tiny_speech_and_sound_ears(tmp_path, lambda weight: 0.05 * torch.randn_like(weight))
     rng = np.random.default_rng(0)
     world = tmp_path / "world"
     t = np.arange(12_000) / 16_000
