@@ -404,8 +404,8 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         right = metrics("route").get("routed_right", {})
         shares = ", ".join(f"{name} {100 * right[part]:.0f} %" for name, part in (("held-out voices", "test"), ("held-out sound sources", "test_sound_sources"))
                            if part in right)
-        return (f"speech_expert's and sound_expert's ears with a router trained on {100 * right.get('train', float('nan')):.0f} % of its clips right "
-                f"(routed right: {shares or '?'}); R@1 over the world's captions: {figures or '?'} (the shipped ears)")
+        return (f"speech_expert's and sound_expert's ears and their router ({100 * right.get('train', float('nan')):.0f} % of its training clips "
+                f"routed right; {shares or '?'}); R@1 over the world's captions: {figures or '?'} (the shipped ears)")
 
     def restarted(seeds: list[int]) -> str:  # world.train_clap starts again with the next seed when a run stalls
         if len(seeds) < 2:
