@@ -20,7 +20,6 @@ right when the speech expert's weight is above one half).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -29,13 +28,10 @@ import soundfile as sf
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
+from align.data import read_metadata
 from hearing.encoder import AudioPromptEncoder, load_audio_encoder
 from hearing.features import BatchedFeatureExtractor
 from world.stage import use_threads, write_json
-
-
-def rows_of(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip()]
 
 
 @torch.no_grad()
@@ -96,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     extractor = SeamlessM4TFeatureExtractor.from_pretrained(args.speech)
     batched = BatchedFeatureExtractor(extractor)
     rng = np.random.default_rng(args.seed)
-    rows = rows_of(train)
+    rows = read_metadata(train)
     chosen = []
     for sound in (False, True):
         kind = [r for r in rows if ("sound" in r) == sound]
@@ -108,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     for part in HELD_OUT_PARTS:
         folder = args.world / "audio" / part
         if (folder / "metadata.jsonl").exists():
-            held = rows_of(folder)
+            held = read_metadata(folder)
             weights = ears.first_expert_weight(pooled_states(ears, batched, folder, held, crop="center"))
             routed[part] = round(float(((weights > 0.5) == torch.tensor(["sound" not in r for r in held])).float().mean()), 4)
     print("routed right: " + ", ".join(f"{part} {share:.3f}" for part, share in routed.items()), flush=True)

@@ -38,6 +38,7 @@ import torch
 from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
 
 from align import train as align_train
+from align.data import read_metadata
 from hearing.device import cpu_has_bf16
 from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
 from hearing.text_states import encode_captions
@@ -114,7 +115,7 @@ def evaluate_folders(encoder_dir: str | Path, audio_dir: str | Path, text_encode
         folder = Path(audio_dir) / part
         if not (folder / "metadata.jsonl").exists():
             continue
-        rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip()]
+        rows = read_metadata(folder)
         ranks, top, cosines = [], [], []
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
@@ -242,7 +243,7 @@ def training_folder(audio: Path, out: Path, speech_repeat: int, only: str | None
     import shutil
 
     for part in ("train", "test"):
-        rows = [json.loads(line) for line in (audio / part / "metadata.jsonl").read_text().splitlines() if line.strip()]
+        rows = read_metadata(audio / part)
         if part == "train":
             rows = [r for r in rows for _ in range(1 if "sound" in r else speech_repeat)
                     if only is None or ("sound" in r) == (only == "sounds")]
