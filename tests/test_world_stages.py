@@ -303,6 +303,27 @@ def test_widen_ears_doubles_the_backbone_and_hears_the_same(tmp_path):
         widen_ears.main(["--ears", str(tmp_path / "missing"), "--out", str(tmp_path / "none")])
 
 
+def test_router_fit_weighs_both_kinds_the_same():
+    """Nine spoken clips for every sound (the spoken ones heard twice, once made harder): the router's line still sits
+    halfway between the kinds, not pushed towards the sounds by the count."""
+    from architectures import tiny_models
+    from hearing.encoder import AudioPromptEncoder
+    from world.route_ears import fit_router
+
+    ears = AudioPromptEncoder.from_experts(tiny_models.tiny_audio_encoder(), tiny_models.tiny_audio_encoder())
+    width = ears.router.in_features
+    generator = torch.Generator().manual_seed(0)
+    spoken = torch.randn(900, width, generator=generator)
+    sounds = torch.randn(100, width, generator=generator)
+    spoken[:, 0] += 1.0  # the kinds differ along one direction only, and overlap
+    sounds[:, 0] -= 1.0
+    fit_router(ears, torch.cat([spoken, sounds]), torch.cat([torch.ones(900, dtype=torch.bool), torch.zeros(100, dtype=torch.bool)]))
+    with torch.no_grad():
+        spoken_right = float((ears.first_expert_weight(torch.randn(2000, width, generator=generator) + torch.eye(width)[0]) > 0.5).float().mean())
+        sounds_right = float((ears.first_expert_weight(torch.randn(2000, width, generator=generator) - torch.eye(width)[0]) < 0.5).float().mean())
+    assert abs(spoken_right - sounds_right) < 0.08, (spoken_right, sounds_right)  # unweighted: 0.99 against 0.43
+
+
 def test_route_ears_trains_the_router_to_tell_speech_from_sounds(tmp_path):
     import numpy as np
     import soundfile as sf
@@ -327,8 +348,9 @@ def test_route_ears_trains_the_router_to_tell_speech_from_sounds(tmp_path):
 
     out = tmp_path / "route"
     metrics = route_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), "--world", str(world),
-                               "--clip", str(clip), "--out", str(out), "--clips-per-kind", "20", "--threads", "1"])
+                               "--clip", str(clip), "--out", str(out), "--clips-per-kind", "10", "--threads", "1"])
     assert metrics["routed_right"] == {"train": 1.0, "test": 1.0, "test_sound_sources": 1.0}  # bursts and noise: told apart
+    assert metrics["router_clips"] == {"spoken": 10, "made_harder": 10, "sounds": 20}  # each spoken clip again, made harder
     routed = load_audio_encoder(out / "final").eval()
     assert routed.sound_model is not None and (out / "held_out.json").exists() and json.loads((out / "metrics.json").read_text())["routed_right"]
     experts = {name: load_audio_encoder(folders[name]).eval() for name in folders}
@@ -342,6 +364,9 @@ def test_route_ears_trains_the_router_to_tell_speech_from_sounds(tmp_path):
     assert weights[0] > 0.5 > weights[1]  # the bursts go to the speech expert, the noise to the sound expert
     expected = torch.stack([weights[i] * alone["speech"][i] + (1 - weights[i]) * alone["sounds"][i] for i in range(2)])
     torch.testing.assert_close(mixed, expected)
+    plain = route_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), "--world", str(world),
+                             "--clip", str(clip), "--out", str(tmp_path / "plain"), "--clips-per-kind", "10", "--threads", "1", "--no-harden"])
+    assert plain["router_clips"] == {"spoken": 10, "made_harder": 0, "sounds": 10}
     with pytest.raises(SystemExit):  # a folder without weights: one line, before anything loads
         route_ears.main(["--speech", str(tmp_path / "missing"), "--sounds", str(folders["sounds"]), "--world", str(world)])
     with pytest.raises(SystemExit):  # no built world

@@ -8,8 +8,12 @@ Every cycle that taught one backbone the sounds cost it speech, and every blend 
 other point for point (world/README.md, "Everyday sounds"). Here neither expert gives anything up: the encoder
 (hearing.encoder.AudioPromptEncoder with a sound expert) runs both on the same features and mixes their states with
 the router's weight, which reads the sound expert's last encoder layer pooled over the clip (its mean and spread).
-Only the router trains: a logistic regression on those pooled states of the world's training clips (spoken captions, the hard ones
-among them, against the sounds, as many of each, each clip once with a random crop), the experts frozen.
+Only the router trains: a logistic regression on those pooled states of the world's training clips (spoken captions,
+the hard ones among them, against the sounds, each clip once with a random crop), the experts frozen. Every spoken clip
+is heard a second time made harder (world.build.harden: over music in a big room, or pitched 3-7 semitones), against as
+many sound clips, and both kinds weigh the same in the fit whatever their counts: a router fit on the clips alone sent
+voices unlike any it heard (SAM's formant voices, music under a voice) to the sound expert, which hears them as sounds
+(world/README.md, "Two experts and a router").
 
 Writes <out>/final (the routed AudioPromptEncoder with the speech ears' feature extractor), <out>/held_out.json
 (world.train_audio.evaluate_folders on every held-out set), and last <out>/metrics.json (the marker world.rebuild
@@ -31,32 +35,45 @@ from transformers import SeamlessM4TFeatureExtractor
 from align.data import read_metadata
 from hearing.encoder import AudioPromptEncoder, load_audio_encoder
 from hearing.features import BatchedFeatureExtractor
+from world.build import harden
 from world.stage import use_threads, write_json
+
+HARDER = ("music_room", "pitch")  # world.build.harden's acoustic conditions (a carrier phrase needs other words, not other sound)
+
+
+def made_harder(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A spoken clip over music in a big room or pitched, one of the two at random (world.build.harden)."""
+    return harden(wave, HARDER[int(rng.integers(len(HARDER)))], rng)[0]
 
 
 @torch.no_grad()
 def pooled_states(ears: AudioPromptEncoder, extractor: BatchedFeatureExtractor, folder: Path, rows: list[dict], crop: str,
-                  rng: np.random.Generator | None = None, batch_size: int = 64) -> torch.Tensor:
-    """What the router reads for each row's clip (AudioPromptEncoder.expert_states), in float32."""
+                  rng: np.random.Generator | None = None, batch_size: int = 64, change=None) -> torch.Tensor:
+    """What the router reads for each row's clip (AudioPromptEncoder.expert_states), in float32; each clip first
+    through `change(wave, rng)` where one is given."""
     pooled = []
     for start in range(0, len(rows), batch_size):
         waves = [sf.read(folder / r["file_name"], dtype="float32")[0] for r in rows[start : start + batch_size]]
+        if change is not None:
+            waves = [change(wave, rng) for wave in waves]
         pooled.append(ears.expert_states(**ears.features(waves, extractor, crop=crop, rng=rng))[2].float())
     return torch.cat(pooled)
 
 
 def fit_router(ears: AudioPromptEncoder, pooled: torch.Tensor, is_speech: torch.Tensor, steps: int = 500, lr: float = 0.05,
                weight_decay: float = 1e-3) -> float:
-    """Train the router alone (a logistic regression, full batch) on pooled states labelled speech (1) or not (0); the
-    states are standardised into the router's own weights, so that one learning rate suits any backbone. Returns the
-    training accuracy."""
+    """Train the router alone (a logistic regression, full batch) on pooled states labelled speech (1) or not (0), each
+    kind weighing the same however many clips it has; the states are standardised into the router's own weights, so
+    that one learning rate suits any backbone. Returns the training accuracy."""
     mean, std = pooled.mean(0), pooled.std(0).clamp(min=1e-6)
     probe = torch.nn.Linear(pooled.shape[1], 1)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
     x, y = (pooled - mean) / std, is_speech.float()
+    share = y.mean().clamp(1e-6, 1 - 1e-6)
+    balance = torch.where(y > 0, 0.5 / share, 0.5 / (1 - share))  # 1 for every clip when the kinds are as many
     for _ in range(steps):
         optimizer.zero_grad()
-        torch.nn.functional.binary_cross_entropy_with_logits(probe(x).squeeze(-1), y).backward()
+        torch.nn.functional.binary_cross_entropy_with_logits(probe(x).squeeze(-1), y, weight=balance).backward()
         optimizer.step()
     with torch.no_grad():  # probe((p - mean) / std) = (w / std) · p + (b - (w / std) · mean)
         weight = probe.weight / std
@@ -72,7 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--world", type=Path, default=Path("data/world"), help="the built world: train/ for the router, the held-out sets to measure")
     parser.add_argument("--clip", type=Path, default=Path("runs/world/words"), help="the text tower the ears learned (its text_encoder/ and tokenizer/)")
     parser.add_argument("--out", type=Path, default=Path("runs/world/route"))
-    parser.add_argument("--clips-per-kind", type=int, default=2000, help="training clips of each kind (speech, sounds) the router sees (default: %(default)s)")
+    parser.add_argument("--clips-per-kind", type=int, default=2000, help="spoken training clips the router hears (each twice: as recorded and made harder) and half the sound clips "
+                        "it hears, so that both kinds count as many (default: %(default)s)")
+    parser.add_argument("--no-harden", dest="harden", action="store_false",
+                        help="fit the router on the training clips alone, without each spoken clip again made harder (as shipped before)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     args = parser.parse_args(argv)
@@ -96,10 +116,17 @@ def main(argv: list[str] | None = None) -> dict:
     chosen = []
     for sound in (False, True):
         kind = [r for r in rows if ("sound" in r) == sound]
-        chosen += [kind[i] for i in rng.permutation(len(kind))[: args.clips_per_kind]]
-    print(f"the router hears {len(chosen)} training clips ({sum('sound' not in r for r in chosen)} spoken)", flush=True)
+        count = args.clips_per_kind * (2 if sound and args.harden else 1)
+        chosen += [kind[i] for i in rng.permutation(len(kind))[:count]]
+    spoken = [r for r in chosen if "sound" not in r]
+    clips = {"spoken": len(spoken), "made_harder": len(spoken) if args.harden else 0, "sounds": len(chosen) - len(spoken)}
+    print("the router hears " + ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in clips.items()) + " training clips", flush=True)
     pooled = pooled_states(ears, batched, train, chosen, crop="random", rng=rng)
-    train_accuracy = fit_router(ears, pooled, torch.tensor(["sound" not in r for r in chosen]))
+    is_speech = torch.tensor(["sound" not in r for r in chosen])
+    if args.harden:
+        pooled = torch.cat([pooled, pooled_states(ears, batched, train, spoken, crop="random", rng=rng, change=made_harder)])
+        is_speech = torch.cat([is_speech, torch.ones(len(spoken), dtype=torch.bool)])
+    train_accuracy = fit_router(ears, pooled, is_speech)
     routed = {"train": round(train_accuracy, 4)}
     for part in HELD_OUT_PARTS:
         folder = args.world / "audio" / part
@@ -109,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
             routed[part] = round(float(((weights > 0.5) == torch.tensor(["sound" not in r for r in held])).float().mean()), 4)
     print("routed right: " + ", ".join(f"{part} {share:.3f}" for part, share in routed.items()), flush=True)
     save_and_measure(ears, extractor, args.world, args.clip, args.out)
-    metrics = {"speech": str(args.speech), "sounds": str(args.sounds), "routed_right": routed, "seconds": round(time.perf_counter() - start, 1)}
+    metrics = {"speech": str(args.speech), "sounds": str(args.sounds), "router_clips": clips, "routed_right": routed,
+               "seconds": round(time.perf_counter() - start, 1)}
     write_json(args.out / "metrics.json", metrics)
     return metrics
 
