@@ -115,7 +115,7 @@ FULL = {
     # The two experts of the shipped ears (world.route_ears): one backbone that learned both lost speech for every sound
     # it learned, blended or trained together, so each expert trains on its kind alone. MSE weight 5: the padding
     # positions the UNet reads follow the text tower's, as in the sound cycles. Routed, against sound_more's ears alone:
-    # held-out voices 89.4 → 93.3 %, requests / music / pitched 62.5 / 54.2 / 66.7 → 75.0 / 72.2 / 73.6 %, sounds
+    # held-out voices 89.4 → 93.8 %, requests / music / pitched 62.5 / 54.2 / 66.7 → 75.0 / 75.0 / 76.4 %, sounds
     # 45.3 / 33.3 → 48.4 / 34.7 % (world/README.md, "Two experts and a router"). A sound expert from scratch (1500
     # steps at 1e-3) was still underfit: R@1 0.328 / 0.200 against 0.562 / 0.373 from sound_more's
     "speech_expert": ["--steps", "600", "--lr", "2e-4", "--extra-negatives", "96", "--only", "speech", "--mse-weight", "5", *ALIGN_RECIPE],
