@@ -64,7 +64,7 @@ EXAMPLES_DIR = HERE / "examples"
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 7860
 WINDOW_POLICIES = [
-    ("First window", "first"),
+    ("First window (a sound up to 1.5 windows: all of it, sped up)", "first"),
     ("Loudest window", "loudest"),
     ("Every window (one set of images each)", "all"),
 ]

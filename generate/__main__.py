@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "the model's own (default: the model's own, 32 for the world, 768 for SD 2.1)")
     gen.add_argument("--width", type=int, default=None, help="image width in pixels, as --height (default: the model's own)")
     gen.add_argument("--window-policy", choices=WINDOW_POLICIES, default="first",
-                     help="for sounds longer than the encoder's window: the first window, the loudest, or all (one image set per window, in order)")
+                     help="for sounds longer than the encoder's window: the first window (from where the sound begins; a sound up to 1.5 windows long "
+                          "is heard whole, sped up to fit at its pitch), the loudest, or all (one image set per window, in order)")
     gen.add_argument("--init-image", type=Path, default=None, metavar="PNG",
                      help="edit this picture with the sound instead of drawing a new one (resized to --height x --width; "
                           f"at most {limits.MAX_PICTURE_PIXELS:,} pixels)")

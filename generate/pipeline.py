@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtractor
 
 from hearing.device import resolve_device_and_dtype
-from hearing.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, WINDOW_POLICIES, AudioError, TooManyWindows, load_audio, split_windows
+from hearing.audio import (DEFAULT_MAX_SECONDS, SAMPLE_RATE, WINDOW_POLICIES, AudioError, TooManyWindows, load_audio, split_windows,
+                           squeezed_span)
 from hearing.encoder import AudioPromptEncoder, load_audio_encoder
 from hearing.model_ids import DEFAULT_BASE_MODEL, ORIGINAL_CHECKPOINT
 from hearing.text_states import encode_captions
@@ -344,11 +345,13 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
                 raise TooManyWindows(f"{f'audio {index}: ' if len(items) > 1 else ''}{len(wave) / SAMPLE_RATE:.0f} s of sound make "
                                      f"{len(cuts)} windows of {window / SAMPLE_RATE:.1f} s, over the limit of {max_windows}. Hear the "
                                      "first or the loudest window instead, or trim the sound.")
+            squeezed = squeezed_span(wave, window) if window_policy == "first" and wave.shape[0] > window else None
             for number, (start, cut) in enumerate(cuts):
                 waves.append(cut)
                 info.append({
                     "audio": index, "window": number, "num_windows": len(cuts), "start_s": start / SAMPLE_RATE,
-                    "end_s": min(start + window, wave.shape[0]) / SAMPLE_RATE, "repeated": wave.shape[0] < window,
+                    "end_s": (squeezed[1] if squeezed else min(start + window, wave.shape[0])) / SAMPLE_RATE,
+                    "repeated": wave.shape[0] < window, "sped_up": squeezed is not None,
                 })
         return waves, info
 
@@ -728,7 +731,9 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
                 For reproducible results.
             window_policy (`str`, defaults to "first"):
                 For a sound longer than the encoder's window (~6 s; shorter ones are repeated to fill it):
-                "first", "loudest" (highest energy) or "all" (one image set per window, in order: a storyboard).
+                "first" (from where the sound begins; a sound up to `hearing.audio.SQUEEZE_MAX` windows long is heard
+                whole, sped up to fit at its pitch, so a long spoken request keeps its last words), "loudest" (highest
+                energy) or "all" (one image set per window, in order: a storyboard).
             best_of (`int`, defaults to 1):
                 Generate `best_of` candidates per requested image and keep the best by `scorer`.
             scorer (*optional*):

@@ -33,6 +33,10 @@ FBANK_STRIDE = 2
 SILENCE_PEAK = 1e-4  # below this peak amplitude (-80 dBFS) a clip carries nothing to condition on
 DEFAULT_MAX_SECONDS = 600.0
 WINDOW_POLICIES = ("first", "loudest", "all")  # how a sound longer than the window is heard (window_starts)
+# `first` hears a sound whole when it lasts at most this many windows from its first sound to its last, sped up to fit at
+# the same pitch: a spoken request of 3-4.5 s ("could you please draw a blue square in the middle") keeps its last words,
+# which a cut at the window's end would lose (world/README.md, "Longer requests")
+SQUEEZE_MAX = 1.5
 
 
 class AudioError(ValueError):
@@ -388,6 +392,64 @@ def sound_onset(wave: np.ndarray, floor_db: float = ONSET_FLOOR_DB, margin_s: fl
     return max(int(loud[0]) * hop - int(margin_s * SAMPLE_RATE), 0)
 
 
+def sound_span(wave: np.ndarray) -> tuple[int, int]:
+    """Where the sound begins and ends: `sound_onset` from the start and from the end (each with its margin)."""
+    return sound_onset(wave), wave.shape[0] - sound_onset(np.ascontiguousarray(wave[::-1]))
+
+
+def squeezed_span(wave: np.ndarray, window: int) -> tuple[int, int] | None:
+    """The part of a clip that `first` hears whole, sped up to the window (start and end sample), or None when the
+    clip's sound fits the window as it is or lasts more than SQUEEZE_MAX windows."""
+    start, end = sound_span(wave)
+    return (start, end) if window < end - start <= SQUEEZE_MAX * window else None
+
+
+def _fit_length(wave: np.ndarray, length: int) -> np.ndarray:
+    """Crop or zero-pad to exactly `length` samples."""
+    if len(wave) >= length:
+        return wave[:length]
+    return np.concatenate([wave, np.zeros(length - len(wave), dtype=wave.dtype)])
+
+
+def time_stretch(wave: np.ndarray, factor: float, frame: int = 512, tolerance: int = 160) -> np.ndarray:
+    """`factor` times faster (shorter) at the same pitch, by WSOLA: overlap-add of frames taken near where they
+    belong, each at the offset (within `tolerance` samples) that best continues the frame before it."""
+    if factor <= 0:
+        raise ValueError(f"stretch factor must be positive, got {factor}")
+    wave = np.asarray(wave, dtype=np.float32)
+    out_len = int(round(len(wave) / factor))
+    if abs(factor - 1.0) < 1e-6 or len(wave) < frame:
+        return _fit_length(wave.copy(), out_len)
+    hop = frame // 2
+    window = np.hanning(frame).astype(np.float32)
+    # `tolerance` zeros to search into, then a frame of zeros so the clip's start gets full window overlap.
+    x = np.concatenate([np.zeros(tolerance + frame, np.float32), wave,
+                        np.zeros(3 * frame + 2 * tolerance, np.float32)])
+    skip = int(round(frame / factor))  # output samples that stand for the leading frame of zeros
+    n_frames = (out_len + skip) // hop + 2
+    out = np.zeros(n_frames * hop + frame, np.float32)
+    norm = np.zeros_like(out)
+    previous = -1
+    for k in range(n_frames):
+        ideal = tolerance + int(round(k * hop * factor))
+        if previous < 0:
+            start = ideal
+        else:
+            template = x[previous + hop : previous + hop + frame]
+            region = x[ideal - tolerance : ideal + tolerance + frame]
+            if len(template) < frame or len(region) < frame:
+                break
+            start = ideal - tolerance + int(np.argmax(np.correlate(region, template, mode="valid")))
+        piece = x[start : start + frame]
+        if len(piece) < frame:
+            break
+        out[k * hop : k * hop + frame] += piece * window
+        norm[k * hop : k * hop + frame] += window
+        previous = start
+    out = np.where(norm > 1e-3, out / np.maximum(norm, 1e-3), 0.0).astype(np.float32)
+    return _fit_length(out[skip:], out_len)
+
+
 def window_starts(wave: np.ndarray, window: int, policy: str = "first") -> list[int]:
     """Start sample of each window `split_windows` cuts (0 for a clip no longer than the window).
 
@@ -414,7 +476,12 @@ def window_starts(wave: np.ndarray, window: int, policy: str = "first") -> list[
 
 def split_windows(wave: np.ndarray, window: int, policy: str = "first") -> list[tuple[int, np.ndarray]]:
     """The windows a long sound is heard through, as (start sample, samples): `first`, the `loudest` (highest
-    RMS), or `all` in order (see `window_starts`). A clip shorter than the window is repeat-padded to it."""
+    RMS), or `all` in order (see `window_starts`). A clip shorter than the window is repeat-padded to it; with
+    `first`, a sound a little longer than the window is heard whole, sped up to fit (`squeezed_span`)."""
     if wave.shape[0] <= window:
         return [(0, fit_to_window(wave, window))]
+    span = squeezed_span(wave, window) if policy == "first" else None
+    if span is not None:
+        start, end = span
+        return [(start, _fit_length(time_stretch(wave[start:end], (end - start) / window), window))]
     return [(s, wave[s : s + window]) for s in window_starts(wave, window, policy)]

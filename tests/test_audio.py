@@ -12,8 +12,10 @@ from hearing.audio import (
     fit_to_window,
     load_audio,
     ONSET_MARGIN_S,
+    SQUEEZE_MAX,
     sound_onset,
     split_windows,
+    squeezed_span,
     window_samples_for_tokens,
 )
 
@@ -164,3 +166,47 @@ def test_formats_libsndfile_lacks_decode_with_the_bundled_ffmpeg(tmp_path, monke
     monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))
     wave = load_audio(tmp_path / "voice.m4a")
     assert abs(len(wave) / SAMPLE_RATE - 2.0) < 0.1 and np.abs(wave).max() > 0.1
+
+
+def _peak_hz(wave: np.ndarray, low: float, high: float) -> float:
+    spectrum = np.abs(np.fft.rfft(wave))
+    hz = np.fft.rfftfreq(len(wave), 1 / SAMPLE_RATE)
+    band = (hz >= low) & (hz <= high)
+    return float(hz[band][np.argmax(spectrum[band])])
+
+
+def _band_energy(wave: np.ndarray, centre: float) -> float:
+    spectrum = np.abs(np.fft.rfft(wave)) ** 2
+    hz = np.fft.rfftfreq(len(wave), 1 / SAMPLE_RATE)
+    return float(spectrum[(hz > centre * 0.9) & (hz < centre * 1.1)].sum() / spectrum.sum())
+
+
+def test_first_hears_a_sound_a_little_longer_than_the_window_whole_sped_up_at_its_pitch():
+    # A request of 3.7 s in a 3 s window: a low tone first, a high one last; quiet room noise around them
+    window = 48_000
+    rng = np.random.default_rng(0)
+    wave = (0.002 * rng.standard_normal(16_000 * 5)).astype(np.float32)
+    t = np.arange(16_000) / SAMPLE_RATE
+    wave[8_000:24_000] += 0.5 * np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    wave[56_000:64_000] += 0.5 * np.sin(2 * np.pi * 1000 * t[:8_000]).astype(np.float32)
+    start, end = squeezed_span(wave, window)
+    assert start == 8_000 - int(ONSET_MARGIN_S * SAMPLE_RATE) and end == 64_000 + int(ONSET_MARGIN_S * SAMPLE_RATE)
+    (first_start, heard), = split_windows(wave, window, "first")
+    assert first_start == start and heard.shape == (window,)
+    assert _band_energy(heard[: window // 3], 440) > 0.5 and _band_energy(heard[-window // 6 :], 1000) > 0.5  # both ends kept
+    assert abs(_peak_hz(heard[: window // 3], 300, 2000) - 440) < 5 and abs(_peak_hz(heard[-window // 6 :], 300, 2000) - 1000) < 5
+    (loudest_start, loudest), = split_windows(wave, window, "loudest")  # the other policies still cut
+    np.testing.assert_array_equal(loudest, wave[loudest_start : loudest_start + window])
+
+
+def test_only_a_sound_somewhat_longer_than_the_window_is_sped_up():
+    window = 48_000
+    fits = np.zeros(16_000 * 4, dtype=np.float32)
+    fits[16_000:40_000] = 0.5  # 1.5 s of sound in a 4 s clip: the window holds it as it is
+    assert squeezed_span(fits, window) is None
+    (start, heard), = split_windows(fits, window, "first")
+    np.testing.assert_array_equal(heard, fits[start : start + window])
+    too_long = np.full(int(window * (SQUEEZE_MAX + 0.1)), 0.5, dtype=np.float32)  # longer than SQUEEZE_MAX windows: cut
+    assert squeezed_span(too_long, window) is None
+    (_, heard), = split_windows(too_long, window, "first")
+    np.testing.assert_array_equal(heard, too_long[:window])

@@ -259,6 +259,21 @@ def test_window_policy_loudest_and_first(pipe):
     assert first.windows[0]["start_s"] == 0.0 and np.abs(first.images - loud.images).max() > 1e-3
 
 
+def test_a_sound_a_little_longer_than_the_window_is_heard_whole_sped_up(pipe):
+    from hearing.audio import split_windows
+
+    window = pipe.audio_encoder.window_samples
+    clip = np.concatenate([tone(0.6 * window / SAMPLE_RATE, 300.0), tone(0.6 * window / SAMPLE_RATE, 900.0)])  # 1.2 windows
+    out = pipe(clip, sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST)
+    assert out.windows[0]["sped_up"] is True and out.windows[0]["start_s"] == 0.0
+    assert out.windows[0]["end_s"] == pytest.approx(len(clip) / SAMPLE_RATE)  # it heard the sound to its end
+    (_, heard), = split_windows(clip, window, "first")
+    same = pipe(heard, sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST).images
+    np.testing.assert_allclose(out.images, same, atol=1e-5)
+    cut = pipe(clip[:window], sampling_rate=SAMPLE_RATE, generator=seeded(0), output_type="np", **FAST)
+    assert cut.windows[0]["sped_up"] is False and np.abs(cut.images - out.images).max() > 1e-4
+
+
 def test_short_clip_is_repeated_to_fill_the_window(pipe):
     clip = tone(0.7, 500.0)
     out = pipe(clip, sampling_rate=SAMPLE_RATE, window_policy="all", generator=seeded(0), output_type="np", **FAST)

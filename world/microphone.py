@@ -12,7 +12,7 @@ is also a small function of its own (`speed`, `pitch_shift`, `pad_silence`, `roo
 `band_limit`, `gain`, `soft_clip`, `codec`) taking its parameters explicitly. Only numpy, soxr (resampling,
 through `hearing.audio.to_mono_16k`) and soundfile (codecs, in memory) are used. Clips are mono float32 at 16 kHz.
 
-The time-stretch (WSOLA) and pitch shift are the project's own because no library measured as good
+The time-stretch (WSOLA, `hearing.audio.time_stretch`, which the pipeline uses too) and pitch shift are the project's own because no library measured as good
 (`bench/stretch_pitch.py`, one thread): librosa 0.11 is 2.5-3.6x slower and its pitch round trip 3-4 dB further from
 the original (8.6-10.6 dB log-spectral distance against 4.4-7.5); pedalboard 0.9 is 6-14x slower and its PitchShift
 5.7-25 cents off (ours 0.2 at most); its offline path is exact but 15-40x slower. Lengths are exact in all of them.
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import soundfile as sf
 
-from hearing.audio import SAMPLE_RATE, to_mono_16k
+from hearing.audio import SAMPLE_RATE, time_stretch, to_mono_16k
 
 SPEED_MAX = 0.10  # speed perturbation: a factor within 1 +- this (times strength)
 PITCH_MAX_SEMITONES = 3.0
@@ -76,45 +76,6 @@ def speed(wave: np.ndarray, factor: float) -> np.ndarray:
     if abs(factor - 1.0) < 1e-6:
         return wave.astype(np.float32, copy=True)
     return to_mono_16k(wave, int(round(SAMPLE_RATE * factor)))
-
-
-def time_stretch(wave: np.ndarray, factor: float, frame: int = 512, tolerance: int = 160) -> np.ndarray:
-    """`factor` times faster (shorter) at the same pitch, by WSOLA: overlap-add of frames taken near where they
-    belong, each at the offset (within `tolerance` samples) that best continues the frame before it."""
-    if factor <= 0:
-        raise ValueError(f"stretch factor must be positive, got {factor}")
-    wave = np.asarray(wave, dtype=np.float32)
-    out_len = int(round(len(wave) / factor))
-    if abs(factor - 1.0) < 1e-6 or len(wave) < frame:
-        return _fit(wave.copy(), out_len)
-    hop = frame // 2
-    window = np.hanning(frame).astype(np.float32)
-    # `tolerance` zeros to search into, then a frame of zeros so the clip's start gets full window overlap.
-    x = np.concatenate([np.zeros(tolerance + frame, np.float32), wave,
-                        np.zeros(3 * frame + 2 * tolerance, np.float32)])
-    skip = int(round(frame / factor))  # output samples that stand for the leading frame of zeros
-    n_frames = (out_len + skip) // hop + 2
-    out = np.zeros(n_frames * hop + frame, np.float32)
-    norm = np.zeros_like(out)
-    previous = -1
-    for k in range(n_frames):
-        ideal = tolerance + int(round(k * hop * factor))
-        if previous < 0:
-            start = ideal
-        else:
-            template = x[previous + hop : previous + hop + frame]
-            region = x[ideal - tolerance : ideal + tolerance + frame]
-            if len(template) < frame or len(region) < frame:
-                break
-            start = ideal - tolerance + int(np.argmax(np.correlate(region, template, mode="valid")))
-        piece = x[start : start + frame]
-        if len(piece) < frame:
-            break
-        out[k * hop : k * hop + frame] += piece * window
-        norm[k * hop : k * hop + frame] += window
-        previous = start
-    out = np.where(norm > 1e-3, out / np.maximum(norm, 1e-3), 0.0).astype(np.float32)
-    return _fit(out[skip:], out_len)
 
 
 def pitch_shift(wave: np.ndarray, semitones: float) -> np.ndarray:
