@@ -184,7 +184,7 @@ def run_parts(plan: Plan, device: torch.device, dtype: torch.dtype, scale: float
         except Exception as error:  # one part's failure must not cost the others their GPU time
             record.update(status="error", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc(limit=8))
             say(f"{name}: FAILED: {type(error).__name__}: {error}")
-        record["seconds"] = round(time.perf_counter() - started, 1)
+        record["seconds"] = round(time.perf_counter() - started, 3)  # a dry run's part can take milliseconds
     state.pop("pipes", None)
     free_memory(device)
     return records, state.get("build", {})
