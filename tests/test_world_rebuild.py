@@ -89,6 +89,19 @@ def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_assembly_and
     assert "| sound_ears | " in table and "| sound_more | " in table and "| polish | " not in table and "trained earlier and committed in models/world_stages" in table
 
 
+def test_a_stage_run_by_its_own_command_reports_the_time_its_stage_record_gives(tmp_path):
+    from world import rebuild
+    from world.stage_inputs import RECORD
+
+    runs = tmp_path / "r"
+    final = runs / "speech_expert" / "final"
+    final.mkdir(parents=True)
+    (final / "model.safetensors").write_bytes(b"")  # copied in at once: the files' times say nothing of the run
+    assert rebuild.own_seconds("speech_expert", tmp_path / "w", runs, tmp_path / "m") == 0.0
+    (runs / "speech_expert" / RECORD).write_text(json.dumps({"stage": "speech_expert", "seconds": 716.0}))
+    assert rebuild.own_seconds("speech_expert", tmp_path / "w", runs, tmp_path / "m") == 716.0
+
+
 def test_a_killed_rebuild_from_a_stage_resumes_with_the_plain_command_and_never_resumes_an_old_finished_run(tmp_path, monkeypatch):
     import subprocess
 

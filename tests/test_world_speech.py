@@ -6,6 +6,7 @@ Fast (seconds): tiny corpora spoken by espeak-ng (skipped where it is not instal
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from world.build import build_speech, engine_first, fit_window
-from world.scenes import all_scenes, caption, legacy_caption
+from world.scenes import all_scenes, caption, legacy_caption, world_scenes
 from world.sentences import ALPHABET, common_words, normalise, sentences, write_corpus
 from world.voices import Voice, available_voices
 
@@ -120,9 +121,52 @@ def test_a_build_speaks_the_unheard_engines_where_installed_and_keeps_no_clips_o
     assert build.build_world_many(tmp_path, images=False, unheard_clips_per_engine=0)["clips"]["test_unheard"] == 0 and len(calls) == 1
 
 
+def caption_forms(row: dict) -> set[str]:
+    """The ways world.build.carrier_text says a row's caption: whole, or in two breaths with or without its article."""
+    where = "in the middle" if row["position"] == "middle" else f"on the {row['position']}"
+    article = row["caption"].split(" ", 1)[0] + " "
+    return {row["caption"], *(f"{a}{row['colour']} {row['shape']}, {where}" for a in ("", article))}
+
+
+def wrapped_in_fillers(row: dict) -> bool:
+    """Whether the row's words are a form of its caption with only world.build's filler words around it."""
+    from world.build import filler_words
+
+    fillers = set(filler_words())
+    for form in caption_forms(row):
+        before, found, after = row["said"].partition(form)
+        if found and before.split() and set(before.split() + after.split()) <= fillers:
+            return True
+    return False
+
+
+def said_with(row: dict, carriers: tuple[str, ...]) -> bool:
+    """Whether the row's words are one of these carriers around a form of its caption."""
+    for carrier in carriers:
+        match = re.fullmatch(re.escape(carrier).replace(re.escape("{}"), "(.+)"), row["said"])
+        if match and match.group(1) in caption_forms(row):
+            return True
+    return False
+
+
+def test_requests_wrap_the_caption_in_carriers_or_filler_words_that_no_caption_uses():
+    from world.build import TRAIN_CARRIERS, carrier_text, filler_words
+
+    fillers = filler_words()
+    caption_words = {w for s in world_scenes() for w in s["caption"].replace(",", " ").split()}
+    assert len(fillers) > 100 and not caption_words & set(fillers)  # "dog", "left", "red" never stand around a caption
+    rng = np.random.default_rng(0)
+    rows = [{**s, "said": carrier_text(s, rng, TRAIN_CARRIERS, fillers)} for s in all_scenes() for _ in range(4)]
+    kinds = [("carrier" if said_with(r, TRAIN_CARRIERS) else "fillers" if wrapped_in_fillers(r) else
+              "two breaths" if r["said"] in caption_forms(r) else "other") for r in rows]
+    assert "other" not in kinds and min(kinds.count(k) for k in ("carrier", "fillers", "two breaths")) > 20
+    plain = [{**r, "said": carrier_text(r, rng)} for r in rows]  # without fillers: the carriers alone
+    assert all(said_with(r, TRAIN_CARRIERS) or r["said"] in caption_forms(r) for r in plain)
+
+
 @needs_espeak
 def test_the_hard_clips_keep_the_bare_caption_and_go_to_one_held_out_folder_per_way(tmp_path):
-    from world.build import HARD_FOLDERS, build_hard
+    from world.build import HARD_FOLDERS, HELD_OUT_CARRIERS, TEST_HARDNESS, TRAIN_CARRIERS, TRAIN_HARDNESS, build_hard
 
     voices = [v for v in available_voices(["espeak-ng"]) if v.name in ("en-us+m1", "en-029+f4")]
     (tmp_path / "train").mkdir()
@@ -136,11 +180,21 @@ def test_the_hard_clips_keep_the_bare_caption_and_go_to_one_held_out_folder_per_
     assert all(r["caption"] in {s["caption"] for s in all_scenes()} for r in hard)  # the target is the bare caption
     carried = [r for r in hard if r["hard"]["condition"] == "carrier"]
     assert all(r["said"] != r["caption"] for r in carried) and all(r["said"] == r["caption"] for r in hard if r not in carried)
-    assert all(3.0 <= abs(r["hard"]["semitones"]) <= 7.0 for r in hard if r["hard"]["condition"] == "pitch")
+    low, high = TRAIN_HARDNESS["semitones"]
+    assert all(low <= abs(r["hard"]["semitones"]) <= high for r in hard if r["hard"]["condition"] == "pitch")
     for condition, folder in HARD_FOLDERS.items():
         rows = [json.loads(line) for line in (tmp_path / folder / "metadata.jsonl").read_text().splitlines()]
         assert len(rows) == 6 and {r["hard"]["condition"] for r in rows} == {condition}
         assert {r["voice"] for r in rows} <= {"espeak-ng/en-029+f4"}  # held-out voices only
+        if condition == "pitch":
+            low, high = TEST_HARDNESS["semitones"]
+            assert all(low <= abs(r["hard"]["semitones"]) <= high for r in rows)
+        if condition == "carrier":  # the held-out requests are phrased in words no training clip uses around a caption
+            assert all(r["said"] != r["caption"] for r in rows)
+            assert all(said_with(r, HELD_OUT_CARRIERS) or r["said"] in caption_forms(r) for r in rows)
+            assert not any(said_with(r, TRAIN_CARRIERS) or wrapped_in_fillers(r) for r in rows)
+    assert all(said_with(r, TRAIN_CARRIERS) or wrapped_in_fillers(r) or r["said"] in caption_forms(r) for r in carried)
+    assert not any(said_with(r, HELD_OUT_CARRIERS) for r in carried)
     build_hard(tmp_path, clips_per_caption=1, test_clips_per_caption=1, held_out_engine=None, voices=voices, scenes=scenes)  # again: replaced
     assert len((tmp_path / "train" / "metadata.jsonl").read_text().splitlines()) == 1 + 6
 

@@ -37,12 +37,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from hearing.audio import SAMPLE_RATE
+from hearing.audio import SAMPLE_RATE, split_windows, window_samples_for_tokens
 from world.espeak import espeak as run_espeak
 from world.microphone import add_noise, microphone_with_info, music, pitch_shift
 from world.microphone import room as mic_room
 from world.microphone import trim_silence as _trim_silence
-from world.scenes import all_scenes, legacy_caption, render
+from world.scenes import all_scenes, legacy_caption, render, world_scenes
+from world.settings import NUM_AUDIO_TOKENS
 from world.voices import ENGINE_PACKAGES, UNHEARD_ENGINES, Voice, available_voices, split_voices
 
 TRAIN_VOICES = (
@@ -308,7 +309,7 @@ def build_unheard(out: str | Path, clips_per_engine: int = UNHEARD_CLIPS_PER_ENG
 def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_caption: int = 40,
                      test_clips_per_engine: int = 2, held_out_engine: str | None = "auto", strength: float = 1.0,
                      seed: int = 0, legacy_articles: bool = False, images: bool = True,
-                     unheard_clips_per_engine: int = UNHEARD_CLIPS_PER_ENGINE, hard_clips_per_caption: int = 6) -> dict:
+                     unheard_clips_per_engine: int = UNHEARD_CLIPS_PER_ENGINE, hard_clips_per_caption: int = 36) -> dict:
     """Write the world (pictures + speech of many engines) to `out` and return its manifest. With the engines no stage
     uses installed, their clips go to test_unheard/ as well, so every build measures them; without, a line says so and
     no clips of an earlier build are left there."""
@@ -343,51 +344,88 @@ def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_c
 
 # --- the captions said the hard ways ------------------------------------------------------------------------------
 
-# Words people put around what they ask for; each keeps the bare caption's target (the picture is the same)
-CARRIERS = ("please draw {}", "um, {}", "draw {}", "show me {}", "{} please", "okay, {}", "can you draw {}", "now {}",
-            "i would like {}", "{}, thanks")
+# Words people put around what they ask for; each keeps the bare caption's target (the picture is the same). The
+# training voices say TRAIN_CARRIERS; the held-out voices say HELD_OUT_CARRIERS, which no stage hears, so the held-out
+# requests measure phrasings the ears never met as well as voices they never met.
+TRAIN_CARRIERS = ("please draw {}", "um, {}", "uh, {}", "draw {}", "show me {}", "{} please", "{}, please", "okay, {}",
+                  "can you draw {}", "could you draw {}", "now {}", "and now {}", "i would like {}", "i'd like to see {}",
+                  "{}, thanks", "{}, thank you", "paint {}", "make {}", "give me {}", "draw me {}", "a picture of {}",
+                  "so, {}", "hmm, {}", "well, {}", "next, {}", "i want {}", "let me see {}", "can i have {}", "show {}",
+                  "please, {}", "right, {}", "let's draw {}")
+HELD_OUT_CARRIERS = ("could you please show {}", "hey, {}", "{} for me", "i want to see {}", "how about {}",
+                     "er, {}, thanks", "sketch {}", "yes, {}")
 HARD_CONDITIONS = ("carrier", "music_room", "pitch")
 HARD_FOLDERS = {"carrier": "test_carrier", "music_room": "test_music_room", "pitch": "test_pitch"}  # held-out voices, per condition
+# How hard: the held-out sets keep the ranges they were first measured with; training reaches past them on both sides,
+# so a voice a little further down or a room a little wetter than any held-out one is still inside what was heard
+TEST_HARDNESS = {"rt60_s": (0.6, 1.8), "wet": (0.4, 0.85), "music_snr_db": (0.0, 15.0), "semitones": (3.0, 7.0)}
+TRAIN_HARDNESS = {"rt60_s": (0.3, 2.2), "wet": (0.3, 0.9), "music_snr_db": (-3.0, 18.0), "semitones": (2.0, 9.0)}
 
 
-def carrier_text(scene: dict, rng: np.random.Generator) -> str:
+
+
+def filler_words() -> list[str]:
+    """Everyday words that are in no caption of the world (world.sentences' vocabulary, less every word a shape's or a
+    sound's caption uses): what a person may say around a request."""
+    from world.sentences import ADJECTIVES, ADVERBS, DETERMINERS, NOUNS, PREPOSITIONS, SUBJECTS, TRANSITIVE
+
+    taken = {word for scene in world_scenes() for word in scene["caption"].replace(",", " ").split()} | {"a", "an", "the"}
+    words = dict.fromkeys(SUBJECTS + DETERMINERS + ADJECTIVES + NOUNS + TRANSITIVE + PREPOSITIONS + ADVERBS)
+    return [w for w in words if w not in taken]
+
+
+def carrier_text(scene: dict, rng: np.random.Generator, carriers: tuple[str, ...] = TRAIN_CARRIERS,
+                 fillers: list[str] | None = None) -> str:
     """The caption inside a longer request ("please draw a blue square in the middle"), or said in two breaths
-    ("red circle, on the left")."""
+    ("red circle, on the left"), itself sometimes inside a request. With `fillers` (training), half the requests
+    wrap the caption in 1-4 random words before it and 0-2 after it instead of a carrier: the ears learn to hear the
+    caption whatever is said around it, not a list of phrasings."""
+    caption = scene["caption"]
     if rng.random() < 0.25:
         where = "in the middle" if scene["position"] == "middle" else f"on the {scene['position']}"
-        return f"{scene['colour']} {scene['shape']}, {where}"
-    return CARRIERS[int(rng.integers(len(CARRIERS)))].format(scene["caption"])
+        article = "" if rng.random() < 0.5 else scene["caption"].split(" ", 1)[0] + " "
+        caption = f"{article}{scene['colour']} {scene['shape']}, {where}"
+        if rng.random() >= 0.3:
+            return caption
+    if fillers and rng.random() < 0.5:
+        before, after = int(rng.integers(1, 5)), int(rng.integers(0, 3))
+        words = [fillers[int(i)] for i in rng.integers(len(fillers), size=before + after)]
+        return " ".join(words[:before] + [caption] + words[before:])
+    return carriers[int(rng.integers(len(carriers)))].format(caption)
 
 
-def harden(wave: np.ndarray, condition: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """A recorded clip made harder: music playing in a reverberant room, or the voice pitched 3-7 semitones up or
-    down (a carrier phrase is hard already and is left as it is)."""
+def harden(wave: np.ndarray, condition: str, rng: np.random.Generator, hardness: dict = TEST_HARDNESS) -> tuple[np.ndarray, dict]:
+    """A recorded clip made harder: music playing in a reverberant room, or the voice pitched up or down (a carrier
+    phrase is hard already and is left as it is); `hardness` gives the ranges."""
     info: dict = {"condition": condition}
     if condition == "music_room":
-        info["rt60_s"], info["wet"] = round(float(rng.uniform(0.6, 1.8)), 2), round(float(rng.uniform(0.4, 0.85)), 2)
+        info["rt60_s"], info["wet"] = round(float(rng.uniform(*hardness["rt60_s"])), 2), round(float(rng.uniform(*hardness["wet"])), 2)
         wave = mic_room(wave, info["rt60_s"], info["wet"], rng)
-        info["music_snr_db"] = round(float(rng.uniform(0.0, 15.0)), 1)
+        info["music_snr_db"] = round(float(rng.uniform(*hardness["music_snr_db"])), 1)
         wave = add_noise(wave, music(len(wave), rng), info["music_snr_db"])
     elif condition == "pitch":
-        info["semitones"] = round(float(rng.choice([-1, 1]) * rng.uniform(3.0, 7.0)), 2)
+        info["semitones"] = round(float(rng.choice([-1, 1]) * rng.uniform(*hardness["semitones"])), 2)
         wave = pitch_shift(wave, info["semitones"])
     peak = np.abs(wave).max() + 1e-9
     return (wave / peak * min(peak, 0.99) if peak > 0.99 else wave).astype(np.float32), info
 
 
-def build_hard(audio: str | Path, clips_per_caption: int = 6, test_clips_per_caption: int = 1, seed: int = 0,
+def build_hard(audio: str | Path, clips_per_caption: int = 36, test_clips_per_caption: int = 1, seed: int = 0,
                held_out_engine: str | None = "auto", voices: list[Voice] | None = None, scenes: list[dict] | None = None) -> dict:
     """The captions said the hard ways (HARD_CONDITIONS, in turn) by the training voices into <audio>/train (added,
     as hard_*.wav, replacing an earlier build's), and by the held-out voices into one folder per condition
     (HARD_FOLDERS). Every clip's caption is the bare caption: what to draw does not change."""
     audio = Path(audio)
     split = split_voices(voices if voices is not None else available_voices(), held_out_engine)
+    window = window_samples_for_tokens(NUM_AUDIO_TOKENS)
     counts = {}
     for part, pool, repeats, rng in (("train", split["train"], clips_per_caption, np.random.default_rng([seed, 40])),
                                      ("test", split["test_voices"], test_clips_per_caption, np.random.default_rng([seed, 41]))):
         said = [s for s in (scenes or all_scenes()) for _ in range(repeats * (1 if part == "train" else len(HARD_CONDITIONS)))]
         conditions = [HARD_CONDITIONS[k % len(HARD_CONDITIONS)] for k in range(len(said))]
-        texts = [carrier_text(s, rng) if c == "carrier" else s["caption"] for s, c in zip(said, conditions)]
+        carriers, hardness = (TRAIN_CARRIERS, TRAIN_HARDNESS) if part == "train" else (HELD_OUT_CARRIERS, TEST_HARDNESS)
+        fillers = filler_words() if part == "train" else None
+        texts = [carrier_text(s, rng, carriers, fillers) if c == "carrier" else s["caption"] for s, c in zip(said, conditions)]
         staging = audio / f"hard_{part}"
         shutil.rmtree(staging, ignore_errors=True)
         rows = speak_clips(texts, pool, staging, rng, extra=[{**s, "said": x, "hard": {"condition": c}} for s, x, c in zip(said, texts, conditions)],
@@ -400,7 +438,9 @@ def build_hard(audio: str | Path, clips_per_caption: int = 6, test_clips_per_cap
         written: dict[str, list[dict]] = {}
         for row in rows:
             condition = row["hard"]["condition"]
-            wave, info = harden(sf.read(staging / row["file_name"], dtype="float32")[0], condition, rng)
+            wave, info = harden(sf.read(staging / row["file_name"], dtype="float32")[0], condition, rng, hardness)
+            if part == "train" and len(wave) > window:  # what the pipeline hears of it: a long request sped up to fit
+                wave = split_windows(wave, window, "first")[0][1]
             folder = audio / ("train" if part == "train" else HARD_FOLDERS[condition])
             folder.mkdir(parents=True, exist_ok=True)
             name = f"hard_{row['file_name']}" if part == "train" else row["file_name"]
@@ -434,7 +474,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="audio/test_unheard: each caption this many times per engine no stage uses (RHVoice, SAM), where "
                              "installed; a build writes them too (0: none)")
     parser.add_argument("--unheard", action="store_true", help="only add audio/test_unheard to the world at --out (see --unheard-clips-per-engine)")
-    parser.add_argument("--hard-clips-per-caption", type=int, default=6,
+    parser.add_argument("--hard-clips-per-caption", type=int, default=36,
                         help="training clips per caption said the hard ways (inside a sentence, over music in a big room, pitched "
                              "3-7 semitones); the held-out voices say each caption once per way (test_carrier/, test_music_room/, test_pitch/)")
     parser.add_argument("--hard", action="store_true", help="only (re)write the hard clips of the world at --out (see --hard-clips-per-caption)")

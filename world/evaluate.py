@@ -45,7 +45,7 @@ from world.stage import Log, use_threads, write_json
 
 CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "position": 1 / len(POSITIONS)}
 HARD_PARTS = {"spoken_carrier": "test_carrier", "spoken_music_room": "test_music_room", "spoken_pitch": "test_pitch"}  # world.build's
-HARD_NAMES = {"spoken_carrier": "inside a longer request (held-out voices)", "spoken_music_room": "music playing in a reverberant room (held-out voices)",
+HARD_NAMES = {"spoken_carrier": "inside a longer request, in words no stage heard (held-out voices)", "spoken_music_room": "music playing in a reverberant room (held-out voices)",
               "spoken_pitch": "the voice pitched 3-7 semitones up or down (held-out voices)"}
 SOUND_PARTS = {"sound_recordings": ("test_sound_recordings", "held-out recordings of trained sources"),
                "sound_sources": ("test_sound_sources", "recordings of held-out sources (packages no stage used)")}

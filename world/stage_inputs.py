@@ -80,7 +80,8 @@ def commit(stage: str, runs: Path, into: Path = STAGE_INPUTS) -> int:
 
 
 def recorded_seconds(stage: str, runs: Path) -> float | None:
-    """The stage's time as the rebuild that ran it recorded it (with killed attempts it resumed from), else its metrics'."""
+    """The stage's time as the rebuild that ran it recorded it (with killed attempts it resumed from), else its own
+    stage.json's or its metrics'."""
     from world.rebuild import stage_seconds  # world.rebuild imports this module
 
     timings = runs / "timings.json"
@@ -88,8 +89,11 @@ def recorded_seconds(stage: str, runs: Path) -> float | None:
         recorded = json.loads(timings.read_text())
         if stage in recorded.get("stages", {}):
             return round(stage_seconds(recorded, stage), 1)
-    metrics = runs / stage / "metrics.json"
-    return json.loads(metrics.read_text()).get("seconds") if metrics.exists() else None
+    for record in (runs / stage / RECORD, runs / stage / "metrics.json"):  # a stage run by its own command
+        seconds = json.loads(record.read_text()).get("seconds") if record.exists() else None
+        if isinstance(seconds, (int, float)):
+            return seconds
+    return None
 
 
 def restore(stage: str, runs: Path) -> bool:
