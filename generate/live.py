@@ -5,7 +5,8 @@ two encoder windows of sound and, once `interval_s` seconds of sound have come i
 the window to draw:
 - the window that starts where the current sound began (0.1 s before its onset, as the `first` window policy hears a
   file), padded with silence after what has been heard so far, so a spoken caption is heard from its first word
-  whatever moment the interval falls on; a sound already longer than a window is heard through its latest window;
+  whatever moment the interval falls on; a sound already a little longer than a window (up to SQUEEZE_MAX windows) is
+  heard whole, sped up to fit, as the `first` policy hears a file; a longer one through its latest window;
 - nothing when the newest stretch is silence (its RMS below `silence_dbfs`): the last picture stays, instead of
   being replaced by what the model draws for a quiet room.
 Time is counted in samples received, not on the wall clock: a server slower than real time gets larger chunks and
@@ -29,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hearing.audio import ONSET_MARGIN_S, SAMPLE_RATE, to_mono_16k
+from hearing.audio import ONSET_MARGIN_S, SAMPLE_RATE, SQUEEZE_MAX, time_stretch, to_mono_16k
 
 DEFAULT_INTERVAL_S = 1.0  # a new picture each second of sound (the issue's "every second or so")
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.25, 10.0
@@ -52,7 +53,8 @@ def rms_dbfs(wave: np.ndarray) -> float:
 def current_sound(wave: np.ndarray, window: int, silence_dbfs: float = SILENCE_DBFS) -> np.ndarray:
     """The window to hear from the sound heard so far (`wave`, 16 kHz, newest last): from 0.1 s before the onset of the
     current sound (the first loud 10 ms after the last pause of at least GAP_S) when that lies within the last window,
-    zero-padded to `window` samples after its end; else the last `window` samples."""
+    zero-padded to `window` samples after its end; from there sped up to fit the window at its pitch when it began
+    within the last SQUEEZE_MAX windows (a long spoken request keeps its first words); else the last `window` samples."""
     frames = wave[wave.shape[0] % FRAME :].reshape(-1, FRAME)  # aligned to the newest sample
     loud = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1)) >= 10 ** (silence_dbfs / 20)
     offset = wave.shape[0] % FRAME
@@ -68,6 +70,9 @@ def current_sound(wave: np.ndarray, window: int, silence_dbfs: float = SILENCE_D
                 onset = index + quiet_run
                 break
         onset_sample = max(offset + onset * FRAME - int(ONSET_MARGIN_S * SAMPLE_RATE), 0)
+        if window < wave.shape[0] - onset_sample <= SQUEEZE_MAX * window:
+            squeezed = time_stretch(wave[onset_sample:], (wave.shape[0] - onset_sample) / window)[:window]
+            return np.pad(squeezed, (0, window - squeezed.shape[0])).astype(np.float32, copy=False)
         start = max(start, onset_sample)
     heard = wave[start : start + window]
     return np.pad(heard, (0, window - heard.shape[0])).astype(np.float32, copy=False)

@@ -76,6 +76,12 @@ def test_the_window_starts_where_the_current_sound_began_at_any_rate():
     assert not heard[start + words.shape[0] + 10 :].any()  # after what was heard: silence, not a repeat
     long = tone(5.0) * np.linspace(0.5, 1.0, 5 * SAMPLE_RATE, dtype=np.float32)
     np.testing.assert_array_equal(live.current_sound(long, WINDOW), long[-WINDOW:])
+    request = tone(3.6, -30.0)  # a little longer than the window: heard whole from its onset, sped up to fit
+    request[: SAMPLE_RATE // 2] *= 0.5  # its first words quieter: they must still be in the window
+    heard = live.current_sound(np.concatenate([tone(1.0), pause, request]), WINDOW)
+    whole = np.concatenate([np.zeros(int(live.ONSET_MARGIN_S * SAMPLE_RATE), np.float32), request])
+    np.testing.assert_allclose(heard, live.time_stretch(whole, whole.shape[0] / WINDOW)[:WINDOW], atol=1e-6)
+    assert heard.shape == (WINDOW,) and np.abs(heard[-SAMPLE_RATE // 10 :]).max() > 0  # its end is in the window too
 
     listener = live.LiveListener(window=WINDOW, interval_s=1.0)
     drawn = [w for rate, chunk in chunks(tone(2.0, rate=48_000), 48_000) if (w := listener.hear(rate, chunk)) is not None]
