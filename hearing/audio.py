@@ -35,7 +35,7 @@ DEFAULT_MAX_SECONDS = 600.0
 WINDOW_POLICIES = ("first", "loudest", "all")  # how a sound longer than the window is heard (window_starts)
 # `first` hears a sound whole when it lasts at most this many windows from its first sound to its last, sped up to fit at
 # the same pitch: a spoken request of 3-4.5 s ("could you please draw a blue square in the middle") keeps its last words,
-# which a cut at the window's end would lose (world/README.md, "Longer requests")
+# which a cut at the window's end would lose (world/README.md, "Requests in other words, and longer than the window")
 SQUEEZE_MAX = 1.5
 
 
@@ -404,7 +404,7 @@ def squeezed_span(wave: np.ndarray, window: int) -> tuple[int, int] | None:
     return (start, end) if window < end - start <= SQUEEZE_MAX * window else None
 
 
-def _fit_length(wave: np.ndarray, length: int) -> np.ndarray:
+def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
     """Crop or zero-pad to exactly `length` samples."""
     if len(wave) >= length:
         return wave[:length]
@@ -419,7 +419,7 @@ def time_stretch(wave: np.ndarray, factor: float, frame: int = 512, tolerance: i
     wave = np.asarray(wave, dtype=np.float32)
     out_len = int(round(len(wave) / factor))
     if abs(factor - 1.0) < 1e-6 or len(wave) < frame:
-        return _fit_length(wave.copy(), out_len)
+        return fit_length(wave.copy(), out_len)
     hop = frame // 2
     window = np.hanning(frame).astype(np.float32)
     # `tolerance` zeros to search into, then a frame of zeros so the clip's start gets full window overlap.
@@ -447,7 +447,7 @@ def time_stretch(wave: np.ndarray, factor: float, frame: int = 512, tolerance: i
         norm[k * hop : k * hop + frame] += window
         previous = start
     out = np.where(norm > 1e-3, out / np.maximum(norm, 1e-3), 0.0).astype(np.float32)
-    return _fit_length(out[skip:], out_len)
+    return fit_length(out[skip:], out_len)
 
 
 def window_starts(wave: np.ndarray, window: int, policy: str = "first") -> list[int]:
@@ -483,5 +483,5 @@ def split_windows(wave: np.ndarray, window: int, policy: str = "first") -> list[
     span = squeezed_span(wave, window) if policy == "first" else None
     if span is not None:
         start, end = span
-        return [(start, _fit_length(time_stretch(wave[start:end], (end - start) / window), window))]
+        return [(start, fit_length(time_stretch(wave[start:end], (end - start) / window), window))]
     return [(s, wave[s : s + window]) for s in window_starts(wave, window, policy)]

@@ -362,8 +362,6 @@ TEST_HARDNESS = {"rt60_s": (0.6, 1.8), "wet": (0.4, 0.85), "music_snr_db": (0.0,
 TRAIN_HARDNESS = {"rt60_s": (0.3, 2.2), "wet": (0.3, 0.9), "music_snr_db": (-3.0, 18.0), "semitones": (2.0, 9.0)}
 
 
-
-
 def filler_words() -> list[str]:
     """Everyday words that are in no caption of the world (world.sentences' vocabulary, less every word a shape's or a
     sound's caption uses): what a person may say around a request."""
@@ -414,7 +412,9 @@ def build_hard(audio: str | Path, clips_per_caption: int = 36, test_clips_per_ca
                held_out_engine: str | None = "auto", voices: list[Voice] | None = None, scenes: list[dict] | None = None) -> dict:
     """The captions said the hard ways (HARD_CONDITIONS, in turn) by the training voices into <audio>/train (added,
     as hard_*.wav, replacing an earlier build's), and by the held-out voices into one folder per condition
-    (HARD_FOLDERS). Every clip's caption is the bare caption: what to draw does not change."""
+    (HARD_FOLDERS). Every clip's caption is the bare caption: what to draw does not change. The training voices' requests
+    use TRAIN_CARRIERS or filler words and their conditions TRAIN_HARDNESS; the held-out voices' HELD_OUT_CARRIERS and
+    TEST_HARDNESS. A training clip longer than the window is written as the pipeline hears it (sped up to fit, or cut)."""
     audio = Path(audio)
     split = split_voices(voices if voices is not None else available_voices(), held_out_engine)
     window = window_samples_for_tokens(NUM_AUDIO_TOKENS)
@@ -475,8 +475,9 @@ def main(argv: list[str] | None = None) -> dict:
                              "installed; a build writes them too (0: none)")
     parser.add_argument("--unheard", action="store_true", help="only add audio/test_unheard to the world at --out (see --unheard-clips-per-engine)")
     parser.add_argument("--hard-clips-per-caption", type=int, default=36,
-                        help="training clips per caption said the hard ways (inside a sentence, over music in a big room, pitched "
-                             "3-7 semitones); the held-out voices say each caption once per way (test_carrier/, test_music_room/, test_pitch/)")
+                        help="training clips per caption said the hard ways (inside a request, over music in a big room, pitched "
+                             "2-9 semitones); the held-out voices say each caption once per way, requests in other words, pitched "
+                             "3-7 semitones (test_carrier/, test_music_room/, test_pitch/)")
     parser.add_argument("--hard", action="store_true", help="only (re)write the hard clips of the world at --out (see --hard-clips-per-caption)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import soundfile as sf
 
-from hearing.audio import SAMPLE_RATE, time_stretch, to_mono_16k
+from hearing.audio import SAMPLE_RATE, fit_length, time_stretch, to_mono_16k
 
 SPEED_MAX = 0.10  # speed perturbation: a factor within 1 +- this (times strength)
 PITCH_MAX_SEMITONES = 3.0
@@ -56,13 +56,6 @@ def trim_silence(wave: np.ndarray, threshold: float = 0.01, margin_s: float = 0.
     return wave[max(loud[0] - margin, 0) : loud[-1] + margin]
 
 
-def _fit(wave: np.ndarray, length: int) -> np.ndarray:
-    """Crop or zero-pad to exactly `length` samples."""
-    if len(wave) >= length:
-        return wave[:length]
-    return np.concatenate([wave, np.zeros(length - len(wave), dtype=wave.dtype)])
-
-
 def _power(wave: np.ndarray) -> float:
     return float(np.mean(np.square(wave, dtype=np.float64))) if wave.size else 0.0
 
@@ -83,7 +76,7 @@ def pitch_shift(wave: np.ndarray, semitones: float) -> np.ndarray:
     if abs(semitones) < 1e-6:
         return wave.astype(np.float32, copy=True)
     factor = 2.0 ** (semitones / 12.0)
-    return _fit(speed(time_stretch(wave, 1.0 / factor), factor), len(wave))
+    return fit_length(speed(time_stretch(wave, 1.0 / factor), factor), len(wave))
 
 
 # --- silence, room, background -----------------------------------------------------------------------------
@@ -253,7 +246,7 @@ def codec(wave: np.ndarray, kind: str, quality: float = 0.5) -> np.ndarray:
     sf.write(buffer, data, rate, format=fmt, subtype=subtype, **options)
     buffer.seek(0)
     decoded, decoded_rate = sf.read(buffer, dtype="float32", always_2d=False)
-    return _fit(to_mono_16k(decoded, decoded_rate), len(wave))
+    return fit_length(to_mono_16k(decoded, decoded_rate), len(wave))
 
 
 def _resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
