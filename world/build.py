@@ -309,7 +309,7 @@ def build_unheard(out: str | Path, clips_per_engine: int = UNHEARD_CLIPS_PER_ENG
 def build_world_many(out: str | Path, images_per_caption: int = 150, clips_per_caption: int = 40,
                      test_clips_per_engine: int = 2, held_out_engine: str | None = "auto", strength: float = 1.0,
                      seed: int = 0, legacy_articles: bool = False, images: bool = True,
-                     unheard_clips_per_engine: int = UNHEARD_CLIPS_PER_ENGINE, hard_clips_per_caption: int = 36) -> dict:
+                     unheard_clips_per_engine: int = UNHEARD_CLIPS_PER_ENGINE, hard_clips_per_caption: int = 72) -> dict:
     """Write the world (pictures + speech of many engines) to `out` and return its manifest. With the engines no stage
     uses installed, their clips go to test_unheard/ as well, so every build measures them; without, a line says so and
     no clips of an earlier build are left there."""
@@ -408,7 +408,7 @@ def harden(wave: np.ndarray, condition: str, rng: np.random.Generator, hardness:
     return (wave / peak * min(peak, 0.99) if peak > 0.99 else wave).astype(np.float32), info
 
 
-def build_hard(audio: str | Path, clips_per_caption: int = 36, test_clips_per_caption: int = 1, seed: int = 0,
+def build_hard(audio: str | Path, clips_per_caption: int = 72, test_clips_per_caption: int = 1, seed: int = 0,
                held_out_engine: str | None = "auto", voices: list[Voice] | None = None, scenes: list[dict] | None = None) -> dict:
     """The captions said the hard ways (HARD_CONDITIONS, in turn) by the training voices into <audio>/train (added,
     as hard_*.wav, replacing an earlier build's), and by the held-out voices into one folder per condition
@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="audio/test_unheard: each caption this many times per engine no stage uses (RHVoice, SAM), where "
                              "installed; a build writes them too (0: none)")
     parser.add_argument("--unheard", action="store_true", help="only add audio/test_unheard to the world at --out (see --unheard-clips-per-engine)")
-    parser.add_argument("--hard-clips-per-caption", type=int, default=36,
+    parser.add_argument("--hard-clips-per-caption", type=int, default=72,
                         help="training clips per caption said the hard ways (inside a request, over music in a big room, pitched "
                              "2-9 semitones); the held-out voices say each caption once per way, requests in other words, pitched "
                              "3-7 semitones (test_carrier/, test_music_room/, test_pitch/)")
