@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hearing.audio import ONSET_MARGIN_S, SAMPLE_RATE, SQUEEZE_MAX, fit_length, time_stretch, to_mono_16k
+from hearing.audio import ONSET_MARGIN_S, SAMPLE_RATE, heard_sped_up, squeeze, to_mono_16k
 
 DEFAULT_INTERVAL_S = 1.0  # a new picture each second of sound (the "every second or so")
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.25, 10.0
@@ -70,8 +70,8 @@ def current_sound(wave: np.ndarray, window: int, silence_dbfs: float = SILENCE_D
                 onset = index + quiet_run
                 break
         onset_sample = max(offset + onset * FRAME - int(ONSET_MARGIN_S * SAMPLE_RATE), 0)
-        if window < wave.shape[0] - onset_sample <= SQUEEZE_MAX * window:
-            return fit_length(time_stretch(wave[onset_sample:], (wave.shape[0] - onset_sample) / window), window)
+        if heard_sped_up(wave.shape[0] - onset_sample, window):
+            return squeeze(wave[onset_sample:], window)
         start = max(start, onset_sample)
     heard = wave[start : start + window]
     return np.pad(heard, (0, window - heard.shape[0])).astype(np.float32, copy=False)

@@ -397,11 +397,22 @@ def sound_span(wave: np.ndarray) -> tuple[int, int]:
     return sound_onset(wave), wave.shape[0] - sound_onset(np.ascontiguousarray(wave[::-1]))
 
 
+def heard_sped_up(length: int, window: int) -> bool:
+    """Whether a sound of `length` samples is heard whole, sped up to the window: longer than the window, at most
+    SQUEEZE_MAX windows (the `first` policy for a file, live mode for the current sound)."""
+    return window < length <= SQUEEZE_MAX * window
+
+
+def squeeze(wave: np.ndarray, window: int) -> np.ndarray:
+    """A sound sped up to exactly `window` samples at its pitch (`time_stretch`)."""
+    return fit_length(time_stretch(wave, wave.shape[0] / window), window)
+
+
 def squeezed_span(wave: np.ndarray, window: int) -> tuple[int, int] | None:
     """The part of a clip that `first` hears whole, sped up to the window (start and end sample), or None when the
     clip's sound fits the window as it is or lasts more than SQUEEZE_MAX windows."""
     start, end = sound_span(wave)
-    return (start, end) if window < end - start <= SQUEEZE_MAX * window else None
+    return (start, end) if heard_sped_up(end - start, window) else None
 
 
 def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
@@ -483,5 +494,5 @@ def split_windows(wave: np.ndarray, window: int, policy: str = "first") -> list[
     span = squeezed_span(wave, window) if policy == "first" else None
     if span is not None:
         start, end = span
-        return [(start, fit_length(time_stretch(wave[start:end], (end - start) / window), window))]
+        return [(start, squeeze(wave[start:end], window))]
     return [(s, wave[s : s + window]) for s in window_starts(wave, window, policy)]

@@ -18,7 +18,7 @@ import soundfile as sf
 from PIL import Image
 
 import app
-from hearing.audio import SAMPLE_RATE, resample
+from hearing.audio import SAMPLE_RATE, resample, time_stretch
 from generate import live
 from generate.model_sets import WORLD_MODELS
 from tests.conftest import BROWSER_ARGS, CHROMIUM, build_pipeline, needs_chromium, serving
@@ -80,7 +80,7 @@ def test_the_window_starts_where_the_current_sound_began_at_any_rate():
     request[: SAMPLE_RATE // 2] *= 0.5  # its first words quieter: they must still be in the window
     heard = live.current_sound(np.concatenate([tone(1.0), pause, request]), WINDOW)
     whole = np.concatenate([np.zeros(int(live.ONSET_MARGIN_S * SAMPLE_RATE), np.float32), request])
-    np.testing.assert_allclose(heard, live.time_stretch(whole, whole.shape[0] / WINDOW)[:WINDOW], atol=1e-6)
+    np.testing.assert_allclose(heard, time_stretch(whole, whole.shape[0] / WINDOW)[:WINDOW], atol=1e-6)
     assert heard.shape == (WINDOW,) and np.abs(heard[-SAMPLE_RATE // 10 :]).max() > 0  # its end is in the window too
 
     listener = live.LiveListener(window=WINDOW, interval_s=1.0)
