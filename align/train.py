@@ -87,6 +87,7 @@ from hearing.encoder import (
     AudioPromptEncoder,
     AudioPromptEncoderConfig,
     load_audio_encoder,
+    mel_statistics,
 )
 from hearing.features import BatchedFeatureExtractor
 from align.loss import CONTRAST_LEVELS, DEFAULT_CONTRAST_LEVEL, DEFAULT_MSE_WEIGHT, AlignmentLoss, loss_for_backward
@@ -404,7 +405,8 @@ def main(argv: list[str] | None = None) -> dict:
     encoder = load_encoder_to_train(args.audio_model, text_hidden_size, args.num_audio_tokens)
     encoder.set_empty_embedding(cache.empty_embedding)  # the saved encoder carries its CFG input and BOS
     feature_extractor = load_feature_extractor(args.audio_model)
-    batched_features = BatchedFeatureExtractor(feature_extractor)  # the same features, a whole batch in torch: ~5x faster
+    # the same features, a whole batch in torch (~5x faster), normalised as the encoder's config says (hearing.encoder)
+    batched_features = BatchedFeatureExtractor(feature_extractor, mel_statistics=mel_statistics(encoder.config.audio_config))
     if args.gradient_checkpointing:
         encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     encoder.train()
@@ -415,7 +417,8 @@ def main(argv: list[str] | None = None) -> dict:
     # Training features: in the DataLoader's workers (CPU), or batched on the training device after the batch arrives
     # (a GPU computes a batch's filterbank in milliseconds, where workers would bottleneck it)
     features_on = args.features_on if args.features_on != "auto" else ("device" if device.type == "cuda" else "loader")
-    device_features = BatchedFeatureExtractor(feature_extractor, device=device) if features_on == "device" else None
+    device_features = (BatchedFeatureExtractor(feature_extractor, device=device, mel_statistics=mel_statistics(encoder.config.audio_config))
+                       if features_on == "device" else None)
     collator = AudioCaptionCollator(None if device_features is not None else batched_features, fill_to=args.train_batch_size, augment=augment)
     logger.info("training features computed %s", f"on {device}, batched" if device_features is not None else "in the data loader")
     data.make_loaders(encoder.window_samples, collator, AudioCaptionCollator(batched_features))

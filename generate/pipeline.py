@@ -357,12 +357,8 @@ License: {license} (Stable Diffusion 2.1's); the audio encoder's card names its 
 
     def encode_audio(self, waves: list[np.ndarray], device: torch.device) -> torch.Tensor:
         """Windows (exactly `window_samples` long) → prompt states (B, 1 + num_audio_tokens, hidden)."""
-        features = self.audio_encoder.features(waves, self.feature_extractor, crop="start", device=device)
-        dtype = self.audio_encoder.dtype
-        return self.audio_encoder(
-            input_features=features["input_features"].to(device=device, dtype=dtype),
-            attention_mask=features["attention_mask"].to(device),
-        ).last_hidden_state
+        features = self.audio_encoder.features(waves, self.feature_extractor, crop="start", device=device, dtype=self.audio_encoder.dtype)
+        return self.audio_encoder(**features).last_hidden_state
 
     def encode_text(self, prompts: list[str], device: torch.device) -> torch.Tensor:
         """CLIP `last_hidden_state` over all 77 positions, as SD 2.1 encodes a prompt (and as our targets are)."""

@@ -5,12 +5,18 @@ attention it is the same vector for every caption, so the audio need not predict
 from one audio window of `window_samples` samples (76 tokens → 77 positions by default, what the SD 2.1
 UNet was trained on).
 
-Optionally the encoder holds two experts over the same features: `audio_model`, the first (in the world, the ears
-that learned speech), and `sound_model`, a second w2v-BERT with its own adapter (ears that learned everyday
-sounds), mixed per clip by a router that reads the second expert's pooled hidden states and gives the first
-expert's weight. Ears that must hear both kinds lose one to the other when a single backbone learns both
-(world/README.md measures it); with two experts each keeps what it learned alone, and the router, a linear
-probe, only has to tell speech from other sound.
+Optionally the encoder holds experts over the same sound: `audio_model`, the first (in the world, the ears that
+learned speech), and `sound_model`, a second w2v-BERT with its own adapter (ears that learned everyday sounds),
+mixed per clip by a router that reads the second expert's pooled hidden states and gives the first expert's
+weight. Ears that must hear both kinds lose one to the other when a single backbone learns both (world/README.md
+measures it); with two experts each keeps what it learned alone, and the router, a linear probe, only has to tell
+speech from other sound. More sound experts (`extra_sound_models`) may stand beside the second: the sound side's
+states are the mean of all of theirs.
+
+Each expert hears the features its config names: by default each clip normalised by its own frames per mel bin
+(w2v-BERT's way, made for speech), or, where the expert's Wav2Vec2BertConfig carries `mel_statistics`, every clip
+by those fixed per-bin statistics, which keeps a sound's spectral shape (hearing.features). `features` computes
+what every expert needs; `forward` takes them.
 
 The checkpoint also stores the CLIP encoding of the empty caption "" over the same positions, the
 unconditional input for classifier-free guidance; its position 0 is the BOS state. (Causal attention again:
@@ -40,6 +46,11 @@ from hearing.model_ids import DEFAULT_AUDIO_MODEL, ORIGINAL_CHECKPOINT, ORIGINAL
 DEFAULT_NUM_AUDIO_TOKENS = 76  # + BOS = 77, the CLIP context length SD 2.1 was trained on
 
 
+def mel_statistics(config: Wav2Vec2BertConfig) -> dict | None:
+    """The fixed per-bin statistics an expert's features are normalised by (hearing.features), None for per clip."""
+    return getattr(config, "mel_statistics", None)
+
+
 def adapter_settings(config: Wav2Vec2BertConfig | None = None, **overrides) -> Wav2Vec2BertConfig:
     """A Wav2Vec2BertConfig set up for alignment: adapter on with 2 layers, and no layerdrop.
 
@@ -60,29 +71,40 @@ class AudioPromptEncoderConfig(PreTrainedConfig):
     sub_configs = {"audio_config": Wav2Vec2BertConfig, "sound_config": Wav2Vec2BertConfig}
 
     def __init__(self, audio_config: Wav2Vec2BertConfig | dict | None = None, num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS,
-                 sound_config: Wav2Vec2BertConfig | dict | None = None, **kwargs):
+                 sound_config: Wav2Vec2BertConfig | dict | None = None, extra_sound_configs: list | None = None, **kwargs):
         if audio_config is None:
             audio_config = adapter_settings()
         elif isinstance(audio_config, dict):
             audio_config = Wav2Vec2BertConfig(**audio_config)
         if isinstance(sound_config, dict):
             sound_config = Wav2Vec2BertConfig(**sound_config)
-        for name, config in (("audio model", audio_config), ("sound expert", sound_config)):
+        extra_sound_configs = [Wav2Vec2BertConfig(**c) if isinstance(c, dict) else c for c in extra_sound_configs or []]
+        if extra_sound_configs and sound_config is None:
+            raise ValueError("more sound experts stand beside the first one: give sound_config too")
+        for name, config in (("audio model", audio_config), ("sound expert", sound_config), *(("sound expert", c) for c in extra_sound_configs)):
             if config is not None and not config.add_adapter:
                 raise ValueError(f"the {name} needs its convolutional adapter (add_adapter=True); see hearing.encoder.adapter_settings")
-        if sound_config is not None:
+        for config in (sound_config, *extra_sound_configs):
+            if config is None:
+                continue
             for field in ("output_hidden_size", "num_adapter_layers", "adapter_stride"):
-                if getattr(sound_config, field) != getattr(audio_config, field):
-                    raise ValueError(f"the sound expert's {field} is {getattr(sound_config, field)}, the audio model's {getattr(audio_config, field)}: "
-                                     "both experts must give the same states over the same window")
+                if getattr(config, field) != getattr(audio_config, field):
+                    raise ValueError(f"a sound expert's {field} is {getattr(config, field)}, the audio model's {getattr(audio_config, field)}: "
+                                     "every expert must give the same states over the same window")
         self.audio_config = audio_config
         self.sound_config = sound_config
+        self.extra_sound_configs = extra_sound_configs
         self.num_audio_tokens = num_audio_tokens
         super().__init__(**kwargs)
 
     @property
     def hidden_size(self) -> int:
         return self.audio_config.output_hidden_size
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        output["extra_sound_configs"] = [c.to_dict() for c in self.extra_sound_configs]
+        return output
 
     @property
     def window_samples(self) -> int:
@@ -104,6 +126,7 @@ class AudioPromptEncoder(PreTrainedModel):
             self.router = torch.nn.Linear(2 * config.sound_config.hidden_size, 1)
         else:
             self.sound_model = self.router = None
+        self.extra_sound_models = torch.nn.ModuleList(Wav2Vec2BertModel(c) for c in config.extra_sound_configs)
         self.register_buffer("empty_embedding", torch.zeros(self.sequence_length, config.hidden_size))
         self.post_init()
 
@@ -129,28 +152,53 @@ class AudioPromptEncoder(PreTrainedModel):
         with torch.no_grad():
             self.empty_embedding.copy_(empty[: self.sequence_length].to(self.empty_embedding))
 
-    def expert_states(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Both experts' states and what the router reads: the sound expert's last encoder layer (before its adapter),
-        its mean and standard deviation over the clip's frames. (Measured on the world: read there, a linear probe routed
-        unheard voices and speech over music better than from the speech expert's layer or from both; world/README.md.)"""
+    @property
+    def sound_experts(self) -> list[Wav2Vec2BertModel]:
+        """The sound side's experts, the one the router reads first (none in a single-expert encoder)."""
+        return [] if self.sound_model is None else [self.sound_model, *self.extra_sound_models]
+
+    def _sound_inputs(self, input_features: torch.Tensor, sound_features: list | tuple | None) -> list[torch.Tensor]:
+        """Each sound expert's features: its own from `sound_features` where its statistics differ from the audio model's."""
+        inputs = []
+        for i, expert in enumerate(self.sound_experts):
+            own = None if sound_features is None else sound_features[i]
+            if own is None and mel_statistics(expert.config) != mel_statistics(self.config.audio_config):
+                raise ValueError("a sound expert hears features normalised otherwise than the audio model's: "
+                                 "compute them with AudioPromptEncoder.features and pass all it returns")
+            inputs.append(input_features if own is None else own)
+        return inputs
+
+    def expert_states(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      sound_features: list | tuple | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first expert's states, the sound side's (the mean of its experts'), and what the router reads: the first
+        sound expert's last encoder layer (before its adapter), its mean and standard deviation over the clip's frames.
+        (Measured on the world: read there, a linear probe routed unheard voices and speech over music better than from
+        the speech expert's layer or from both; world/README.md.)"""
         first = self.audio_model(input_features, attention_mask=attention_mask).last_hidden_state
-        second = self.sound_model(input_features, attention_mask=attention_mask, output_hidden_states=True)
+        inputs = self._sound_inputs(input_features, sound_features)
+        second = self.sound_model(inputs[0], attention_mask=attention_mask, output_hidden_states=True)
+        sound = second.last_hidden_state
+        for expert, features in zip(self.extra_sound_models, inputs[1:]):
+            sound = sound + expert(features, attention_mask=attention_mask).last_hidden_state
         frames = second.hidden_states[-1]
         mask = torch.ones_like(frames[..., :1]) if attention_mask is None else attention_mask[:, : frames.shape[1], None].to(frames.dtype)
         count = mask.sum(1).clamp(min=1)
         mean = (frames * mask).sum(1) / count
         std = (((frames - mean[:, None]) ** 2 * mask).sum(1) / count).sqrt()
-        return first, second.last_hidden_state, torch.cat([mean, std], dim=-1)
+        return first, sound / len(inputs), torch.cat([mean, std], dim=-1)
 
     def first_expert_weight(self, pooled: torch.Tensor) -> torch.Tensor:
         """The router's weight of the audio model (the first expert) for each clip, in (0, 1)."""
         return torch.sigmoid(self.router(pooled)).squeeze(-1)
 
-    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> BaseModelOutput:
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, sound_features: list | tuple | None = None,
+                **kwargs) -> BaseModelOutput:
+        """`input_features` as the audio model hears them; `sound_features`, from `features`, one entry per sound expert
+        (None where it hears `input_features`)."""
         if self.sound_model is None:
             hidden = self.audio_model(input_features, attention_mask=attention_mask).last_hidden_state
         else:
-            first, second, pooled = self.expert_states(input_features, attention_mask)
+            first, second, pooled = self.expert_states(input_features, attention_mask, sound_features)
             weight = self.first_expert_weight(pooled).to(first.dtype)[:, None, None]
             hidden = weight * first + (1 - weight) * second
         tokens = self.config.num_audio_tokens
@@ -163,16 +211,28 @@ class AudioPromptEncoder(PreTrainedModel):
         return BaseModelOutput(last_hidden_state=torch.cat([bos, hidden], dim=1))
 
     def features(self, waves: list[np.ndarray], feature_extractor: SeamlessM4TFeatureExtractor | BatchedFeatureExtractor, crop: str = "center",
-                 rng: np.random.Generator | None = None, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-        """Mono 16 kHz waves → input features on `device`, each clip cropped or repeat-padded to the window.
+                 rng: np.random.Generator | None = None, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> dict:
+        """Mono 16 kHz waves → input features on `device`, each clip cropped or repeat-padded to the window: the
+        audio model's (`input_features`), and where a sound expert hears them normalised otherwise, its own
+        (`sound_features`); in `dtype` where given (the attention mask stays integer).
 
         The features are `feature_extractor`'s, computed for the whole batch in torch on the device
         (hearing.features: the same numbers as the library's numpy, within float32 rounding)."""
-        windows = torch.from_numpy(np.stack([fit_to_window(w, self.window_samples, crop, rng) for w in waves]))
+        windows = torch.from_numpy(np.stack([fit_to_window(w, self.window_samples, crop, rng) for w in waves])).to(device or "cpu")
         if not isinstance(feature_extractor, BatchedFeatureExtractor):
             feature_extractor = BatchedFeatureExtractor(feature_extractor)
-        batch = feature_extractor(windows.to(device or "cpu"))
-        return {"input_features": batch["input_features"], "attention_mask": batch["attention_mask"]}
+        audio_statistics = mel_statistics(self.config.audio_config)
+        batch = feature_extractor.with_statistics(audio_statistics)(windows)
+        features = {"input_features": batch["input_features"], "attention_mask": batch["attention_mask"]}
+        statistics = [mel_statistics(expert.config) for expert in self.sound_experts]
+        if any(s != audio_statistics for s in statistics):
+            features["sound_features"] = [None if s == audio_statistics else feature_extractor.with_statistics(s)(windows)["input_features"]
+                                          for s in statistics]
+        if dtype is not None:
+            features["input_features"] = features["input_features"].to(dtype)
+            if "sound_features" in features:
+                features["sound_features"] = [None if f is None else f.to(dtype) for f in features["sound_features"]]
+        return features
 
     @classmethod
     def from_audio_model(cls, audio_model: Wav2Vec2BertModel, num_audio_tokens: int, empty_embedding: torch.Tensor | None = None) -> "AudioPromptEncoder":
@@ -185,21 +245,26 @@ class AudioPromptEncoder(PreTrainedModel):
         return encoder
 
     @classmethod
-    def from_experts(cls, first: "AudioPromptEncoder", second: "AudioPromptEncoder") -> "AudioPromptEncoder":
-        """Two trained single-expert encoders of the same window and text tower as one, with an untrained router
-        (weight 0: the experts mixed half and half until it is trained, world.route_ears)."""
-        if first.sound_model is not None or second.sound_model is not None:
-            raise ValueError("give two single-expert encoders: one of them already has a sound expert")
-        if first.config.num_audio_tokens != second.config.num_audio_tokens:
-            raise ValueError(f"the experts hear windows of {first.config.num_audio_tokens} and {second.config.num_audio_tokens} tokens: train them on the same window")
-        # float16 storage rounds the same encoding by up to 1e-3 of its largest value
-        if not torch.allclose(first.empty_embedding.float(), second.empty_embedding.float(), atol=2e-3 * float(first.empty_embedding.abs().max()), rtol=0):
-            raise ValueError("the experts store different empty-caption encodings: they were trained against different text encoders")
+    def from_experts(cls, first: "AudioPromptEncoder", second: "AudioPromptEncoder", *more: "AudioPromptEncoder") -> "AudioPromptEncoder":
+        """Trained single-expert encoders of the same window and text tower as one: the first hears speech, the second
+        and any `more` sounds (their states averaged), with an untrained router (weight 0: the two sides mixed half and
+        half until it is trained, world.route_ears)."""
+        experts = (first, second, *more)
+        if any(e.sound_model is not None for e in experts):
+            raise ValueError("give single-expert encoders: one of them already has a sound expert")
+        for other in experts[1:]:
+            if first.config.num_audio_tokens != other.config.num_audio_tokens:
+                raise ValueError(f"the experts hear windows of {first.config.num_audio_tokens} and {other.config.num_audio_tokens} tokens: train them on the same window")
+            # float16 storage rounds the same encoding by up to 1e-3 of its largest value
+            if not torch.allclose(first.empty_embedding.float(), other.empty_embedding.float(), atol=2e-3 * float(first.empty_embedding.abs().max()), rtol=0):
+                raise ValueError("the experts store different empty-caption encodings: they were trained against different text encoders")
         config = AudioPromptEncoderConfig(audio_config=first.config.audio_config, sound_config=second.config.audio_config,
-                                          num_audio_tokens=first.config.num_audio_tokens)
+                                          extra_sound_configs=[e.config.audio_config for e in more], num_audio_tokens=first.config.num_audio_tokens)
         encoder = cls(config).to(first.empty_embedding.dtype)
         encoder.audio_model.load_state_dict(first.audio_model.state_dict())
         encoder.sound_model.load_state_dict(second.audio_model.state_dict())
+        for expert, trained in zip(encoder.extra_sound_models, more):
+            expert.load_state_dict(trained.audio_model.state_dict())
         encoder.empty_embedding.copy_(first.empty_embedding)
         with torch.no_grad():
             encoder.router.weight.zero_()

@@ -36,6 +36,7 @@ energies (not measured).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -75,9 +76,13 @@ class BatchedFeatureExtractor:
             are used; `SeamlessM4TFeatureExtractor()` (w2v-BERT 2.0's defaults) when omitted.
         device: where the constant matrices live and where features are computed when the audio is not
             already a tensor (numpy input); a torch tensor's own device wins unless `device` is given.
+        mel_statistics: {"mean": [...], "std": [...]}, one value per mel bin (`log_mel_statistics`): normalise
+            every clip by these instead of by its own frames (the library's way). An expert trained on such
+            features stores them in its config (hearing.encoder).
     """
 
-    def __init__(self, extractor: SeamlessM4TFeatureExtractor | None = None, device: torch.device | str | None = None):
+    def __init__(self, extractor: SeamlessM4TFeatureExtractor | None = None, device: torch.device | str | None = None,
+                 mel_statistics: dict | None = None):
         extractor = extractor if extractor is not None else SeamlessM4TFeatureExtractor()
         if extractor.padding_side != "right":
             raise ValueError(f"only right padding is supported, the extractor pads on the {extractor.padding_side}")
@@ -91,14 +96,32 @@ class BatchedFeatureExtractor:
         if self.window.shape != (FRAME_LENGTH,) or self.window[0] != 0:
             raise ValueError("expected the library's 400-sample povey window, which starts at 0 (see _log_mel)")
         self.mel_filters = torch.as_tensor(extractor.mel_filters, dtype=torch.float32)  # (257, num_mel_bins)
+        self.mel_mean = self.mel_std = None
         self.device = torch.device("cpu")
+        if mel_statistics is not None:
+            fixed = self.with_statistics(mel_statistics)
+            self.mel_mean, self.mel_std = fixed.mel_mean, fixed.mel_std
         if device is not None:
             self.to(device)
+
+    def with_statistics(self, mel_statistics: dict | None) -> BatchedFeatureExtractor:
+        """The same extractor normalising by `mel_statistics` (None: each clip by its own frames)."""
+        other = copy.copy(self)
+        other.mel_mean = other.mel_std = None
+        if mel_statistics is not None:
+            num_bins = self.mel_filters.shape[1]
+            other.mel_mean, other.mel_std = (torch.as_tensor(mel_statistics[key], dtype=torch.float32, device=self.device)
+                                             for key in ("mean", "std"))
+            if other.mel_mean.shape != (num_bins,) or other.mel_std.shape != (num_bins,) or bool((other.mel_std <= 0).any()):
+                raise ValueError(f"mel_statistics must hold {num_bins} means and {num_bins} positive standard deviations")
+        return other
 
     def to(self, device: torch.device | str) -> BatchedFeatureExtractor:
         """Move the constant matrices (and the default device for numpy input) to `device`."""
         self.device = torch.device(device)
         self.window, self.mel_filters = self.window.to(self.device), self.mel_filters.to(self.device)
+        if self.mel_mean is not None:
+            self.mel_mean, self.mel_std = self.mel_mean.to(self.device), self.mel_std.to(self.device)
         return self
 
     def __call__(
@@ -202,9 +225,24 @@ class BatchedFeatureExtractor:
         mel = power @ mel_filters if warp is None else power @ self._warped_filters(warp, audio.device)
         return torch.log(torch.clamp(mel, min=MEL_FLOOR)), counts
 
+    def log_mel_statistics(self, waves: Sequence[np.ndarray] | np.ndarray | torch.Tensor) -> dict[str, list[float]]:
+        """Each mel bin's mean and standard deviation of log energy over every frame of `waves` (a list of mono
+        clips or a (B, N) batch): the `mel_statistics` that normalise all clips alike."""
+        audio, lengths = self._batch(waves, None, None)
+        features, frames = self._log_mel(audio, lengths)
+        valid = torch.arange(features.shape[1], device=features.device)[None] < frames[:, None]
+        energies = features[valid].double()
+        return {"mean": energies.mean(0).tolist(), "std": energies.std(0).clamp(min=1e-3).tolist()}
+
     def _normalize(self, features: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Per clip and mel bin: zero mean, unit variance (ddof=1) over the clip's own frames; padding_value elsewhere."""
+        """Per clip and mel bin: zero mean, unit variance (ddof=1) over the clip's own frames; padding_value elsewhere.
+        With `mel_statistics`, every clip by the same per-bin mean and deviation instead: the clip's own spectral
+        shape (bright or dull, which bands are loud) stays in the features, where the per-clip normalisation, made
+        for speech, removes it."""
         valid = (torch.arange(features.shape[1], device=features.device) < frames[:, None])[..., None]  # (B, F, 1)
+        if self.mel_mean is not None:
+            normed = (features - self.mel_mean.to(features)) / self.mel_std.to(features)
+            return torch.where(valid, normed, torch.full_like(normed, self.padding_value))
         count = frames.to(features.dtype)[:, None, None]
         features = torch.where(valid, features, 0.0)  # frames past a clip's end (even NaN) do not count
         mean = features.sum(dim=1, keepdim=True) / count.clamp(min=1)

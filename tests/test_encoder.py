@@ -102,6 +102,42 @@ def test_two_experts_are_mixed_by_the_router_and_round_trip(tmp_path, feature_ex
         AudioPromptEncoder.from_experts(first, tiny_models.tiny_audio_encoder(empty_embedding=torch.ones(77, tiny_models.TEXT_HIDDEN)))
 
 
+def test_more_sound_experts_are_averaged_each_on_the_features_it_hears(tmp_path, feature_extractor):
+    from hearing.features import BatchedFeatureExtractor
+
+    speech, sound, spectrum = (tiny_models.tiny_audio_encoder() for _ in range(3))
+    with torch.no_grad():
+        for expert in (sound, spectrum):
+            for weight in expert.parameters():
+                weight.add_(0.05 * torch.randn_like(weight))
+    waves = [np.sin(np.arange(20_000, dtype=np.float32) / 9), 0.1 * np.random.default_rng(0).standard_normal(3_000).astype(np.float32)]
+    spectrum.config.audio_config.mel_statistics = BatchedFeatureExtractor(feature_extractor).log_mel_statistics(waves)
+    routed = AudioPromptEncoder.from_experts(speech, sound, spectrum).eval()
+    assert len(routed.sound_experts) == 2
+    features = routed.features(waves, feature_extractor)
+    assert features["sound_features"][0] is None and not torch.allclose(features["sound_features"][1], features["input_features"])
+    with torch.no_grad():
+        heard = [speech(**speech.features(waves, feature_extractor)).last_hidden_state, sound(**sound.features(waves, feature_extractor)).last_hidden_state,
+                 spectrum(**spectrum.features(waves, feature_extractor)).last_hidden_state]  # each alone, on the features it hears
+        torch.testing.assert_close(spectrum.features(waves, feature_extractor)["input_features"], features["sound_features"][1])
+        routed.router.bias.fill_(-40.0)  # a sure router: the sound side, the mean of its two experts
+        torch.testing.assert_close(routed(**features).last_hidden_state, (heard[1] + heard[2]) / 2)
+        routed.router.bias.fill_(40.0)
+        torch.testing.assert_close(routed(**features).last_hidden_state, heard[0])
+        with pytest.raises(ValueError, match="AudioPromptEncoder.features"):  # the spectrum expert's own features are not optional
+            routed(features["input_features"], features["attention_mask"])
+        routed.save_pretrained(tmp_path)
+        loaded = load_audio_encoder(tmp_path)
+        assert loaded.config.extra_sound_configs[0].mel_statistics == spectrum.config.audio_config.mel_statistics
+        torch.testing.assert_close(loaded(**loaded.features(waves, feature_extractor)).last_hidden_state, heard[0])
+        half = loaded.features(waves, feature_extractor, dtype=torch.float16)
+        assert half["input_features"].dtype == half["sound_features"][1].dtype == torch.float16
+    with pytest.raises(ValueError, match="give sound_config too"):
+        from hearing.encoder import AudioPromptEncoderConfig
+
+        AudioPromptEncoderConfig(audio_config=speech.config.audio_config, extra_sound_configs=[sound.config.audio_config])
+
+
 def test_a_sound_expert_must_give_states_over_the_same_window():
     from hearing.encoder import AudioPromptEncoderConfig
 

@@ -244,3 +244,28 @@ def test_cuda_matches_the_library(feature_extractor):
     on_gpu = BatchedFeatureExtractor(feature_extractor)(padded, lengths=[len(w) for w in waves])
     assert on_gpu["input_features"].device.type == "cuda"
     assert_close(on_gpu["input_features"], reference["input_features"])
+
+
+def test_fixed_statistics_normalise_every_clip_alike_and_keep_its_spectral_shape(feature_extractor):
+    waves = mixed_batch(seed=7)
+    plain = BatchedFeatureExtractor(feature_extractor)
+    statistics = plain.log_mel_statistics(waves)
+    assert len(statistics["mean"]) == len(statistics["std"]) == 80 and min(statistics["std"]) > 0
+    fixed = plain.with_statistics(statistics)
+    ours = fixed(waves)
+    log_mel, frames = plain._log_mel(*plain._batch(waves, None, None))
+    mean, std = (torch.tensor(statistics[key], dtype=torch.float32) for key in ("mean", "std"))
+    for i, count in enumerate(frames.tolist()):  # (log energy - the bin's mean) / its deviation, the same for every clip
+        flat = ours["input_features"][i].reshape(-1, 80)
+        torch.testing.assert_close(flat[:count], (log_mel[i, :count] - mean) / std, atol=1e-4, rtol=1e-4)
+        assert torch.all(flat[count:] == 0)
+    assert torch.equal(ours["attention_mask"], plain(waves)["attention_mask"])
+    # a clip 20 dB louder keeps its per-clip features and moves its fixed ones: the fixed ones hear its level and shape
+    louder = [w * 10 for w in waves]
+    assert (plain(louder)["input_features"] - plain(waves)["input_features"]).abs().mean() < 0.01
+    assert (fixed(louder)["input_features"] - ours["input_features"]).abs().mean() > 0.5
+    assert plain.with_statistics(None).mel_mean is None and plain.mel_mean is None  # a copy: the extractor given is unchanged
+    with pytest.raises(ValueError, match="mel_statistics"):
+        BatchedFeatureExtractor(feature_extractor, mel_statistics={"mean": [0.0] * 80, "std": [0.0] * 80})
+    with pytest.raises(ValueError, match="mel_statistics"):
+        plain.with_statistics({"mean": [0.0] * 79, "std": [1.0] * 79})

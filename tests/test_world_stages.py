@@ -32,6 +32,8 @@ def test_train_audio_init_needs_a_finished_encoder_and_excludes_pretrained(tmp_p
         train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="not both"):
         train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--init", str(tmp_path), "--pretrained", str(tmp_path)])
+    with pytest.raises(SystemExit, match="give --init too"):
+        train_audio.main(["--world", str(tmp_path), "--out", str(tmp_path / "o"), "--fixed-mel-statistics"])
 
 
 def test_speech_repeat_lists_each_spoken_row_that_many_times_and_each_sound_once(tmp_path):
@@ -364,6 +366,23 @@ def test_route_ears_trains_the_router_to_tell_speech_from_sounds(tmp_path):
     assert weights[0] > 0.5 > weights[1]  # the bursts go to the speech expert, the noise to the sound expert
     expected = torch.stack([weights[i] * alone["speech"][i] + (1 - weights[i]) * alone["sounds"][i] for i in range(2)])
     torch.testing.assert_close(mixed, expected)
+    # a second sound expert that hears fixed mel statistics of the training clips (world.train_audio --fixed-mel-statistics)
+    from world.train_audio import with_training_statistics
+
+    with_training_statistics(folders["sounds"], world / "audio" / "train", tmp_path / "spectrum", clips=10)
+    spectrum = load_audio_encoder(tmp_path / "spectrum").eval()
+    statistics = spectrum.config.audio_config.mel_statistics
+    assert len(statistics["mean"]) == 80 and statistics["mean"] != [0.0] * 80 and min(statistics["std"]) > 0
+    both = route_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), str(tmp_path / "spectrum"), "--world", str(world),
+                            "--clip", str(clip), "--out", str(tmp_path / "both"), "--clips-per-kind", "10", "--threads", "1"])
+    assert both["routed_right"]["test_sound_sources"] == 1.0 and len(both["sounds"]) == 2
+    routed = load_audio_encoder(tmp_path / "both" / "final").eval()
+    features = routed.features([tone, noise], tiny_models.feature_extractor())
+    with torch.no_grad():
+        weights = routed.first_expert_weight(routed.expert_states(**features)[2])
+        sound_side = (alone["sounds"] + spectrum(**spectrum.features([tone, noise], tiny_models.feature_extractor())).last_hidden_state) / 2
+        torch.testing.assert_close(routed(**features).last_hidden_state,
+                                   torch.stack([weights[i] * alone["speech"][i] + (1 - weights[i]) * sound_side[i] for i in range(2)]))
     plain = route_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), "--world", str(world),
                              "--clip", str(clip), "--out", str(tmp_path / "plain"), "--clips-per-kind", "10", "--threads", "1", "--no-harden"])
     assert plain["router_clips"] == {"spoken": 10, "made_harder": 0, "sounds": 10}

@@ -1,13 +1,17 @@
-"""Stage: the shipped ears, two experts and a router: the ears that hear speech best and the ears that hear the sounds
+"""Stage: the shipped ears, experts and a router: the ears that hear speech best and the ears that hear the sounds
 best, each kept as trained, mixed per clip by a linear probe that tells speech from other sound.
 
-    python -m world.route_ears --speech runs/world/polish/final --sounds runs/world/sound_more/final \\
+    python -m world.route_ears --speech runs/world/speech_expert/final \\
+        --sounds runs/world/sound_expert/final runs/world/sound_spectrum/final \\
         --world data/world --clip runs/world/words --out /tmp/route
 
 Every cycle that taught one backbone the sounds cost it speech, and every blend in weight space traded one for the
 other point for point (world/README.md, "Everyday sounds"). Here neither expert gives anything up: the encoder
-(hearing.encoder.AudioPromptEncoder with a sound expert) runs both on the same features and mixes their states with
-the router's weight, which reads the sound expert's last encoder layer pooled over the clip (its mean and spread).
+(hearing.encoder.AudioPromptEncoder with sound experts) runs each on the features it hears and mixes the speech
+expert's states with the sound experts' mean by the router's weight, which reads the first sound expert's last
+encoder layer pooled over the clip (its mean and spread). Two sound experts that hear the sound two ways (each clip
+normalised by its own frames, and by fixed statistics that keep its spectral shape) err on different clips, so
+their mean hears more of them right than either (world/README.md, "Two ways to hear a sound").
 Only the router trains: a logistic regression on those pooled states of the world's training clips (spoken captions,
 the hard ones among them, against the sounds, each clip once with a random crop), the experts frozen. Every spoken clip
 is heard a second time made harder (world.build.harden: over music in a big room, or pitched 3-7 semitones), against as
@@ -85,7 +89,8 @@ def fit_router(ears: AudioPromptEncoder, pooled: torch.Tensor, is_speech: torch.
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speech", type=Path, required=True, help="the speech expert (a finished run's final/ folder)")
-    parser.add_argument("--sounds", type=Path, required=True, help="the sound expert (a finished run's final/ folder)")
+    parser.add_argument("--sounds", type=Path, nargs="+", required=True,
+                        help="the sound experts (finished runs' final/ folders): their states are averaged, the router reads the first's")
     parser.add_argument("--world", type=Path, default=Path("data/world"), help="the built world: train/ for the router, the held-out sets to measure")
     parser.add_argument("--clip", type=Path, default=Path("runs/world/words"), help="the text tower the ears learned (its text_encoder/ and tokenizer/)")
     parser.add_argument("--out", type=Path, default=Path("runs/world/route"))
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     args = parser.parse_args(argv)
-    for flag, folder in (("--speech", args.speech), ("--sounds", args.sounds)):
+    for flag, folder in (("--speech", args.speech), *(("--sounds", folder) for folder in args.sounds)):
         if not (folder / "model.safetensors").exists():
             parser.error(f"{flag} {folder}: no model.safetensors there; give a finished run's final/ folder")
     train = args.world / "audio" / "train"
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     from world.train_audio import HELD_OUT_PARTS, save_and_measure
 
-    ears = AudioPromptEncoder.from_experts(load_audio_encoder(args.speech, dtype=torch.float32), load_audio_encoder(args.sounds, dtype=torch.float32)).eval()
+    ears = AudioPromptEncoder.from_experts(*(load_audio_encoder(folder, dtype=torch.float32) for folder in (args.speech, *args.sounds))).eval()
     extractor = SeamlessM4TFeatureExtractor.from_pretrained(args.speech)
     batched = BatchedFeatureExtractor(extractor)
     rng = np.random.default_rng(args.seed)
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
             routed[part] = round(float(((weights > 0.5) == torch.tensor(["sound" not in r for r in held])).float().mean()), 4)
     print("routed right: " + ", ".join(f"{part} {share:.3f}" for part, share in routed.items()), flush=True)
     save_and_measure(ears, extractor, args.world, args.clip, args.out)
-    metrics = {"speech": str(args.speech), "sounds": str(args.sounds), "router_clips": clips, "routed_right": routed,
+    metrics = {"speech": str(args.speech), "sounds": [str(folder) for folder in args.sounds], "router_clips": clips, "routed_right": routed,
                "seconds": round(time.perf_counter() - start, 1)}
     write_json(args.out / "metrics.json", metrics)
     return metrics

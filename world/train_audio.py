@@ -39,8 +39,10 @@ from transformers import CLIPTextModel, CLIPTokenizer, SeamlessM4TFeatureExtract
 
 from align import train as align_train
 from align.data import read_metadata
+from hearing.audio import fit_to_window
 from hearing.device import cpu_has_bf16
 from hearing.encoder import AudioPromptEncoder, AudioPromptEncoderConfig, adapter_settings
+from hearing.features import BatchedFeatureExtractor
 from hearing.text_states import encode_captions
 from world.checker import ATTRIBUTES
 from world.settings import NUM_AUDIO_TOKENS, TEXT_HIDDEN
@@ -190,7 +192,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", choices=["speech", "sounds"], default=None,
                         help="train on the spoken rows alone or the sounds' alone (in <out>/mix, as --speech-repeat): an expert for "
                         "world.route_ears, which keeps each expert as it is trained (default: both kinds)")
+    parser.add_argument("--fixed-mel-statistics", action="store_true",
+                        help="with --init: the encoder hears every clip normalised by each mel bin's mean and deviation over the training "
+                        "clips (kept in its config; hearing.features) instead of by the clip's own, which keeps a sound's spectral shape")
     args = parser.parse_args(argv)
+    if args.fixed_mel_statistics and not args.init:
+        raise SystemExit("--fixed-mel-statistics starts from a finished encoder: give --init too")
     if args.speech_repeat < 1:
         raise SystemExit(f"--speech-repeat {args.speech_repeat}: give 1 (each clip once) or more")
     use_threads(args.threads)
@@ -199,10 +206,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.init and args.pretrained:
         raise SystemExit("give --init (a whole encoder) or --pretrained (a backbone for a fresh adapter), not both")
     start_from = Path(args.init or args.pretrained or out / "init")
-    if "LOCAL_RANK" not in os.environ:  # the parent lays out the training folder once, before its processes start
-        training_folder(Path(args.world) / "audio", out, args.speech_repeat, args.only)
     if args.init and not (start_from / "model.safetensors").exists():
         raise SystemExit(f"--init {start_from}: no model.safetensors there; give a finished run's final/ folder")
+    if "LOCAL_RANK" not in os.environ:  # the parent lays out the training folder once, before its processes start
+        folder = training_folder(Path(args.world) / "audio", out, args.speech_repeat, args.only)
+        if args.fixed_mel_statistics and not (out / "init" / "model.safetensors").exists():
+            with_training_statistics(start_from, folder / "train", out / "init", args.seed)
+    if args.fixed_mel_statistics:
+        start_from = out / "init"
     if not (args.pretrained or args.init) and not (start_from / "config.json").exists():  # the untrained encoder align.train starts from
         text_encoder = CLIPTextModel.from_pretrained(clip / "text_encoder", use_safetensors=True, dtype=torch.float32).eval()
         empty = encode_captions([""], text_encoder, CLIPTokenizer.from_pretrained(clip / "tokenizer"))[0]
@@ -226,6 +237,20 @@ def main(argv: list[str] | None = None) -> dict:
                                           legacy_articles=args.legacy_articles)
     (out / "held_out.json").write_text(json.dumps(result["held_out"], indent=1))
     return result
+
+
+def with_training_statistics(encoder_dir: Path, train: Path, out: Path, seed: int = 0, clips: int = 1000) -> None:
+    """`encoder_dir`'s encoder saved in `out` with its audio model's `mel_statistics` measured on `clips` random windows
+    of `train`'s clips: from then on every clip it hears is normalised by them (hearing.features)."""
+    encoder = AudioPromptEncoder.from_pretrained(encoder_dir, use_safetensors=True)
+    rows = read_metadata(train)
+    rng = np.random.default_rng(seed)
+    waves = [fit_to_window(sf.read(train / rows[i]["file_name"], dtype="float32")[0], encoder.window_samples, "random", rng)
+             for i in rng.permutation(len(rows))[:clips]]
+    extractor = SeamlessM4TFeatureExtractor.from_pretrained(encoder_dir)
+    encoder.config.audio_config.mel_statistics = BatchedFeatureExtractor(extractor).log_mel_statistics(waves)
+    encoder.save_pretrained(out)
+    extractor.save_pretrained(out)
 
 
 def training_folder_path(audio: Path, out: Path, speech_repeat: int, only: str | None = None) -> Path:
