@@ -128,7 +128,7 @@ FULL = {
     "sound_expert": ["--steps", "1200", "--lr", "3e-4", "--extra-negatives", "96", "--only", "sounds", "--mse-weight", "5", *ALIGN_RECIPE],
     # The per-clip normalisation w2v-BERT's features are made with (for speech) removes a sound's spectral shape; with fixed
     # statistics this expert keeps it, and errs on other clips than sound_expert: averaged, the two hear held-out
-    # recordings / sources 0.484 / 0.360 → 0.531 / 0.440 (R@1; world/README.md, "Two ways to hear a sound")
+    # recordings / sources 0.484 / 0.360 → 0.547 / 0.467 (R@1; world/README.md, "Two ways to hear a sound")
     "sound_spectrum": ["--steps", "1200", "--lr", "3e-4", "--extra-negatives", "96", "--only", "sounds", "--mse-weight", "5",
                        "--fixed-mel-statistics", *ALIGN_RECIPE],
     "route": [],
