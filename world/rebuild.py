@@ -413,7 +413,7 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         figures = "; ".join(f"{name}: R@1 {r['R@1']:.3f}, top caption right {100 * r['all']:.0f} %" for name, r in held_out(stage))
         return f"align.train in {recipe}, {latest.get('step', '?')} steps; over the world's captions, {figures or 'no held-out figures'}; per-token cosine {latest.get('cosine', float('nan')):.3f}"
 
-    def routed() -> str:  # the shipped ears: the two experts and their router
+    def routed() -> str:  # the shipped ears: the experts and their router
         figures = "; ".join(f"{name} {r['R@1']:.3f}" for name, r in held_out("route"))
         right = metrics("route").get("routed_right", {})
         shares = ", ".join(f"{name} {100 * right[part]:.0f} %" for name, part in (("held-out voices", "test"), ("held-out sound sources", "test_sound_sources"))
