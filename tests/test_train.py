@@ -230,3 +230,24 @@ def test_an_encoder_stored_in_float16_trains_in_float32(tmp_path):
     loaded = load_encoder_to_train(str(tmp_path / "fp16"), encoder.config.hidden_size, None)
     assert {p.dtype for p in loaded.parameters()} == {torch.float32}
     assert all(b.dtype == torch.float32 for b in loaded.buffers() if b.is_floating_point())
+
+
+def test_an_encoder_that_hears_fixed_mel_statistics_trains_on_them_and_keeps_them(tmp_path, synthetic_data, saved_models, monkeypatch):
+    import shutil
+
+    from hearing.features import BatchedFeatureExtractor
+
+    start = tmp_path / "spectrum"
+    shutil.copytree(saved_models / "audio_short", start)
+    encoder = load_audio_encoder(start)
+    statistics = {"mean": [10.0] * 80, "std": [4.0] * 80}
+    encoder.config.audio_config.mel_statistics = statistics
+    encoder.save_pretrained(start)
+    heard = []  # the per-bin mean every batch's features were normalised by (None: each clip by its own frames)
+    compute = BatchedFeatureExtractor.__call__
+    monkeypatch.setattr(BatchedFeatureExtractor, "__call__",
+                        lambda self, *a, **k: heard.append(None if self.mel_mean is None else float(self.mel_mean[0])) or compute(self, *a, **k))
+    result = train.main(train_args(synthetic_data, saved_models, tmp_path / "run", "--max-train-steps", "2", "--checkpointing-steps", "0",
+                                   "--warp-frequencies", "0.1", "--freq-masks", "1", audio=str(start)))
+    assert heard and set(heard) == {10.0}  # training (augmented) and evaluation alike
+    assert load_audio_encoder(result["final_dir"]).config.audio_config.mel_statistics == statistics
