@@ -96,25 +96,26 @@ class BatchedFeatureExtractor:
         if self.window.shape != (FRAME_LENGTH,) or self.window[0] != 0:
             raise ValueError("expected the library's 400-sample povey window, which starts at 0 (see _log_mel)")
         self.mel_filters = torch.as_tensor(extractor.mel_filters, dtype=torch.float32)  # (257, num_mel_bins)
-        self.mel_mean = self.mel_std = None
         self.device = torch.device("cpu")
-        if mel_statistics is not None:
-            fixed = self.with_statistics(mel_statistics)
-            self.mel_mean, self.mel_std = fixed.mel_mean, fixed.mel_std
+        self.mel_mean, self.mel_std = self._statistics(mel_statistics)
         if device is not None:
             self.to(device)
 
     def with_statistics(self, mel_statistics: dict | None) -> BatchedFeatureExtractor:
         """The same extractor normalising by `mel_statistics` (None: each clip by its own frames)."""
         other = copy.copy(self)
-        other.mel_mean = other.mel_std = None
-        if mel_statistics is not None:
-            num_bins = self.mel_filters.shape[1]
-            other.mel_mean, other.mel_std = (torch.as_tensor(mel_statistics[key], dtype=torch.float32, device=self.device)
-                                             for key in ("mean", "std"))
-            if other.mel_mean.shape != (num_bins,) or other.mel_std.shape != (num_bins,) or bool((other.mel_std <= 0).any()):
-                raise ValueError(f"mel_statistics must hold {num_bins} means and {num_bins} positive standard deviations")
+        other.mel_mean, other.mel_std = self._statistics(mel_statistics)
         return other
+
+    def _statistics(self, mel_statistics: dict | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """`mel_statistics` as (mean, std) tensors on the extractor's device, checked; (None, None) for per-clip."""
+        if mel_statistics is None:
+            return None, None
+        num_bins = self.mel_filters.shape[1]
+        mean, std = (torch.as_tensor(mel_statistics[key], dtype=torch.float32, device=self.device) for key in ("mean", "std"))
+        if mean.shape != (num_bins,) or std.shape != (num_bins,) or bool((std <= 0).any()):
+            raise ValueError(f"mel_statistics must hold {num_bins} means and {num_bins} positive standard deviations")
+        return mean, std
 
     def to(self, device: torch.device | str) -> BatchedFeatureExtractor:
         """Move the constant matrices (and the default device for numpy input) to `device`."""

@@ -78,7 +78,7 @@ import time
 from pathlib import Path
 
 from world.stage import write_json
-from world.stage_inputs import COMMITTED_PARTS, RECORD, RESTORED, STAGE_INPUTS, restore, stage_input
+from world.stage_inputs import COMMITTED_PARTS, RECORD, RESTORED, STAGE_INPUTS, restore, seconds_recorded, stage_input
 
 STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet", "speech", "pretrain", "audio", "refine",
           "polish", "sound_ears", "sound_mix", "sound_more", "speech_expert", "sound_expert", "sound_spectrum", "route", "speech_clap", "clap", "assemble", "evaluate", "edit")
@@ -366,13 +366,10 @@ def own_seconds(stage: str, world: Path, runs: Path, models: Path) -> float | No
         return None
     folder = run_folder(stage, world, runs, models)
     if folder and (folder / RESTORED).exists():  # a committed copy: only the record of its run counts, not the copy's file times
-        seconds = json.loads((folder / RESTORED).read_text() or "{}").get("seconds")
-        return float(seconds) if isinstance(seconds, (int, float)) else None
-    for record in (marker, marker.parent / "metrics.json", *([folder / RECORD] if folder else [])):
-        if record.suffix == ".json" and record.exists():
-            seconds = json.loads(record.read_text() or "{}").get("seconds")
-            if isinstance(seconds, (int, float)):
-                return float(seconds)
+        return seconds_recorded(folder / RESTORED)
+    seconds = seconds_recorded(marker, marker.parent / "metrics.json", *([folder / RECORD] if folder else []))
+    if seconds is not None:
+        return seconds
     files = [f.stat().st_mtime for f in folder.rglob("*") if f.is_file()] if folder else []
     return marker.stat().st_mtime - min(files) if files else None
 

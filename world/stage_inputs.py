@@ -90,10 +90,16 @@ def recorded_seconds(stage: str, runs: Path) -> float | None:
         recorded = json.loads(timings.read_text())
         if stage in recorded.get("stages", {}):
             return round(stage_seconds(recorded, stage), 1)
-    for record in (runs / stage / RECORD, runs / stage / "metrics.json"):  # a stage run by its own command
-        seconds = json.loads(record.read_text()).get("seconds") if record.exists() else None
-        if isinstance(seconds, (int, float)):
-            return seconds
+    return seconds_recorded(runs / stage / RECORD, runs / stage / "metrics.json")  # a stage run by its own command
+
+
+def seconds_recorded(*records: Path) -> float | None:
+    """The first "seconds" number among these JSON records (a stage's stage.json, metrics.json, marker) that exist."""
+    for record in records:
+        if record.suffix == ".json" and record.exists():
+            seconds = json.loads(record.read_text() or "{}").get("seconds")
+            if isinstance(seconds, (int, float)):
+                return float(seconds)
     return None
 
 
