@@ -10,8 +10,8 @@ learned speech), and `sound_model`, a second w2v-BERT with its own adapter (ears
 mixed per clip by a router that reads the second expert's pooled hidden states and gives the first expert's
 weight. Ears that must hear both kinds lose one to the other when a single backbone learns both (world/README.md
 measures it); with two experts each keeps what it learned alone, and the router, a linear probe, only has to tell
-speech from other sound. More sound experts (`extra_sound_models`) may stand beside the second: the sound side's
-states are the mean of all of theirs.
+speech from other sound. More experts may stand beside either (`extra_speech_models`, `extra_sound_models`): each
+side's states are the mean of its experts' (two that hear the clip two ways err on different clips).
 
 Each expert hears the features its config names: by default each clip normalised by its own frames per mel bin
 (w2v-BERT's way, made for speech), or, where the expert's Wav2Vec2BertConfig carries `mel_statistics`, every clip
@@ -71,7 +71,8 @@ class AudioPromptEncoderConfig(PreTrainedConfig):
     sub_configs = {"audio_config": Wav2Vec2BertConfig, "sound_config": Wav2Vec2BertConfig}
 
     def __init__(self, audio_config: Wav2Vec2BertConfig | dict | None = None, num_audio_tokens: int = DEFAULT_NUM_AUDIO_TOKENS,
-                 sound_config: Wav2Vec2BertConfig | dict | None = None, extra_sound_configs: list | None = None, **kwargs):
+                 sound_config: Wav2Vec2BertConfig | dict | None = None, extra_sound_configs: list | None = None,
+                 extra_speech_configs: list | None = None, **kwargs):
         if audio_config is None:
             audio_config = adapter_settings()
         elif isinstance(audio_config, dict):
@@ -79,21 +80,25 @@ class AudioPromptEncoderConfig(PreTrainedConfig):
         if isinstance(sound_config, dict):
             sound_config = Wav2Vec2BertConfig(**sound_config)
         extra_sound_configs = [Wav2Vec2BertConfig(**c) if isinstance(c, dict) else c for c in extra_sound_configs or []]
+        extra_speech_configs = [Wav2Vec2BertConfig(**c) if isinstance(c, dict) else c for c in extra_speech_configs or []]
         if extra_sound_configs and sound_config is None:
             raise ValueError("more sound experts stand beside the first one: give sound_config too")
-        for name, config in (("audio model", audio_config), ("sound expert", sound_config), *(("sound expert", c) for c in extra_sound_configs)):
+        others = [("sound expert", sound_config), *(("sound expert", c) for c in extra_sound_configs),
+                  *(("speech expert", c) for c in extra_speech_configs)]
+        for name, config in (("audio model", audio_config), *others):
             if config is not None and not config.add_adapter:
                 raise ValueError(f"the {name} needs its convolutional adapter (add_adapter=True); see hearing.encoder.adapter_settings")
-        for config in (sound_config, *extra_sound_configs):
+        for name, config in others:
             if config is None:
                 continue
             for field in ("output_hidden_size", "num_adapter_layers", "adapter_stride"):
                 if getattr(config, field) != getattr(audio_config, field):
-                    raise ValueError(f"a sound expert's {field} is {getattr(config, field)}, the audio model's {getattr(audio_config, field)}: "
+                    raise ValueError(f"a {name}'s {field} is {getattr(config, field)}, the audio model's {getattr(audio_config, field)}: "
                                      "every expert must give the same states over the same window")
         self.audio_config = audio_config
         self.sound_config = sound_config
         self.extra_sound_configs = extra_sound_configs
+        self.extra_speech_configs = extra_speech_configs
         self.num_audio_tokens = num_audio_tokens
         super().__init__(**kwargs)
 
@@ -104,6 +109,7 @@ class AudioPromptEncoderConfig(PreTrainedConfig):
     def to_dict(self) -> dict:
         output = super().to_dict()
         output["extra_sound_configs"] = [c.to_dict() for c in self.extra_sound_configs]
+        output["extra_speech_configs"] = [c.to_dict() for c in self.extra_speech_configs]
         return output
 
     @property
@@ -127,6 +133,7 @@ class AudioPromptEncoder(PreTrainedModel):
         else:
             self.sound_model = self.router = None
         self.extra_sound_models = torch.nn.ModuleList(Wav2Vec2BertModel(c) for c in config.extra_sound_configs)
+        self.extra_speech_models = torch.nn.ModuleList(Wav2Vec2BertModel(c) for c in config.extra_speech_configs)
         self.register_buffer("empty_embedding", torch.zeros(self.sequence_length, config.hidden_size))
         self.post_init()
 
@@ -153,52 +160,82 @@ class AudioPromptEncoder(PreTrainedModel):
             self.empty_embedding.copy_(empty[: self.sequence_length].to(self.empty_embedding))
 
     @property
+    def speech_experts(self) -> list[Wav2Vec2BertModel]:
+        """The speech side's experts: the audio model first (the only one in a single-expert encoder)."""
+        return [self.audio_model, *self.extra_speech_models]
+
+    @property
     def sound_experts(self) -> list[Wav2Vec2BertModel]:
         """The sound side's experts, the one the router reads first (none in a single-expert encoder)."""
         return [] if self.sound_model is None else [self.sound_model, *self.extra_sound_models]
 
-    def _sound_inputs(self, input_features: torch.Tensor, sound_features: list | tuple | None) -> list[torch.Tensor]:
-        """Each sound expert's features: its own from `sound_features` where its statistics differ from the audio model's."""
+    def _expert_inputs(self, experts: list[Wav2Vec2BertModel], input_features: torch.Tensor, own_features: list | tuple | None) -> list[torch.Tensor]:
+        """Each expert's features: its own from `own_features` (one entry per expert) where its statistics differ from
+        the audio model's, else `input_features`."""
         inputs = []
-        for i, expert in enumerate(self.sound_experts):
-            own = None if sound_features is None else sound_features[i]
+        for i, expert in enumerate(experts):
+            own = None if own_features is None else own_features[i]
             if own is None and mel_statistics(expert.config) != mel_statistics(self.config.audio_config):
-                raise ValueError("a sound expert hears features normalised otherwise than the audio model's: "
+                raise ValueError("an expert hears features normalised otherwise than the audio model's: "
                                  "compute them with AudioPromptEncoder.features and pass all it returns")
             inputs.append(input_features if own is None else own)
         return inputs
 
+    def _mean_states(self, experts: list[Wav2Vec2BertModel], inputs: list[torch.Tensor], attention_mask: torch.Tensor | None,
+                     first: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean of the experts' states, each on its own features (`first`: the first expert's, already computed)."""
+        states = first if first is not None else experts[0](inputs[0], attention_mask=attention_mask).last_hidden_state
+        for expert, features in zip(experts[1:], inputs[1:]):
+            states = states + expert(features, attention_mask=attention_mask).last_hidden_state
+        return states / len(experts)
+
+    def speech_states(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      speech_features: list | tuple | None = None) -> torch.Tensor:
+        """The speech side's states: the mean of its experts'."""
+        inputs = self._expert_inputs(self.speech_experts, input_features, speech_features)
+        return self._mean_states(self.speech_experts, inputs, attention_mask)
+
     def expert_states(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      sound_features: list | tuple | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The first expert's states, the sound side's (the mean of its experts'), and what the router reads: the first
-        sound expert's last encoder layer (before its adapter), its mean and standard deviation over the clip's frames.
-        (Measured on the world: read there, a linear probe routed unheard voices and speech over music better than from
-        the speech expert's layer or from both; world/README.md.)"""
-        first = self.audio_model(input_features, attention_mask=attention_mask).last_hidden_state
-        inputs = self._sound_inputs(input_features, sound_features)
+                      sound_features: list | tuple | None = None, speech_features: list | tuple | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The speech side's states, the sound side's (each the mean of its experts'), and what the router reads: the
+        first sound expert's last encoder layer (before its adapter), its mean and standard deviation over the clip's
+        frames. (Measured on the world: read there, a linear probe routed unheard voices and speech over music better
+        than from the speech expert's layer or from both; world/README.md.)"""
+        speech = self.speech_states(input_features, attention_mask, speech_features)
+        inputs = self._expert_inputs(self.sound_experts, input_features, sound_features)
         second = self.sound_model(inputs[0], attention_mask=attention_mask, output_hidden_states=True)
-        sound = second.last_hidden_state
-        for expert, features in zip(self.extra_sound_models, inputs[1:]):
-            sound = sound + expert(features, attention_mask=attention_mask).last_hidden_state
-        frames = second.hidden_states[-1]
+        sound = self._mean_states(self.sound_experts, inputs, attention_mask, first=second.last_hidden_state)
+        return speech, sound, self._pooled(second.hidden_states[-1], attention_mask)
+
+    @staticmethod
+    def _pooled(frames: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The mean and standard deviation of a layer's frames over the clip (the router's input)."""
         mask = torch.ones_like(frames[..., :1]) if attention_mask is None else attention_mask[:, : frames.shape[1], None].to(frames.dtype)
         count = mask.sum(1).clamp(min=1)
         mean = (frames * mask).sum(1) / count
         std = (((frames - mean[:, None]) ** 2 * mask).sum(1) / count).sqrt()
-        return first, sound / len(inputs), torch.cat([mean, std], dim=-1)
+        return torch.cat([mean, std], dim=-1)
+
+    def router_input(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     sound_features: list | tuple | None = None, **other_features) -> torch.Tensor:
+        """What the router reads (expert_states' third part), running the first sound expert alone."""
+        features = self._expert_inputs(self.sound_experts[:1], input_features, sound_features)[0]
+        frames = self.sound_model(features, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
+        return self._pooled(frames, attention_mask)
 
     def first_expert_weight(self, pooled: torch.Tensor) -> torch.Tensor:
         """The router's weight of the audio model (the first expert) for each clip, in (0, 1)."""
         return torch.sigmoid(self.router(pooled)).squeeze(-1)
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, sound_features: list | tuple | None = None,
-                **kwargs) -> BaseModelOutput:
-        """`input_features` as the audio model hears them; `sound_features`, from `features`, one entry per sound expert
-        (None where it hears `input_features`)."""
+                speech_features: list | tuple | None = None, **kwargs) -> BaseModelOutput:
+        """`input_features` as the audio model hears them; `sound_features` and `speech_features`, from `features`, one
+        entry per sound or speech expert (None where it hears `input_features`)."""
         if self.sound_model is None:
-            hidden = self.audio_model(input_features, attention_mask=attention_mask).last_hidden_state
+            hidden = self.speech_states(input_features, attention_mask, speech_features)
         else:
-            first, second, pooled = self.expert_states(input_features, attention_mask, sound_features)
+            first, second, pooled = self.expert_states(input_features, attention_mask, sound_features, speech_features)
             weight = self.first_expert_weight(pooled).to(first.dtype)[:, None, None]
             hidden = weight * first + (1 - weight) * second
         tokens = self.config.num_audio_tokens
@@ -213,8 +250,9 @@ class AudioPromptEncoder(PreTrainedModel):
     def features(self, waves: list[np.ndarray], feature_extractor: SeamlessM4TFeatureExtractor | BatchedFeatureExtractor, crop: str = "center",
                  rng: np.random.Generator | None = None, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> dict:
         """Mono 16 kHz waves → input features on `device`, each clip cropped or repeat-padded to the window: the
-        audio model's (`input_features`), and where a sound expert hears them normalised otherwise, its own
-        (`sound_features`); in `dtype` where given (the attention mask stays integer).
+        audio model's (`input_features`), and where another expert hears them normalised otherwise, its own
+        (`sound_features`, `speech_features`: one entry per expert of that side, None where it hears `input_features`);
+        in `dtype` where given (the attention mask stays integer).
 
         The features are `feature_extractor`'s, computed for the whole batch in torch on the device
         (hearing.features: the same numbers as the library's numpy, within float32 rounding)."""
@@ -224,14 +262,16 @@ class AudioPromptEncoder(PreTrainedModel):
         audio_statistics = mel_statistics(self.config.audio_config)
         batch = feature_extractor.with_statistics(audio_statistics)(windows)
         features = {"input_features": batch["input_features"], "attention_mask": batch["attention_mask"]}
-        statistics = [mel_statistics(expert.config) for expert in self.sound_experts]
-        if any(s != audio_statistics for s in statistics):
-            features["sound_features"] = [None if s == audio_statistics else feature_extractor.with_statistics(s)(windows)["input_features"]
-                                          for s in statistics]
+        for side, experts in (("speech_features", self.speech_experts), ("sound_features", self.sound_experts)):
+            statistics = [mel_statistics(expert.config) for expert in experts]
+            if any(s != audio_statistics for s in statistics):
+                features[side] = [None if s == audio_statistics else feature_extractor.with_statistics(s)(windows)["input_features"]
+                                  for s in statistics]
         if dtype is not None:
             features["input_features"] = features["input_features"].to(dtype)
-            if "sound_features" in features:
-                features["sound_features"] = [None if f is None else f.to(dtype) for f in features["sound_features"]]
+            for side in ("speech_features", "sound_features"):
+                if side in features:
+                    features[side] = [None if f is None else f.to(dtype) for f in features[side]]
         return features
 
     @classmethod
@@ -245,13 +285,16 @@ class AudioPromptEncoder(PreTrainedModel):
         return encoder
 
     @classmethod
-    def from_experts(cls, first: "AudioPromptEncoder", second: "AudioPromptEncoder", *more: "AudioPromptEncoder") -> "AudioPromptEncoder":
-        """Trained single-expert encoders of the same window and text tower as one: the first hears speech, the second
-        and any `more` sounds (their states averaged), with an untrained router (weight 0: the two sides mixed half and
-        half until it is trained, world.route_ears)."""
-        experts = (first, second, *more)
-        if any(e.sound_model is not None for e in experts):
-            raise ValueError("give single-expert encoders: one of them already has a sound expert")
+    def from_experts(cls, speech: list["AudioPromptEncoder"], sounds: list["AudioPromptEncoder"]) -> "AudioPromptEncoder":
+        """Trained single-expert encoders of the same window and text tower as one: `speech` hear speech, `sounds` hear
+        sounds (each side's states averaged), with an untrained router that reads the first sound expert (weight 0: the
+        two sides mixed half and half until it is trained, world.route_ears)."""
+        if not speech or not sounds:
+            raise ValueError("give at least one speech expert and one sound expert")
+        experts = (*speech, *sounds)
+        if any(e.sound_model is not None or e.extra_speech_models for e in experts):
+            raise ValueError("give single-expert encoders: one of them already has more than one expert")
+        first, second, more = speech[0], sounds[0], sounds[1:]
         for other in experts[1:]:
             if first.config.num_audio_tokens != other.config.num_audio_tokens:
                 raise ValueError(f"the experts hear windows of {first.config.num_audio_tokens} and {other.config.num_audio_tokens} tokens: train them on the same window")
@@ -259,11 +302,10 @@ class AudioPromptEncoder(PreTrainedModel):
             if not torch.allclose(first.empty_embedding.float(), other.empty_embedding.float(), atol=2e-3 * float(first.empty_embedding.abs().max()), rtol=0):
                 raise ValueError("the experts store different empty-caption encodings: they were trained against different text encoders")
         config = AudioPromptEncoderConfig(audio_config=first.config.audio_config, sound_config=second.config.audio_config,
-                                          extra_sound_configs=[e.config.audio_config for e in more], num_audio_tokens=first.config.num_audio_tokens)
+                                          extra_sound_configs=[e.config.audio_config for e in more],
+                                          extra_speech_configs=[e.config.audio_config for e in speech[1:]], num_audio_tokens=first.config.num_audio_tokens)
         encoder = cls(config).to(first.empty_embedding.dtype)
-        encoder.audio_model.load_state_dict(first.audio_model.state_dict())
-        encoder.sound_model.load_state_dict(second.audio_model.state_dict())
-        for expert, trained in zip(encoder.extra_sound_models, more):
+        for expert, trained in zip([*encoder.speech_experts, *encoder.sound_experts], experts):
             expert.load_state_dict(trained.audio_model.state_dict())
         encoder.empty_embedding.copy_(first.empty_embedding)
         with torch.no_grad():

@@ -79,7 +79,7 @@ def test_two_experts_are_mixed_by_the_router_and_round_trip(tmp_path, feature_ex
     with torch.no_grad():
         for weight in second.parameters():
             weight.add_(0.05 * torch.randn_like(weight))
-    routed = AudioPromptEncoder.from_experts(first, second).eval()
+    routed = AudioPromptEncoder.from_experts([first], [second]).eval()
     assert routed.config.sound_config is not None and routed.router.in_features == 2 * first.config.audio_config.hidden_size
     features = routed.features([np.sin(np.arange(20_000, dtype=np.float32) / 9), np.zeros(3_000, dtype=np.float32)], feature_extractor)
     with torch.no_grad():
@@ -95,47 +95,55 @@ def test_two_experts_are_mixed_by_the_router_and_round_trip(tmp_path, feature_ex
         assert loaded.sound_model is not None and tiny_models.tiny_audio_encoder().sound_model is None
         torch.testing.assert_close(loaded(**features).last_hidden_state, routed(**features).last_hidden_state)
     with pytest.raises(ValueError, match="single-expert"):
-        AudioPromptEncoder.from_experts(routed, first)
+        AudioPromptEncoder.from_experts([routed], [first])
     with pytest.raises(ValueError, match="windows of"):
-        AudioPromptEncoder.from_experts(first, tiny_models.tiny_audio_encoder(num_audio_tokens=12))
+        AudioPromptEncoder.from_experts([first], [tiny_models.tiny_audio_encoder(num_audio_tokens=12)])
     with pytest.raises(ValueError, match="text encoders"):
-        AudioPromptEncoder.from_experts(first, tiny_models.tiny_audio_encoder(empty_embedding=torch.ones(77, tiny_models.TEXT_HIDDEN)))
+        AudioPromptEncoder.from_experts([first], [tiny_models.tiny_audio_encoder(empty_embedding=torch.ones(77, tiny_models.TEXT_HIDDEN))])
 
 
-def test_more_sound_experts_are_averaged_each_on_the_features_it_hears(tmp_path, feature_extractor):
+def test_more_experts_on_each_side_are_averaged_each_on_the_features_it_hears(tmp_path, feature_extractor):
     from hearing.features import BatchedFeatureExtractor
 
-    speech, sound, spectrum = (tiny_models.tiny_audio_encoder() for _ in range(3))
+    speech, speech_spectrum, sound, spectrum = (tiny_models.tiny_audio_encoder() for _ in range(4))
     with torch.no_grad():
-        for expert in (sound, spectrum):
+        for expert in (speech_spectrum, sound, spectrum):
             for weight in expert.parameters():
                 weight.add_(0.05 * torch.randn_like(weight))
     waves = [np.sin(np.arange(20_000, dtype=np.float32) / 9), 0.1 * np.random.default_rng(0).standard_normal(3_000).astype(np.float32)]
-    spectrum.config.audio_config.mel_statistics = BatchedFeatureExtractor(feature_extractor).log_mel_statistics(waves)
-    routed = AudioPromptEncoder.from_experts(speech, sound, spectrum).eval()
-    assert len(routed.sound_experts) == 2
+    statistics = BatchedFeatureExtractor(feature_extractor).log_mel_statistics(waves)
+    for expert in (speech_spectrum, spectrum):
+        expert.config.audio_config.mel_statistics = statistics
+    routed = AudioPromptEncoder.from_experts([speech, speech_spectrum], [sound, spectrum]).eval()
+    assert len(routed.speech_experts) == len(routed.sound_experts) == 2
     features = routed.features(waves, feature_extractor)
-    assert features["sound_features"][0] is None and not torch.allclose(features["sound_features"][1], features["input_features"])
+    for side in ("speech_features", "sound_features"):
+        assert features[side][0] is None and not torch.allclose(features[side][1], features["input_features"])
     with torch.no_grad():
-        heard = [speech(**speech.features(waves, feature_extractor)).last_hidden_state, sound(**sound.features(waves, feature_extractor)).last_hidden_state,
-                 spectrum(**spectrum.features(waves, feature_extractor)).last_hidden_state]  # each alone, on the features it hears
+        heard = [expert(**expert.features(waves, feature_extractor)).last_hidden_state
+                 for expert in (speech, speech_spectrum, sound, spectrum)]  # each alone, on the features it hears
         torch.testing.assert_close(spectrum.features(waves, feature_extractor)["input_features"], features["sound_features"][1])
         routed.router.bias.fill_(-40.0)  # a sure router: the sound side, the mean of its two experts
-        torch.testing.assert_close(routed(**features).last_hidden_state, (heard[1] + heard[2]) / 2)
-        routed.router.bias.fill_(40.0)
-        torch.testing.assert_close(routed(**features).last_hidden_state, heard[0])
-        with pytest.raises(ValueError, match="AudioPromptEncoder.features"):  # the spectrum expert's own features are not optional
-            routed(features["input_features"], features["attention_mask"])
+        torch.testing.assert_close(routed(**features).last_hidden_state, (heard[2] + heard[3]) / 2)
+        routed.router.bias.fill_(40.0)  # the speech side, the mean of its two
+        torch.testing.assert_close(routed(**features).last_hidden_state, (heard[0] + heard[1]) / 2)
+        torch.testing.assert_close(routed.router_input(**features), routed.expert_states(**features)[2])
+        for missing in ("speech_features", "sound_features"):  # the spectrum experts' own features are not optional
+            with pytest.raises(ValueError, match="AudioPromptEncoder.features"):
+                routed(**{key: value for key, value in features.items() if key != missing})
         routed.save_pretrained(tmp_path)
         loaded = load_audio_encoder(tmp_path)
         assert loaded.config.extra_sound_configs[0].mel_statistics == spectrum.config.audio_config.mel_statistics
-        torch.testing.assert_close(loaded(**loaded.features(waves, feature_extractor)).last_hidden_state, heard[0])
+        assert loaded.config.extra_speech_configs[0].mel_statistics == speech_spectrum.config.audio_config.mel_statistics
+        torch.testing.assert_close(loaded(**loaded.features(waves, feature_extractor)).last_hidden_state, (heard[0] + heard[1]) / 2)
         half = loaded.features(waves, feature_extractor, dtype=torch.float16)
-        assert half["input_features"].dtype == half["sound_features"][1].dtype == torch.float16
+        assert half["input_features"].dtype == half["sound_features"][1].dtype == half["speech_features"][1].dtype == torch.float16
     with pytest.raises(ValueError, match="give sound_config too"):
         from hearing.encoder import AudioPromptEncoderConfig
 
         AudioPromptEncoderConfig(audio_config=speech.config.audio_config, extra_sound_configs=[sound.config.audio_config])
+    with pytest.raises(ValueError, match="at least one speech expert"):
+        AudioPromptEncoder.from_experts([], [sound])
 
 
 def test_a_sound_expert_must_give_states_over_the_same_window():

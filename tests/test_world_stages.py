@@ -312,7 +312,7 @@ def test_router_fit_weighs_both_kinds_the_same():
     from hearing.encoder import AudioPromptEncoder
     from world.route_ears import fit_router
 
-    ears = AudioPromptEncoder.from_experts(tiny_models.tiny_audio_encoder(), tiny_models.tiny_audio_encoder())
+    ears = AudioPromptEncoder.from_experts([tiny_models.tiny_audio_encoder()], [tiny_models.tiny_audio_encoder()])
     width = ears.router.in_features
     generator = torch.Generator().manual_seed(0)
     spoken = torch.randn(900, width, generator=generator)
@@ -373,16 +373,18 @@ def test_route_ears_trains_the_router_to_tell_speech_from_sounds(tmp_path):
     spectrum = load_audio_encoder(tmp_path / "spectrum").eval()
     statistics = spectrum.config.audio_config.mel_statistics
     assert len(statistics["mean"]) == 80 and statistics["mean"] != [0.0] * 80 and min(statistics["std"]) > 0
-    both = route_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), str(tmp_path / "spectrum"), "--world", str(world),
-                            "--clip", str(clip), "--out", str(tmp_path / "both"), "--clips-per-kind", "10", "--threads", "1"])
-    assert both["routed_right"]["test_sound_sources"] == 1.0 and len(both["sounds"]) == 2
+    # and on each side a second expert (here the same one on both), each side's states the mean of its two
+    both = route_ears.main(["--speech", str(folders["speech"]), str(tmp_path / "spectrum"), "--sounds", str(folders["sounds"]), str(tmp_path / "spectrum"),
+                            "--world", str(world), "--clip", str(clip), "--out", str(tmp_path / "both"), "--clips-per-kind", "10", "--threads", "1"])
+    assert both["routed_right"]["test_sound_sources"] == 1.0 and len(both["sounds"]) == len(both["speech"]) == 2
     routed = load_audio_encoder(tmp_path / "both" / "final").eval()
     features = routed.features([tone, noise], tiny_models.feature_extractor())
     with torch.no_grad():
         weights = routed.first_expert_weight(routed.expert_states(**features)[2])
-        sound_side = (alone["sounds"] + spectrum(**spectrum.features([tone, noise], tiny_models.feature_extractor())).last_hidden_state) / 2
+        heard = spectrum(**spectrum.features([tone, noise], tiny_models.feature_extractor())).last_hidden_state
+        speech_side, sound_side = (alone["speech"] + heard) / 2, (alone["sounds"] + heard) / 2
         torch.testing.assert_close(routed(**features).last_hidden_state,
-                                   torch.stack([weights[i] * alone["speech"][i] + (1 - weights[i]) * sound_side[i] for i in range(2)]))
+                                   torch.stack([weights[i] * speech_side[i] + (1 - weights[i]) * sound_side[i] for i in range(2)]))
     plain = route_ears.main(["--speech", str(folders["speech"]), "--sounds", str(folders["sounds"]), "--world", str(world),
                              "--clip", str(clip), "--out", str(tmp_path / "plain"), "--clips-per-kind", "10", "--threads", "1", "--no-harden"])
     assert plain["router_clips"] == {"spoken": 10, "made_harder": 0, "sounds": 10}

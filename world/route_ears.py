@@ -1,17 +1,17 @@
 """Stage: the shipped ears, experts and a router: the ears that hear speech best and the ears that hear the sounds
 best, each kept as trained, mixed per clip by a linear probe that tells speech from other sound.
 
-    python -m world.route_ears --speech runs/world/speech_expert/final \\
+    python -m world.route_ears --speech runs/world/speech_expert/final runs/world/speech_spectrum/final \\
         --sounds runs/world/sound_expert/final runs/world/sound_spectrum/final \\
         --world data/world --clip runs/world/words --out /tmp/route
 
 Every cycle that taught one backbone the sounds cost it speech, and every blend in weight space traded one for the
 other point for point (world/README.md, "Everyday sounds"). Here neither expert gives anything up: the encoder
 (hearing.encoder.AudioPromptEncoder with sound experts) runs each on the features it hears and mixes the speech
-expert's states with the sound experts' mean by the router's weight, which reads the first sound expert's last
-encoder layer pooled over the clip (its mean and spread). Two sound experts that hear the sound two ways (each clip
+experts' mean with the sound experts' mean by the router's weight, which reads the first sound expert's last
+encoder layer pooled over the clip (its mean and spread). Two experts of a kind that hear the clip two ways (each
 normalised by its own frames, and by fixed statistics that keep its spectral shape) err on different clips, so
-their mean hears more of them right than either (world/README.md, "Two ways to hear a sound").
+their mean hears more of them right than either (world/README.md, "Two ways to hear a sound" and "... speech").
 Only the router trains: a logistic regression on those pooled states of the world's training clips (spoken captions,
 the hard ones among them, against the sounds, each clip once with a random crop), the experts frozen. Every spoken clip
 is heard a second time made harder (world.build.harden: over music in a big room, or pitched 3-7 semitones), against as
@@ -22,7 +22,7 @@ voices unlike any it heard (SAM's formant voices, music under a voice) to the so
 Writes <out>/final (the routed AudioPromptEncoder with the speech ears' feature extractor), <out>/held_out.json
 (world.train_audio.evaluate_folders on every held-out set), and last <out>/metrics.json (the marker world.rebuild
 looks for) with the router's accuracy on its training clips and on every held-out set (a spoken clip is routed
-right when the speech expert's weight is above one half).
+right when the speech side's weight is above one half).
 """
 
 from __future__ import annotations
@@ -53,14 +53,14 @@ def made_harder(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 @torch.no_grad()
 def pooled_states(ears: AudioPromptEncoder, extractor: BatchedFeatureExtractor, folder: Path, rows: list[dict], crop: str,
                   rng: np.random.Generator | None = None, batch_size: int = 64, change=None) -> torch.Tensor:
-    """What the router reads for each row's clip (AudioPromptEncoder.expert_states), in float32; each clip first
+    """What the router reads for each row's clip (AudioPromptEncoder.router_input), in float32; each clip first
     through `change(wave, rng)` where one is given."""
     pooled = []
     for start in range(0, len(rows), batch_size):
         waves = [sf.read(folder / r["file_name"], dtype="float32")[0] for r in rows[start : start + batch_size]]
         if change is not None:
             waves = [change(wave, rng) for wave in waves]
-        pooled.append(ears.expert_states(**ears.features(waves, extractor, crop=crop, rng=rng))[2].float())
+        pooled.append(ears.router_input(**ears.features(waves, extractor, crop=crop, rng=rng)).float())
     return torch.cat(pooled)
 
 
@@ -88,7 +88,8 @@ def fit_router(ears: AudioPromptEncoder, pooled: torch.Tensor, is_speech: torch.
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--speech", type=Path, required=True, help="the speech expert (a finished run's final/ folder)")
+    parser.add_argument("--speech", type=Path, nargs="+", required=True,
+                        help="the speech experts (finished runs' final/ folders): their states are averaged; the first's feature extractor is kept")
     parser.add_argument("--sounds", type=Path, nargs="+", required=True,
                         help="the sound experts (finished runs' final/ folders): their states are averaged, the router reads the first's")
     parser.add_argument("--world", type=Path, default=Path("data/world"), help="the built world: train/ for the router, the held-out sets to measure")
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     args = parser.parse_args(argv)
-    for flag, folder in (("--speech", args.speech), *(("--sounds", folder) for folder in args.sounds)):
+    for flag, folder in (*(("--speech", folder) for folder in args.speech), *(("--sounds", folder) for folder in args.sounds)):
         if not (folder / "model.safetensors").exists():
             parser.error(f"{flag} {folder}: no model.safetensors there; give a finished run's final/ folder")
     train = args.world / "audio" / "train"
@@ -113,8 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     from world.train_audio import HELD_OUT_PARTS, save_and_measure
 
-    ears = AudioPromptEncoder.from_experts(*(load_audio_encoder(folder, dtype=torch.float32) for folder in (args.speech, *args.sounds))).eval()
-    extractor = SeamlessM4TFeatureExtractor.from_pretrained(args.speech)
+    load = lambda folders: [load_audio_encoder(folder, dtype=torch.float32) for folder in folders]
+    ears = AudioPromptEncoder.from_experts(load(args.speech), load(args.sounds)).eval()
+    extractor = SeamlessM4TFeatureExtractor.from_pretrained(args.speech[0])
     batched = BatchedFeatureExtractor(extractor)
     rng = np.random.default_rng(args.seed)
     rows = read_metadata(train)
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
             routed[part] = round(float(((weights > 0.5) == torch.tensor(["sound" not in r for r in held])).float().mean()), 4)
     print("routed right: " + ", ".join(f"{part} {share:.3f}" for part, share in routed.items()), flush=True)
     save_and_measure(ears, extractor, args.world, args.clip, args.out)
-    metrics = {"speech": str(args.speech), "sounds": [str(folder) for folder in args.sounds], "router_clips": clips, "routed_right": routed,
+    metrics = {"speech": [str(folder) for folder in args.speech], "sounds": [str(folder) for folder in args.sounds], "router_clips": clips, "routed_right": routed,
                "seconds": round(time.perf_counter() - start, 1)}
     write_json(args.out / "metrics.json", metrics)
     return metrics
