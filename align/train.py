@@ -132,6 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     augment.add_argument("--warp-frequencies", type=float, default=0.0, help="augmentation: scale each training clip's frequency axis by a factor from [1-W, 1+W] (vocal tract length perturbation: other voices); 0 = off, 0.1-0.2 typical")
     augment.add_argument("--freq-masks", type=int, default=0, help="augmentation: mask this many bands of mel bins in each training clip (SpecAugment); 0 = off. Time masks come from the model config's mask_time_prob")
     augment.add_argument("--freq-mask-bins", type=int, default=10, help="each frequency mask at most this many of the 80 mel bins wide")
+    augment.add_argument("--random-eq", type=float, default=0.0, help="augmentation: tilt each training clip's spectrum and raise or lower one band by up to "
+                         "this many dB (another microphone or mastering); heard only by an encoder with fixed mel statistics; 0 = off")
 
     models = parser.add_argument_group("models")
     models.add_argument("--audio-model", default=DEFAULT_AUDIO_MODEL, help="what to start from: a w2v-BERT 2.0 id/folder (a new adapter is added), or a saved AudioPromptEncoder folder (e.g. a previous run's final/)")
@@ -195,6 +197,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--eval-shards goes with --shards")
     if args.gradient_accumulation_steps < 1 or args.train_batch_size < 1:
         parser.error("--train-batch-size and --gradient-accumulation-steps must be at least 1")
+    try:  # the augmentation's bounds, checked before any model loads
+        FeatureAugment(args.warp_frequencies, args.freq_masks, args.freq_mask_bins, args.random_eq)
+    except ValueError as error:
+        parser.error(f"augmentation (--warp-frequencies, --freq-masks, --freq-mask-bins, --random-eq): {error}")
     return args
 
 
@@ -413,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = apply_train_mode(encoder, args.train_mode, args.lora_rank, args.lora_alpha, args.lora_dropout)
     trainable = [p for p in model.parameters() if p.requires_grad]
     logger.info("training %s: %.2fM of %.2fM parameters", args.train_mode, sum(p.numel() for p in trainable) / 1e6, sum(p.numel() for p in model.parameters()) / 1e6)
-    augment = FeatureAugment(args.warp_frequencies, args.freq_masks, args.freq_mask_bins)
+    augment = FeatureAugment(args.warp_frequencies, args.freq_masks, args.freq_mask_bins, args.random_eq)
     # Training features: in the DataLoader's workers (CPU), or batched on the training device after the batch arrives
     # (a GPU computes a batch's filterbank in milliseconds, where workers would bottleneck it)
     features_on = args.features_on if args.features_on != "auto" else ("device" if device.type == "cuda" else "loader")

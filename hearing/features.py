@@ -134,6 +134,7 @@ class BatchedFeatureExtractor:
         return_tensors: str = "pt",
         return_attention_mask: bool = True,
         warp: Sequence[float] | torch.Tensor | None = None,
+        eq: Sequence[Sequence[float]] | torch.Tensor | None = None,
     ) -> BatchFeature:
         """Features for a batch of mono clips at the extractor's sampling rate.
 
@@ -142,6 +143,9 @@ class BatchedFeatureExtractor:
         `return_attention_mask` exist so this can stand in for the library extractor; only "pt" is offered.
         `warp` (training augmentation, `align.augment`): one factor per clip by which its spectrum's frequency
         axis is scaled before the mel filter bank (vocal tract length perturbation); 1.0 changes nothing.
+        `eq` (training augmentation too): one offset per clip and mel bin added to its log-mel energies, as another
+        microphone or mastering colours a recording; the per-clip normalisation removes any such offset exactly,
+        so only fixed `mel_statistics` hear it.
         """
         if sampling_rate is not None and sampling_rate != self.sampling_rate:
             raise ValueError(f"audio must be sampled at {self.sampling_rate} Hz, got {sampling_rate}")
@@ -149,6 +153,8 @@ class BatchedFeatureExtractor:
             raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
         audio, lengths = self._batch(waves, lengths, device)
         features, frames = self._log_mel(audio, lengths, warp)
+        if eq is not None:
+            features = features + torch.as_tensor(eq, dtype=features.dtype, device=features.device)[:, None, :]
         features = self._normalize(features, frames)
         features, mask = self._stack(features, frames)
         out = {"input_features": features}

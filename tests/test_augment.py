@@ -46,6 +46,27 @@ def test_masks_zero_the_same_bands_in_both_stacked_frames():
         assert zero_bins == masked
 
 
+def test_random_eq_colours_fixed_statistics_features_and_leaves_per_clip_ones_and_other_draws_alone():
+    """Per-clip normalisation removes any per-bin offset of log energy, so only an extractor with fixed statistics hears
+    the equalisation; turning it on changes neither the warp nor the masks a seed draws."""
+    waves = [tone(1.0, 300.0, amplitude=0.5) + 0.01 * np.random.default_rng(1).standard_normal(16_000).astype(np.float32)]
+    per_clip = BatchedFeatureExtractor()
+    fixed = per_clip.with_statistics(per_clip.log_mel_statistics(waves))
+    coloured = FeatureAugment(max_eq_db=12.0)
+    eq = coloured.draw_eq(7, 80)
+    assert eq.shape == (80,) and 0.1 < np.abs(eq).max() <= 2 * 12.0 * np.log(10) / 10  # tilt and bell, each at most 12 dB
+    assert np.ptp(eq) > 0.1 and not np.allclose(eq, coloured.draw_eq(8, 80))
+    torch.testing.assert_close(coloured.features(per_clip, waves, [7], SAMPLE_RATE)["input_features"], per_clip(waves)["input_features"],
+                               atol=1e-3, rtol=0)
+    heard = coloured.features(fixed, waves, [7], SAMPLE_RATE)["input_features"][0]
+    plain = fixed(waves)["input_features"][0]
+    std = fixed.mel_std
+    torch.testing.assert_close(heard[:, :80] - plain[:, :80], torch.as_tensor(eq, dtype=torch.float32).expand(heard.shape[0], 80) / std,
+                               atol=1e-4, rtol=1e-4)  # the offset, in units of each bin's fixed spread
+    both = FeatureAugment(max_warp=0.15, freq_masks=2, max_eq_db=12.0)
+    assert both.draw(7, 80) == FeatureAugment(max_warp=0.15, freq_masks=2).draw(7, 80)
+
+
 def test_collator_augments_training_items_reproducibly_and_never_evaluation_items(tmp_path):
     files = {f"{i}.wav": (SAMPLE_RATE, tone(0.4, 300.0 + 100 * i, amplitude=0.5) + 0.01 * np.random.default_rng(i).standard_normal(6400).astype(np.float32))
              for i in range(4)}
@@ -95,3 +116,14 @@ def test_settings_out_of_range_are_refused():
         FeatureAugment(max_warp=0.6)
     with pytest.raises(ValueError, match="freq_masks"):
         FeatureAugment(freq_masks=-1)
+    with pytest.raises(ValueError, match="max_eq_db"):
+        FeatureAugment(max_eq_db=40.0)
+
+
+def test_training_refuses_augmentation_out_of_range_before_any_model_loads(capsys):
+    from align.train import parse_args
+
+    for flag, value in (("--random-eq", "40"), ("--warp-frequencies", "0.7"), ("--freq-masks", "-2")):
+        with pytest.raises(SystemExit):
+            parse_args(["--data-dir", "some/folder", flag, value])
+        assert flag in capsys.readouterr().err

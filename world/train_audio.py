@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--warp-frequencies", type=float, default=0.0, help="align.train's vocal tract length perturbation (0: off)")
     parser.add_argument("--freq-masks", type=int, default=0, help="align.train's SpecAugment frequency masks per clip (0: off)")
+    parser.add_argument("--random-eq", type=float, default=0.0, help="align.train's random equalisation in dB (0: off; heard with --fixed-mel-statistics only)")
     parser.add_argument("--processes", type=int, default=1, help="train in this many CPU processes (torch.distributed, one thread each; "
                         "--batch-size is split among them); measured here: 41-45 clips/s for two at hidden 144, 24-27 for one on a shared CPU")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
@@ -298,7 +299,7 @@ def align_arguments(args, start_from: Path, out: Path, clip: Path, batch_size: i
         "--num-audio-tokens", str(NUM_AUDIO_TOKENS), "--num-workers", str(args.num_workers), "--eval-steps", str(max(args.steps // 4, 1)), "--eval-batch-size", "64",
         "--checkpointing-steps", str(max(args.steps // 6, 1)), "--checkpoints-total-limit", "1",
         "--resume-from-checkpoint", "latest", "--logging-steps", "50", "--max-eval-items", "0", "--cpu",
-        "--warp-frequencies", str(args.warp_frequencies), "--freq-masks", str(args.freq_masks),
+        "--warp-frequencies", str(args.warp_frequencies), "--freq-masks", str(args.freq_masks), "--random-eq", str(args.random_eq),
         "--extra-negatives", str(args.extra_negatives), "--contrast-level", args.contrast_level, "--mse-weight", str(args.mse_weight),
         "--mixed-precision", training_precision(args.precision),
     ]
