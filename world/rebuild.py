@@ -42,8 +42,6 @@ from text; the error is in the ears):
                                  (world/sound_sources/more_sources.tsv, added after sound_mix was trained)
     speech_expert world.train_audio  a cycle from polish's ears on the speech alone (--only speech, MSE weight 5): the
                                  shipped ears' speech expert
-    speech_spectrum world.train_audio the same cycle hearing every clip normalised by fixed per-bin statistics
-                                 (--fixed-mel-statistics): the second speech expert
     sound_expert world.train_audio   a cycle from sound_more's ears on the sounds alone (--only sounds): their sound expert
     sound_spectrum world.train_audio the same cycle hearing every clip normalised by fixed per-bin statistics, which keep
                                  its spectral shape (--fixed-mel-statistics): the second sound expert
@@ -83,7 +81,7 @@ from world.stage import write_json
 from world.stage_inputs import COMMITTED_PARTS, RECORD, RESTORED, STAGE_INPUTS, restore, seconds_recorded, stage_input
 
 STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_vae", "sound_unet", "speech", "pretrain", "audio", "refine",
-          "polish", "sound_ears", "sound_mix", "sound_more", "speech_expert", "speech_spectrum", "sound_expert", "sound_spectrum", "route", "speech_clap", "clap", "assemble", "evaluate", "edit")
+          "polish", "sound_ears", "sound_mix", "sound_more", "speech_expert", "sound_expert", "sound_spectrum", "route", "speech_clap", "clap", "assemble", "evaluate", "edit")
 # The stages `--from-committed` does not run: those whose outputs are committed in STAGE_INPUTS (world.stage_inputs,
 # float16) and those only they depend on (unet before sharpen, audio and refine before polish), so that it goes on from
 # there on a fresh machine (world/README.md, "Rebuilding it")
@@ -127,11 +125,6 @@ FULL = {
     # R@1 0.606 → 0.704, music in a room 0.722 → 0.806, pitched 0.764 → 0.819 (world/README.md, "Requests in other
     # words, and longer than the window")
     "speech_expert": ["--steps", "1500", "--lr", "3e-4", "--extra-negatives", "96", "--only", "speech", "--mse-weight", "5", *ALIGN_RECIPE],
-    # speech_expert's recipe hearing fixed statistics, as sound_spectrum is sound_expert's: averaged with speech_expert,
-    # R@1 on held-out voices 0.921 → 0.938, piper 0.903 → 0.917, pitched 0.819 → 0.889 (world/README.md, "Two ways to
-    # hear speech")
-    "speech_spectrum": ["--steps", "1500", "--lr", "3e-4", "--extra-negatives", "96", "--only", "speech", "--mse-weight", "5",
-                        "--fixed-mel-statistics", *ALIGN_RECIPE],
     "sound_expert": ["--steps", "1200", "--lr", "3e-4", "--extra-negatives", "96", "--only", "sounds", "--mse-weight", "5", *ALIGN_RECIPE],
     # The per-clip normalisation w2v-BERT's features are made with (for speech) removes a sound's spectral shape; with fixed
     # statistics this expert keeps it, and errs on other clips than sound_expert: averaged, the two hear held-out
@@ -180,7 +173,6 @@ SMOKE = {
     "sound_mix": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--speech-repeat", "2"],
     "sound_more": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--speech-repeat", "2"],
     "speech_expert": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--only", "speech"],
-    "speech_spectrum": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--only", "speech", "--fixed-mel-statistics"],
     "sound_expert": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--only", "sounds"],
     "sound_spectrum": ["--steps", "2", "--batch-size", "8", "--num-workers", "0", "--only", "sounds", "--fixed-mel-statistics"],
     "route": ["--clips-per-kind", "4"],
@@ -206,7 +198,7 @@ SMOKE = {
 WARM_RESTARTS = {"sharpen": ("unet", "unet/unet"), "refine": ("audio", "audio/final"), "polish": ("audio", "refine/final"),
                  "sound_vae": ("vae", "vae/vae"), "sound_unet": ("unet", "sharpen/unet"), "sound_ears": ("audio", "polish/final"),
                  "sound_mix": ("audio", "sound_ears/final"), "sound_more": ("audio", "sound_mix/final"),
-                 "speech_expert": ("audio", "polish/final"), "speech_spectrum": ("audio", "polish/final"), "sound_expert": ("audio", "sound_more/final"),
+                 "speech_expert": ("audio", "polish/final"), "sound_expert": ("audio", "sound_more/final"),
                  "sound_spectrum": ("audio", "sound_more/final"), "clap": ("clap", "speech_clap/clap")}
 # Stages that run another stage's command with their own sizes (FULL, SMOKE), in their own folder
 SAME_COMMAND = {"speech_clap": "clap"}
@@ -232,7 +224,7 @@ def stage_command(stage: str, world: Path, runs: Path, models: Path, extra: list
         # clip stage's, unchanged
         "audio": ["--world", str(world), "--clip", str(runs / "words"), "--out", str(out)],
         "clap": ["--world", str(world), "--out", str(out)],
-        "route": ["--speech", str(runs / "speech_expert" / "final"), str(runs / "speech_spectrum" / "final"), "--sounds", str(runs / "sound_expert" / "final"),
+        "route": ["--speech", str(runs / "speech_expert" / "final"), "--sounds", str(runs / "sound_expert" / "final"),
                   str(runs / "sound_spectrum" / "final"), "--world", str(world),
                   "--clip", str(runs / "words"), "--out", str(out)],
         "vae": ["--world", str(world), "--out", str(out)],
@@ -277,7 +269,7 @@ def finished_marker(stage: str, world: Path, runs: Path, models: Path) -> Path:
         "sound_unet": runs / "sound_unet" / "metrics.json",
         # the ears' stages: align.train writes the final encoder last
         **{stage: runs / stage / "final" / "model.safetensors" for stage in ("pretrain", "audio", "refine", "polish", "sound_ears", "sound_mix", "sound_more",
-                                                                             "speech_expert", "speech_spectrum", "sound_expert", "sound_spectrum")},
+                                                                             "speech_expert", "sound_expert", "sound_spectrum")},
         "route": runs / "route" / "metrics.json",
         "speech": world / "speech" / "corpus.json",
         "clip": runs / "clip" / "metrics.json",
@@ -423,7 +415,7 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         right = metrics("route").get("routed_right", {})
         shares = ", ".join(f"{name} {100 * right[part]:.0f} %" for name, part in (("held-out voices", "test"), ("held-out sound sources", "test_sound_sources"))
                            if part in right)
-        return (f"speech_expert's and speech_spectrum's ears (averaged), sound_expert's and sound_spectrum's (averaged), and their router ({100 * right.get('train', float('nan')):.0f} % of its training clips "
+        return (f"speech_expert's ears, sound_expert's and sound_spectrum's (averaged), and their router ({100 * right.get('train', float('nan')):.0f} % of its training clips "
                 f"routed right; {shares or '?'}); R@1 over the world's captions: {figures or '?'} (the shipped ears)")
 
     def restarted(seeds: list[int]) -> str:  # world.train_clap starts again with the next seed when a run stalls
@@ -444,7 +436,6 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         "sound_mix": heard("sound_mix"),
         "sound_more": heard("sound_more"),
         "speech_expert": heard("speech_expert"),
-        "speech_spectrum": heard("speech_spectrum"),
         "sound_expert": heard("sound_expert"),
         "sound_spectrum": heard("sound_spectrum"),
         "route": routed(),

@@ -36,7 +36,6 @@ COMMITTED_PARTS = {
     "sound_mix": ("final", "metrics.json", "held_out.json", "args.json"),  # the second (sound_more starts from it)
     "sound_more": ("final", "metrics.json", "held_out.json", "args.json"),  # the third, with more sources (sound_expert starts from it)
     "speech_expert": ("final", "metrics.json", "held_out.json", "args.json"),  # the shipped ears' experts (world.route_ears)
-    "speech_spectrum": ("final", "metrics.json", "held_out.json", "args.json"),  # the second speech expert (fixed mel statistics)
     "sound_expert": ("final", "metrics.json", "held_out.json", "args.json"),
     "sound_spectrum": ("final", "metrics.json", "held_out.json", "args.json"),  # the second sound expert (fixed mel statistics)
     "speech_clap": ("clap", "metrics.json"),  # the speech world's scorer: the clap stage starts from it
