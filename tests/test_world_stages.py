@@ -70,11 +70,12 @@ def test_train_audio_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, hard
     monkeypatch.setattr(train_audio, "cpu_has_bf16", lambda: hardware)
     precision = {choice: train_audio.training_precision(choice) for choice in ("auto", "bf16", "fp32")}
     assert precision == {"auto": "bf16" if hardware else "no", "bf16": "bf16", "fp32": "no"}
-    args = argparse.Namespace(world="w", steps=4, lr=1e-3, seed=0, num_workers=0, warp_frequencies=0.0, freq_masks=0, extra_negatives=72, precision="auto",
+    args = argparse.Namespace(world="w", steps=4, lr=1e-3, seed=0, num_workers=0, warp_frequencies=0.0, freq_masks=0, random_eq=6.0, extra_negatives=72, precision="auto",
                               speech_repeat=1, contrast_level="token", mse_weight=1.0, only=None)
     line = train_audio.align_arguments(args, Path("init"), Path("out"), Path("clip"), batch_size=8)
     assert line[line.index("--mixed-precision") + 1] == precision["auto"]
     assert line[line.index("--extra-negatives") + 1] == "72"
+    assert line[line.index("--random-eq") + 1] == "6.0"  # align.train's equalisation, passed on
     assert line[line.index("--contrast-level") + 1] == "token"  # the shipped stages' recipe, whatever align.train's default
     assert line[line.index("--mse-weight") + 1] == "1.0"
     assert line[line.index("--data-dir") + 1] == str(Path("w") / "audio")
