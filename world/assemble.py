@@ -12,7 +12,7 @@ small; load them in float32 on a CPU, as the app and the CLI do):
     <out>/scorer/vocabulary.txt              the world's 96 captions (72 spoken scenes, 24 sounds) the scorer compares over
 
 The parts come from the last stage that trained each: the text tower and the scorer's CLIP from `words`, the VAE from
-`sound_vae`, the UNet and its sampler from `sound_unet`, the ears from `route` (two speech experts and two sound experts with their router), the
+`sound_vae`, the UNet and its sampler from `sound_unet`, the ears from `route` (a speech expert and two sound experts with their router), the
 CLAP from `clap`.
 """
 

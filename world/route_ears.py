@@ -1,17 +1,18 @@
 """Stage: the shipped ears, experts and a router: the ears that hear speech best and the ears that hear the sounds
 best, each kept as trained, mixed per clip by a linear probe that tells speech from other sound.
 
-    python -m world.route_ears --speech runs/world/speech_expert/final runs/world/speech_spectrum/final \\
+    python -m world.route_ears --speech runs/world/speech_expert/final \\
         --sounds runs/world/sound_expert/final runs/world/sound_spectrum/final \\
         --world data/world --clip runs/world/words --out /tmp/route
 
 Every cycle that taught one backbone the sounds cost it speech, and every blend in weight space traded one for the
 other point for point (world/README.md, "Everyday sounds"). Here neither expert gives anything up: the encoder
 (hearing.encoder.AudioPromptEncoder with sound experts) runs each on the features it hears and mixes the speech
-experts' mean with the sound experts' mean by the router's weight, which reads the first sound expert's last
-encoder layer pooled over the clip (its mean and spread). Two experts of a kind that hear the clip two ways (each
-normalised by its own frames, and by fixed statistics that keep its spectral shape) err on different clips, so
-their mean hears more of them right than either (world/README.md, "Two ways to hear a sound" and "... speech").
+experts' mean (one shipped) with the sound experts' mean by the router's weight, which reads the first sound expert's
+last encoder layer pooled over the clip (its mean and spread). Two sound experts that hear the sound two ways (each
+clip normalised by its own frames, and by fixed statistics that keep its spectral shape) err on different clips, so
+their mean hears more of them right than either (world/README.md, "Two ways to hear a sound"); two speech experts
+so ranked captions better but drew held-out voices worse ("Two ways to hear speech").
 Only the router trains: a logistic regression on those pooled states of the world's training clips (spoken captions,
 the hard ones among them, against the sounds, each clip once with a random crop), the experts frozen. Every spoken clip
 is heard a second time made harder (world.build.harden: over music in a big room, or pitched 3-7 semitones), against as
