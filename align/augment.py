@@ -1,6 +1,6 @@
 """Training-time feature augmentation: other voices (frequency warping), lost bands (frequency masks), other colours.
 
-An encoder that hears few speakers learns their voices along with their words. Two cheap changes to each
+An encoder that hears few speakers learns their voices along with their words. Cheap changes to each
 training clip's features, drawn anew every epoch, make it hear more:
 
 - **vocal tract length perturbation** (VTLP, Jaitly & Hinton 2013): the spectrum's frequency axis is scaled by
