@@ -412,7 +412,8 @@ def main(argv: list[str] | None = None) -> dict:
     encoder.set_empty_embedding(cache.empty_embedding)  # the saved encoder carries its CFG input and BOS
     feature_extractor = load_feature_extractor(args.audio_model)
     # the same features, a whole batch in torch (~5x faster), normalised as the encoder's config says (hearing.encoder)
-    batched_features = BatchedFeatureExtractor(feature_extractor, mel_statistics=mel_statistics(encoder.config.audio_config))
+    statistics = mel_statistics(encoder.config.audio_config)
+    batched_features = BatchedFeatureExtractor(feature_extractor, mel_statistics=statistics)
     if args.gradient_checkpointing:
         encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     encoder.train()
@@ -423,8 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Training features: in the DataLoader's workers (CPU), or batched on the training device after the batch arrives
     # (a GPU computes a batch's filterbank in milliseconds, where workers would bottleneck it)
     features_on = args.features_on if args.features_on != "auto" else ("device" if device.type == "cuda" else "loader")
-    device_features = (BatchedFeatureExtractor(feature_extractor, device=device, mel_statistics=mel_statistics(encoder.config.audio_config))
-                       if features_on == "device" else None)
+    device_features = BatchedFeatureExtractor(feature_extractor, device=device, mel_statistics=statistics) if features_on == "device" else None
     collator = AudioCaptionCollator(None if device_features is not None else batched_features, fill_to=args.train_batch_size, augment=augment)
     logger.info("training features computed %s", f"on {device}, batched" if device_features is not None else "in the data loader")
     data.make_loaders(encoder.window_samples, collator, AudioCaptionCollator(batched_features))

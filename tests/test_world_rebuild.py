@@ -290,3 +290,15 @@ def test_a_report_written_again_names_the_rebuild_it_describes(tmp_path, monkeyp
     for flags, command in (([], "`python -m world.rebuild`"), (["--from-committed"], "`python -m world.rebuild --from-committed`")):
         rebuild.main(["--runs", str(runs), "--world", str(tmp_path / "w"), "--models", str(tmp_path / "m"), "--report", *flags])
         assert f"Produced by {command} on" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_results_name_the_experts_the_route_stage_mixed(tmp_path):
+    from world.rebuild import results_markdown
+
+    (tmp_path / "route").mkdir()
+    for speech, expected in (("runs/world/speech_expert/final", "speech_expert's ears, sound_expert's and sound_spectrum's (averaged), and their router"),
+                             (["a/speech_expert/final", "a/speech_spectrum/final"],
+                              "speech_expert's and speech_spectrum's (averaged) ears, sound_expert's and sound_spectrum's (averaged)")):
+        (tmp_path / "route" / "metrics.json").write_text(json.dumps(
+            {"speech": speech, "sounds": ["a/sound_expert/final", "a/sound_spectrum/final"], "routed_right": {"train": 0.99}}))
+        assert expected in results_markdown(tmp_path, {"stages": {"route": 60.0}}, "python -m world.rebuild")

@@ -415,7 +415,11 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
         right = metrics("route").get("routed_right", {})
         shares = ", ".join(f"{name} {100 * right[part]:.0f} %" for name, part in (("held-out voices", "test"), ("held-out sound sources", "test_sound_sources"))
                            if part in right)
-        return (f"speech_expert's ears, sound_expert's and sound_spectrum's (averaged), and their router ({100 * right.get('train', float('nan')):.0f} % of its training clips "
+        experts = {side: [Path(folder).parent.name for folder in ([names] if isinstance(names, str) else names)]  # each expert's stage
+                   for side in ("speech", "sounds") for names in [metrics("route").get(side, [])]}
+        owners = {side: "'s and ".join(names or ["?"]) + "'s" + (" (averaged)" if len(names) > 1 else "") for side, names in experts.items()}
+        ears = f"{owners['speech']} ears, {owners['sounds']}"
+        return (f"{ears}, and their router ({100 * right.get('train', float('nan')):.0f} % of its training clips "
                 f"routed right; {shares or '?'}); R@1 over the world's captions: {figures or '?'} (the shipped ears)")
 
     def restarted(seeds: list[int]) -> str:  # world.train_clap starts again with the next seed when a run stalls
