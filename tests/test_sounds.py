@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from world import sounds
 from world.checker import accuracy
@@ -257,3 +258,84 @@ def test_the_words_stage_moves_only_the_new_words_and_separates_the_sound_captio
     after = CLIPTextModel.from_pretrained(tmp_path / "words" / "text_encoder").get_input_embeddings().weight
     changed = torch.nonzero((before != after).any(dim=1)).flatten().tolist()
     assert 0 < len(changed) == metrics["new_words"]
+
+
+def test_every_recipe_draws_a_finite_audible_recording_of_its_length_and_a_new_source_each_call():
+    from world.synth_sounds import SYNTHESIZABLE, synthesize
+
+    assert len(SYNTHESIZABLE) >= 15 and set(SYNTHESIZABLE) <= {c.name for c in SOUND_CLASSES}
+    for name in SYNTHESIZABLE:
+        first = synthesize(name, np.random.default_rng(7), seconds=2.0)
+        again = synthesize(name, np.random.default_rng(7), seconds=2.0)
+        other = synthesize(name, np.random.default_rng(8), seconds=2.0)
+        assert first.dtype == np.float32 and len(first) == 32_000 and np.all(np.isfinite(first)), name
+        assert abs(np.abs(first).max() - 0.9) < 1e-4 and np.sqrt(np.mean(first**2)) > 0.005, name
+        assert np.array_equal(first, again), name  # a seed gives the same recording again
+        assert not np.allclose(first, other), name  # another draw is another source
+    with pytest.raises(ValueError, match="no recipe for the sound class 'dog'"):
+        synthesize("dog", np.random.default_rng(0))
+
+
+def test_a_synthetic_share_replaces_that_share_of_a_synthesizable_class_s_clips_and_leaves_the_others_as_they_were(tmp_path):
+    recordings, rows = tmp_path / "rec", []
+    classes = [("siren", "train"), ("dog", "train"), ("train", "train"), ("cat", "train"), ("siren", "test_sources"), ("dog", "test_recordings")]
+    for k, (name, split) in enumerate(classes):  # cat comes after siren and train, which have recipes
+        path = f"{name}_{k}.wav"
+        (recordings / "pkg").mkdir(parents=True, exist_ok=True)
+        sf.write(recordings / "pkg" / path, 0.3 * np.sin(np.arange(16_000) * (k + 1) / 9).astype(np.float32), 16_000)
+        rows.append({"class": name, "package": "pkg", "path": path, "split": split, "take": path})
+
+    def clips(share: float, audio: Path) -> list[dict]:
+        sounds.write_clips(rows, recordings, audio, clips_per_class=8, window=16_000, seed=0, synthetic_share=share)
+        return [json.loads(line) for line in (audio / "train" / "metadata.jsonl").read_text().splitlines()]
+
+    plain, mixed = clips(0.0, tmp_path / "a"), clips(0.25, tmp_path / "b")
+    assert [r["package"] for r in mixed if r["sound"] == "siren"] == ["pkg"] * 6 + [sounds.SYNTHETIC_PACKAGE] * 2
+    assert all(r["package"] == "pkg" for r in mixed if r["sound"] in ("dog", "cat"))  # no recipe: all recordings
+    for a, b in zip(plain, mixed):  # every clip made from a recording is the one a build without synthesis makes
+        if b["package"] == "pkg":
+            assert a == b
+            assert np.array_equal(sf.read(tmp_path / "a" / "train" / a["file_name"])[0], sf.read(tmp_path / "b" / "train" / b["file_name"])[0])
+    held = (tmp_path / "b" / "test_sound_sources" / "metadata.jsonl").read_text()
+    assert sounds.SYNTHETIC_PACKAGE not in held and '"siren"' in held  # held-out clips stay real recordings
+
+
+def test_the_sounds_build_refuses_a_synthetic_share_outside_0_to_1_in_one_line(capsys):
+    with pytest.raises(SystemExit):
+        sounds.main(["--synthetic-share", "1.5", "--no-fetch"])
+    assert "--synthetic-share 1.5" in capsys.readouterr().err
+
+
+def test_blending_lays_another_take_of_the_class_over_a_share_of_the_clips_and_leaves_the_rest_as_they_were(tmp_path):
+    recordings, rows = tmp_path / "rec", []
+    for k, name in enumerate(["dog", "dog", "cat", "cat"]):
+        (recordings / "pkg").mkdir(parents=True, exist_ok=True)
+        sf.write(recordings / "pkg" / f"{k}.wav", 0.3 * np.sin(np.arange(16_000) * (k + 1) / 9).astype(np.float32), 16_000)
+        rows.append({"class": name, "package": "pkg", "path": f"{k}.wav", "split": "train", "take": str(k)})
+
+    def clips(share: float, audio: Path) -> list[dict]:
+        sounds.write_clips(rows, recordings, audio, clips_per_class=20, window=16_000, seed=0, blend_share=share)
+        return [json.loads(line) for line in (audio / "train" / "metadata.jsonl").read_text().splitlines()]
+
+    plain, blended = clips(0.0, tmp_path / "a"), clips(0.5, tmp_path / "b")
+    mixed = [b for b in blended if "blend" in b["augment"]]
+    assert 8 <= len(mixed) <= 32 and all(0 <= b["augment"]["blend"]["level_db"] <= 8 for b in mixed)
+    for a, b in zip(plain, blended):
+        wave_a = sf.read(tmp_path / "a" / "train" / a["file_name"])[0]
+        wave_b = sf.read(tmp_path / "b" / "train" / b["file_name"])[0]
+        mates = {r["path"] for r in rows if r["class"] == b["sound"]}
+        if "blend" in b["augment"]:
+            assert b["augment"]["blend"]["path"] in mates and not np.allclose(wave_a, wave_b)
+        else:  # its own random stream: a clip left alone is the plain build's
+            assert a == b and np.array_equal(wave_a, wave_b)
+    with pytest.raises(SystemExit):
+        sounds.main(["--blend-share", "-0.1", "--no-fetch"])
+
+
+def test_blend_lays_the_other_sound_at_its_level_and_offset_and_keeps_the_peak_in_range():
+    wave = np.full(1000, 0.5, np.float32)
+    other = np.full(2000, 0.1, np.float32)
+    out = sounds.blend(wave, other, level_db=0.0, offset=400)
+    assert np.allclose(out[:400], 0.495) and np.allclose(out[400:], 0.99)  # 0.5 + 0.5 = 1.0: all brought down to peak 0.99
+    quiet = sounds.blend(wave, other, level_db=20.0, offset=0)
+    assert np.allclose(quiet, 0.55, atol=1e-6)  # 20 dB below in power: a tenth of the amplitude

@@ -56,6 +56,7 @@ from hearing.audio import SAMPLE_RATE, AudioError, load_audio, window_samples_fo
 from world.microphone import add_noise, band_limit, codec, codec_available, gain, make_noise, pitch_shift, room, speed
 from world.settings import NUM_AUDIO_TOKENS
 from world.scenes import BY_NAME, EMOJI_FONT, SOUND_CLASSES, draw_emoji_sprites, render_sound
+from world.synth_sounds import SYNTHESIZABLE, synthesize
 
 SOURCES = Path(__file__).parent / "sound_sources"
 MANIFEST = SOURCES / "manifest.tsv"
@@ -405,13 +406,31 @@ def decode(path: Path) -> np.ndarray | None:
         return None
 
 
+SYNTHETIC_PACKAGE = "synthetic"  # the package a synthetic training clip names
 HELD_OUT_FOLDERS = {"test_recordings": "test_sound_recordings", "test_sources": "test_sound_sources"}  # split → <world>/audio/<folder>
 
 
-def write_clips(rows: list[dict], recordings: Path, audio: Path, clips_per_class: int, window: int, seed: int = 0) -> dict:
+def blend(wave: np.ndarray, other: np.ndarray, level_db: float, offset: int) -> np.ndarray:
+    """`other` laid over `wave` from sample `offset` on, `level_db` below it in power (both as they are, no longer than
+    `wave`): two takes of one class heard at once, a take that no package holds."""
+    out = wave.astype(np.float64).copy()
+    part = other[: max(len(wave) - offset, 0)].astype(np.float64)
+    if len(part):
+        scale = np.sqrt((np.mean(out**2) + 1e-12) / (np.mean(part**2) + 1e-12) / 10 ** (level_db / 10))
+        out[offset : offset + len(part)] += scale * part
+    peak = float(np.abs(out).max())
+    return (out / peak * min(peak, 0.99) if peak > 0.99 else out).astype(np.float32)
+
+
+def write_clips(rows: list[dict], recordings: Path, audio: Path, clips_per_class: int, window: int, seed: int = 0,
+                synthetic_share: float = 0.0, blend_share: float = 0.0) -> dict:
     """The sound clips, into the world's audiofolder `audio` beside the speech: `clips_per_class` augmented clips of
     every class into train/ (added to its metadata.jsonl, replacing an earlier build's sound clips), and the held-out
-    recordings as they are into test_sound_recordings/ and test_sound_sources/."""
+    recordings as they are into test_sound_recordings/ and test_sound_sources/. For a class with a recipe
+    (world.synth_sounds), `synthetic_share` of its training clips are synthetic recordings, each a new source, through
+    the same augmentation (their own random stream: the recordings' clips are those of a build without them). With
+    `blend_share`, that share of the clips made from recordings get another training recording of their class laid
+    over them (`blend`, 0-8 dB below), augmented on its own (again their own random stream)."""
     waves = {}
     for r in rows:
         wave = decode(recordings / r["package"] / r["path"])
@@ -439,27 +458,43 @@ def write_clips(rows: list[dict], recordings: Path, audio: Path, clips_per_class
     for r in usable:
         if r["split"] == "train":
             by_class[r["class"]].append(r)
-    rng = np.random.default_rng([seed, 30])
+    rng, synthetic_rng, blend_rng = (np.random.default_rng([seed, 30]), np.random.default_rng([seed, 32]),
+                                     np.random.default_rng([seed, 33]))
     train_rows = []
     for name in BY_NAME:
         members = by_class.get(name, [])
         backgrounds = [waves[(r["package"], r["path"])] for other, rs in by_class.items() if other != name for r in rs]
+        synthetic = round(clips_per_class * synthetic_share) if name in SYNTHESIZABLE and members else 0
         for k in range(clips_per_class if members else 0):
             r = members[k % len(members)]
-            wave, info = augment(waves[(r["package"], r["path"])], rng, backgrounds, window)
+            wave, info = augment(waves[(r["package"], r["path"])], rng, backgrounds, window)  # drawn either way, so that
+            source = {"package": r["package"], "path": r["path"]}  # every later class's clips are a plain build's
+            if blend_share and len(members) > 1 and blend_rng.random() < blend_share:
+                mate = members[int(blend_rng.integers(len(members)))]
+                other, _ = augment(waves[(mate["package"], mate["path"])], blend_rng, backgrounds, window)
+                info["blend"] = {"path": mate["path"], "level_db": round(float(blend_rng.uniform(0, 8)), 1),
+                                 "offset_s": round(float(blend_rng.uniform(0, 0.5)) * len(wave) / SAMPLE_RATE, 2)}
+                wave = blend(wave, other, info["blend"]["level_db"], int(info["blend"]["offset_s"] * SAMPLE_RATE))
+            if k >= clips_per_class - synthetic:
+                wave, info = augment(synthesize(name, synthetic_rng), synthetic_rng, backgrounds, window)
+                source = {"package": SYNTHETIC_PACKAGE, "path": f"world/synth_sounds.py:{name}"}
             file_name = f"sound_{name}_{k:05d}.wav"
             sf.write(train / file_name, wave, SAMPLE_RATE, subtype="PCM_16")
-            train_rows.append({"file_name": file_name, "caption": BY_NAME[name].caption, "sound": name,
-                               "package": r["package"], "path": r["path"], "augment": info})
+            train_rows.append({"file_name": file_name, "caption": BY_NAME[name].caption, "sound": name, **source, "augment": info})
     metadata.write_text("".join(line + "\n" for line in kept) + "".join(json.dumps(r) + "\n" for r in train_rows))
     counts["train"] = len(train_rows)
     return dict(counts)
 
 
 def build_sounds(out: str | Path, cache: str | Path, clips_per_class: int = 400, images_per_class: int = 150,
-                 seed: int = 0, fetch: bool = True, clips: bool = True, log=print) -> dict:
+                 seed: int = 0, fetch: bool = True, clips: bool = True, synthetic_share: float = 0.0, blend_share: float = 0.0,
+                 log=print) -> dict:
     """Fetch and check the recordings, then add the sound classes' pictures to <out>/images and their clips to
     <out>/audio (write_clips), beside what world.build wrote there. Returns what was written."""
+    if not 0.0 <= synthetic_share < 1.0:
+        raise ValueError(f"synthetic_share is {synthetic_share}: give a share of the clips from 0 up to (not including) 1")
+    if not 0.0 <= blend_share <= 1.0:
+        raise ValueError(f"blend_share is {blend_share}: give a share of the clips from 0 to 1")
     out, cache = Path(out), Path(cache).resolve()
     start = time.perf_counter()
     rows = read_manifest()
@@ -482,7 +517,7 @@ def build_sounds(out: str | Path, cache: str | Path, clips_per_class: int = 400,
     picture_rows = write_pictures(images, images_per_class, np.random.default_rng([seed, 31]))
     metadata.write_text("".join(line + "\n" for line in kept) + "".join(json.dumps(r) + "\n" for r in picture_rows))
     window = window_samples_for_tokens(NUM_AUDIO_TOKENS)  # the ears' window: a longer recording is cropped to it
-    counts = write_clips(good, recordings, out / "audio", clips_per_class, window, seed) if clips else {}
+    counts = write_clips(good, recordings, out / "audio", clips_per_class, window, seed, synthetic_share, blend_share) if clips else {}
     summary = {"recordings": len(good), "of": len(rows), "missing_packages": missing, "clips": counts,
                "pictures": len(picture_rows), "classes": len(SOUND_CLASSES), "seconds": round(time.perf_counter() - start, 1)}
     (out / "sounds.json").write_text(json.dumps(summary, indent=1))
@@ -497,10 +532,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--images-per-class", type=int, default=150)
     parser.add_argument("--no-fetch", action="store_true", help="use only recordings already extracted into --cache")
     parser.add_argument("--pictures-only", action="store_true", help="write only the pictures (the clips need world.build's audio/ first)")
+    parser.add_argument("--synthetic-share", type=float, default=0.0,
+                        help="share (0 to <1) of the training clips of each class with a recipe (world.synth_sounds) made "
+                             "from synthetic recordings instead of the packages' (0: none)")
+    parser.add_argument("--blend-share", type=float, default=0.0,
+                        help="share (0 to 1) of the clips made from recordings that get another recording of their class "
+                             "laid over them (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--manifest-from", default=None, help="write world/sound_sources/manifest.tsv from this candidates.tsv and stop")
     parser.add_argument("--emoji", action="store_true", help="redraw world/sound_sources/emoji from the Noto Color Emoji font and stop")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.synthetic_share < 1.0:
+        parser.error(f"--synthetic-share {args.synthetic_share}: give a share from 0 up to (not including) 1, e.g. 0.25")
+    if not 0.0 <= args.blend_share <= 1.0:
+        parser.error(f"--blend-share {args.blend_share}: give a share from 0 to 1, e.g. 0.3")
     if args.manifest_from:
         rows = make_manifest(args.manifest_from, args.seed)
         write_manifest(rows)
@@ -514,7 +559,8 @@ def main(argv: list[str] | None = None) -> dict:
         draw_emoji_sprites(EMOJI_FONT)
         return {"sprites": len(SOUND_CLASSES)}
     summary = build_sounds(args.out, args.cache, args.clips_per_class, args.images_per_class, seed=args.seed,
-                           fetch=not args.no_fetch, clips=not args.pictures_only)
+                           fetch=not args.no_fetch, clips=not args.pictures_only, synthetic_share=args.synthetic_share,
+                           blend_share=args.blend_share)
     print(f"{summary['recordings']} of {summary['of']} recordings; clips {summary['clips']}; "
           f"{summary['pictures']} pictures of {summary['classes']} classes; {summary['seconds']} s")
     return summary
