@@ -330,6 +330,8 @@ def test_blending_lays_another_take_of_the_class_over_a_share_of_the_clips_and_l
             assert a == b and np.array_equal(wave_a, wave_b)
     with pytest.raises(SystemExit):
         sounds.main(["--blend-share", "-0.1", "--no-fetch"])
+    with pytest.raises(ValueError, match="--blend-share 2"):
+        sounds.build_sounds(tmp_path / "w", tmp_path / "cache", blend_share=2, fetch=False)
 
 
 def test_blend_lays_the_other_sound_at_its_level_and_offset_and_keeps_the_peak_in_range():

@@ -486,15 +486,23 @@ def write_clips(rows: list[dict], recordings: Path, audio: Path, clips_per_class
     return dict(counts)
 
 
+def share_problem(synthetic_share: float, blend_share: float) -> str | None:
+    """What is wrong with the shares of synthetic and blended clips, in one line (None when nothing is)."""
+    if not 0.0 <= synthetic_share < 1.0:
+        return f"--synthetic-share {synthetic_share}: give a share from 0 up to (not including) 1, e.g. 0.25"
+    if not 0.0 <= blend_share <= 1.0:
+        return f"--blend-share {blend_share}: give a share from 0 to 1, e.g. 0.3"
+    return None
+
+
 def build_sounds(out: str | Path, cache: str | Path, clips_per_class: int = 400, images_per_class: int = 150,
                  seed: int = 0, fetch: bool = True, clips: bool = True, synthetic_share: float = 0.0, blend_share: float = 0.0,
                  log=print) -> dict:
     """Fetch and check the recordings, then add the sound classes' pictures to <out>/images and their clips to
     <out>/audio (write_clips), beside what world.build wrote there. Returns what was written."""
-    if not 0.0 <= synthetic_share < 1.0:
-        raise ValueError(f"synthetic_share is {synthetic_share}: give a share of the clips from 0 up to (not including) 1")
-    if not 0.0 <= blend_share <= 1.0:
-        raise ValueError(f"blend_share is {blend_share}: give a share of the clips from 0 to 1")
+    problem = share_problem(synthetic_share, blend_share)
+    if problem:
+        raise ValueError(problem)
     out, cache = Path(out), Path(cache).resolve()
     start = time.perf_counter()
     rows = read_manifest()
@@ -542,10 +550,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--manifest-from", default=None, help="write world/sound_sources/manifest.tsv from this candidates.tsv and stop")
     parser.add_argument("--emoji", action="store_true", help="redraw world/sound_sources/emoji from the Noto Color Emoji font and stop")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.synthetic_share < 1.0:
-        parser.error(f"--synthetic-share {args.synthetic_share}: give a share from 0 up to (not including) 1, e.g. 0.25")
-    if not 0.0 <= args.blend_share <= 1.0:
-        parser.error(f"--blend-share {args.blend_share}: give a share from 0 to 1, e.g. 0.3")
+    problem = share_problem(args.synthetic_share, args.blend_share)
+    if problem:
+        parser.error(problem)
     if args.manifest_from:
         rows = make_manifest(args.manifest_from, args.seed)
         write_manifest(rows)
