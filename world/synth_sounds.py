@@ -233,8 +233,8 @@ def train(rng: np.random.Generator, n: int) -> np.ndarray:
     out = rumble / (np.std(rumble) + 1e-9) * rng.uniform(0.3, 1)
     gap, period = rng.uniform(0.07, 0.2), rng.uniform(0.35, 1.2)
     joints = _regular_times(rng, 1 / period, seconds, 0.01)
-    clack = lambda i: _burst(rng, 0.1, rng.uniform(0.01, 0.04), 100, rng.uniform(1000, 4000))
-    clacks = _place(n, np.concatenate([joints, joints + gap]), clack)
+    clacks = _place(n, np.concatenate([joints, joints + gap]),
+                    lambda i: _burst(rng, 0.1, rng.uniform(0.01, 0.04), 100, rng.uniform(1000, 4000)))
     out += rng.uniform(0.5, 2) * clacks / (np.std(clacks) + 1e-9)
     if rng.random() < 0.4:  # steam: chuffs
         chuffs = _place(n, _regular_times(rng, rng.uniform(2, 6), seconds, 0.03), lambda i: _burst(rng, 0.25, 0.08, 300, 5000))
