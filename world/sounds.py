@@ -20,8 +20,10 @@ Splits that measure generalization (decided once, in the committed manifest):
 
 Training clips: each training recording is heard many times (`--clips-per-class` spread over the class's
 recordings), each time through a random chain: a crop, speed and pitch, another class's sound or noise in the
-background at a random SNR, a room, band limits, gain and a codec (`augment`). Held-out clips are the recordings
-as they are, decoded to 16 kHz: short ones are padded by the pipeline, as any upload is.
+background at a random SNR, a room, band limits, gain and a codec (`augment`). `--synthetic-share` and
+`--blend-share` (off by default: measured, neither helped; world/README.md) make part of them from world.synth_sounds'
+recipes, or lay a second recording of the class over them. Held-out clips are the recordings as they are, decoded to
+16 kHz: short ones are padded by the pipeline, as any upload is.
 
 Pictures: each class is drawn as its emoji (Noto Color Emoji, OFL-1.1; the 64 px sprites are committed in
 world/sound_sources/emoji, `--emoji` redraws them from the font) on the same pale jittered background as the shapes,
