@@ -412,11 +412,12 @@ def results_markdown(runs: Path, timings: dict, command: str, world: Path | None
 
     def routed() -> str:  # the shipped ears: the experts and their router
         figures = "; ".join(f"{name} {r['R@1']:.3f}" for name, r in held_out("route"))
-        right = metrics("route").get("routed_right", {})
+        route = metrics("route")
+        right = route.get("routed_right", {})
         shares = ", ".join(f"{name} {100 * right[part]:.0f} %" for name, part in (("held-out voices", "test"), ("held-out sound sources", "test_sound_sources"))
                            if part in right)
-        experts = {side: [Path(folder).parent.name for folder in ([names] if isinstance(names, str) else names)]  # each expert's stage
-                   for side in ("speech", "sounds") for names in [metrics("route").get(side, [])]}
+        folders = {side: route.get(side, []) for side in ("speech", "sounds")}  # one folder (a str) or several a side
+        experts = {side: [Path(f).parent.name for f in ([names] if isinstance(names, str) else names)] for side, names in folders.items()}
         owners = {side: "'s and ".join(names or ["?"]) + "'s" + (" (averaged)" if len(names) > 1 else "") for side, names in experts.items()}
         ears = f"{owners['speech']} ears, {owners['sounds']}"
         return (f"{ears}, and their router ({100 * right.get('train', float('nan')):.0f} % of its training clips "

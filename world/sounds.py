@@ -471,13 +471,14 @@ def write_clips(rows: list[dict], recordings: Path, audio: Path, clips_per_class
             r = members[k % len(members)]
             wave, info = augment(waves[(r["package"], r["path"])], rng, backgrounds, window)  # drawn either way, so that
             source = {"package": r["package"], "path": r["path"]}  # every later class's clips are a plain build's
-            if blend_share and len(members) > 1 and blend_rng.random() < blend_share:
+            synthetic_clip = k >= clips_per_class - synthetic
+            if blend_share and not synthetic_clip and len(members) > 1 and blend_rng.random() < blend_share:
                 mate = members[int(blend_rng.integers(len(members)))]
                 other, _ = augment(waves[(mate["package"], mate["path"])], blend_rng, backgrounds, window)
                 info["blend"] = {"path": mate["path"], "level_db": round(float(blend_rng.uniform(0, 8)), 1),
                                  "offset_s": round(float(blend_rng.uniform(0, 0.5)) * len(wave) / SAMPLE_RATE, 2)}
                 wave = blend(wave, other, info["blend"]["level_db"], int(info["blend"]["offset_s"] * SAMPLE_RATE))
-            if k >= clips_per_class - synthetic:
+            if synthetic_clip:
                 wave, info = augment(synthesize(name, synthetic_rng), synthetic_rng, backgrounds, window)
                 source = {"package": SYNTHETIC_PACKAGE, "path": f"world/synth_sounds.py:{name}"}
             file_name = f"sound_{name}_{k:05d}.wav"

@@ -83,10 +83,6 @@ def _slow(rng: np.random.Generator, samples: int, rate_hz: float, depth: float) 
     return 1 + depth * np.interp(np.arange(samples), np.linspace(0, samples, points), rng.uniform(-1, 1, points))
 
 
-def _noise(kind: str, samples: int, rng: np.random.Generator) -> np.ndarray:
-    return make_noise(kind, samples, rng)
-
-
 def _flyby(samples: int, rng: np.random.Generator) -> np.ndarray:
     """A pass: loudness swelling to its closest point and fading, or steady."""
     if rng.random() < 0.3:
@@ -128,11 +124,11 @@ def clock_tick(rng: np.random.Generator, n: int) -> np.ndarray:
         return _mix(_ping(f, 0.06, decay), 0.5 * _ping(f * rng.uniform(1.3, 2.7), 0.06, decay * 0.7),
                     0.3 * _burst(rng, 0.01, 0.002, 1000, None))
 
-    return _place(n, _regular_times(rng, rate, n / SAMPLE_RATE, 0.01), tick) + 0.01 * _noise("pink", n, rng)
+    return _place(n, _regular_times(rng, rate, n / SAMPLE_RATE, 0.01), tick) + 0.01 * make_noise("pink", n, rng)
 
 
 def rain(rng: np.random.Generator, n: int) -> np.ndarray:
-    bed = _band(_noise(("white", "pink")[rng.integers(2)], n, rng), rng.uniform(200, 1500), rng.uniform(3000, 8000))
+    bed = _band(make_noise(("white", "pink")[rng.integers(2)], n, rng), rng.uniform(200, 1500), rng.uniform(3000, 8000))
     drops = _place(n, _poisson_times(rng, rng.uniform(100, 1500), n / SAMPLE_RATE),
                    lambda i: rng.lognormal(0, 0.7) * _ping(rng.uniform(1000, 6000), 0.02, rng.uniform(0.001, 0.006)))
     return bed / (np.std(bed) + 1e-9) * rng.uniform(0.3, 1.0) + drops / (np.std(drops) + 1e-9)
@@ -144,11 +140,11 @@ def water_drops(rng: np.random.Generator, n: int) -> np.ndarray:
     base = rng.uniform(500, 2000)
     return _place(n, times, lambda i: rng.uniform(0.5, 1) * _mix(
         _ping(base * rng.uniform(0.8, 1.25), rng.uniform(0.04, 0.12), rng.uniform(0.01, 0.04), rng.uniform(1.2, 2.2)),
-        0.2 * _burst(rng, 0.004, 0.001, 2000, None))) + 0.005 * _noise("pink", n, rng)
+        0.2 * _burst(rng, 0.004, 0.001, 2000, None))) + 0.005 * make_noise("pink", n, rng)
 
 
 def wind(rng: np.random.Generator, n: int) -> np.ndarray:
-    body = _band(_noise(("pink", "brown")[rng.integers(2)], n, rng), rng.uniform(20, 150), rng.uniform(400, 2500))
+    body = _band(make_noise(("pink", "brown")[rng.integers(2)], n, rng), rng.uniform(20, 150), rng.uniform(400, 2500))
     gusts = np.clip(_slow(rng, n, rng.uniform(0.3, 1.5), rng.uniform(0.3, 0.9)), 0.05, None)
     out = body / (np.std(body) + 1e-9) * gusts
     if rng.random() < 0.4:  # a whistle through a gap
@@ -159,7 +155,7 @@ def wind(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def thunderstorm(rng: np.random.Generator, n: int) -> np.ndarray:
     start = int(rng.uniform(0, 0.3) * n)
-    rumble = _band(_noise("brown", n, rng), None, rng.uniform(150, 600)) * np.clip(_slow(rng, n, rng.uniform(2, 8), 0.8), 0, None)
+    rumble = _band(make_noise("brown", n, rng), None, rng.uniform(150, 600)) * np.clip(_slow(rng, n, rng.uniform(2, 8), 0.8), 0, None)
     envelope = np.zeros(n)
     t = np.arange(n - start) / SAMPLE_RATE
     envelope[start:] = (1 - np.exp(-t / rng.uniform(0.02, 0.3))) * np.exp(-t / rng.uniform(0.8, 4))
@@ -173,7 +169,7 @@ def thunderstorm(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def crackling_fire(rng: np.random.Generator, n: int) -> np.ndarray:
-    roar = _band(_noise("brown", n, rng), None, rng.uniform(300, 1500))
+    roar = _band(make_noise("brown", n, rng), None, rng.uniform(300, 1500))
     crackles = _place(n, _poisson_times(rng, rng.uniform(5, 40), n / SAMPLE_RATE),
                       lambda i: min(rng.pareto(1.5) + 0.2, 8) * _burst(rng, 0.02, rng.uniform(0.0005, 0.004), rng.uniform(500, 3000), None))
     return rng.uniform(0.1, 0.6) * roar / (np.std(roar) + 1e-9) + crackles / (np.std(crackles) + 1e-9)
@@ -183,7 +179,7 @@ def engine(rng: np.random.Generator, n: int) -> np.ndarray:
     firing = rng.uniform(15, 60) * np.geomspace(1, rng.uniform(0.7, 2.5), n) * _slow(rng, n, 3, 0.03)
     body = _tone(firing, [1.0] + [rng.uniform(0, 1) / k ** 0.5 for k in range(2, 24)])
     body = _band(body * _slow(rng, n, 20, 0.3), None, rng.uniform(400, 3000))
-    hiss = _band(_noise("pink", n, rng), 200, rng.uniform(1000, 5000))
+    hiss = _band(make_noise("pink", n, rng), 200, rng.uniform(1000, 5000))
     return body / (np.std(body) + 1e-9) + rng.uniform(0.05, 0.4) * hiss / (np.std(hiss) + 1e-9)
 
 
@@ -207,7 +203,7 @@ def helicopter(rng: np.random.Generator, n: int) -> np.ndarray:
     slaps = _place(n, _regular_times(rng, rng.uniform(8, 22), n / SAMPLE_RATE, 0.02),
                    lambda i: _burst(rng, 0.08, rng.uniform(0.01, 0.04), None, rng.uniform(300, 1500)))
     turbine = _tone(np.full(n, rng.uniform(1500, 5000)) * _doppler(n, rng, 0.03), [1.0, 0.3])
-    wash = _band(_noise("pink", n, rng), 100, 4000)
+    wash = _band(make_noise("pink", n, rng), 100, 4000)
     out = (slaps / (np.std(slaps) + 1e-9) + rng.uniform(0.02, 0.2) * turbine / (np.std(turbine) + 1e-9)
            + rng.uniform(0.2, 0.6) * wash / (np.std(wash) + 1e-9))
     return out * _flyby(n, rng)
@@ -216,20 +212,20 @@ def helicopter(rng: np.random.Generator, n: int) -> np.ndarray:
 def airplane(rng: np.random.Generator, n: int) -> np.ndarray:
     flyby = _flyby(n, rng)
     if rng.random() < 0.6:  # a jet: a roar whose brightness follows its closeness, a whine falling as it passes
-        roar = _noise(("pink", "brown")[rng.integers(2)], n, rng)
+        roar = make_noise(("pink", "brown")[rng.integers(2)], n, rng)
         bright = _band(roar, 500, None)
         out = _band(roar, None, rng.uniform(800, 3000)) + flyby * rng.uniform(0.2, 1) * bright / (np.std(bright) + 1e-9) * np.std(roar)
         whine = _tone(rng.uniform(1000, 5000) * _doppler(n, rng, rng.uniform(0.03, 0.12)), [1.0])
         out = out / (np.std(out) + 1e-9) + rng.uniform(0, 0.3) * whine
     else:  # a propeller: a buzz at the blades' rate, falling as it passes
         buzz = _tone(rng.uniform(50, 160) * _doppler(n, rng, rng.uniform(0.03, 0.1)), [1 / k for k in range(1, 16)])
-        out = buzz / (np.std(buzz) + 1e-9) + rng.uniform(0.1, 0.5) * _band(_noise("pink", n, rng), 100, 3000) * 3
+        out = buzz / (np.std(buzz) + 1e-9) + rng.uniform(0.1, 0.5) * _band(make_noise("pink", n, rng), 100, 3000) * 3
     return out * flyby
 
 
 def train(rng: np.random.Generator, n: int) -> np.ndarray:
     seconds = n / SAMPLE_RATE
-    rumble = _band(_noise("brown", n, rng), None, rng.uniform(200, 800))
+    rumble = _band(make_noise("brown", n, rng), None, rng.uniform(200, 800))
     out = rumble / (np.std(rumble) + 1e-9) * rng.uniform(0.3, 1)
     gap, period = rng.uniform(0.07, 0.2), rng.uniform(0.35, 1.2)
     joints = _regular_times(rng, 1 / period, seconds, 0.01)
