@@ -93,6 +93,39 @@ def test_a_rebuild_from_the_committed_stages_runs_only_the_data_the_assembly_and
     assert "| sound_ears | " in table and "| sound_more | " in table and "| polish | " not in table and "trained earlier and committed in models/world_stages" in table
 
 
+def test_a_plain_rebuild_after_one_from_the_committed_stages_goes_on_from_them(tmp_path, monkeypatch):
+    import subprocess
+
+    from world import rebuild
+    from world.stage_inputs import RESTORED
+
+    world, runs, models = tmp_path / "w", tmp_path / "r", tmp_path / "m"
+    paths = ["--world", str(world), "--runs", str(runs), "--models", str(models)]
+    ran = []
+
+    def fake_run(cmd, **kwargs):  # a stage "trains": it writes its marker
+        ran.append(cmd[-1])
+        marker = rebuild.finished_marker(cmd[-1], world, runs, models)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("{}")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(rebuild, "stage_command", lambda stage, *a: ["python", "-m", stage])
+    monkeypatch.setattr(rebuild.subprocess, "run", fake_run)
+    monkeypatch.setattr(rebuild, "RESULTS_FILE", tmp_path / "RESULTS.md")  # a finished evaluation rewrites it
+    rebuild.main([*paths, "--from-committed"])
+    assert ran == ["build", "sounds", "route", "assemble", "evaluate", "edit"]
+    ran.clear()
+    rebuild.main(paths)  # the restored stages have no markers of their own (only what later stages read is committed)
+    assert ran == []
+    rebuild.main([*paths, "--from", "route"])  # route and every stage after it, the committed scorers among them
+    assert ran == ["route", "speech_clap", "clap", "assemble", "evaluate", "edit"]
+    ran.clear()
+    rebuild.main([*paths, "--from", "sound_unet"])  # naming a committed stage trains it and every later one, no earlier one
+    assert ran == [stage for stage in rebuild.STAGES[rebuild.STAGES.index("sound_unet"):] if stage not in rebuild.PRETRAINING]
+    assert (runs / "sound_unet.previous" / RESTORED).exists()  # the restored run set aside, as a finished one is
+
+
 def test_a_stage_run_by_its_own_command_reports_the_time_its_stage_record_gives(tmp_path):
     from world import rebuild
     from world.stage_inputs import RECORD

@@ -2,7 +2,8 @@
 
     python -m world.rebuild                      # everything (more than 6 h on 2 cores), resuming
     python -m world.rebuild --from-committed     # the data, the assembly and the evaluations, from the stages in models/world_stages
-    python -m world.rebuild --from unet          # redo the UNet and everything after it
+    python -m world.rebuild --from unet          # redo the UNet and everything after it (after --from-committed too: the
+                                                 # committed stages before it are not trained again, nor by a plain resume)
     python -m world.rebuild --only evaluate      # just one stage (its inputs must exist)
     python -m world.rebuild --smoke --world /tmp/w --runs /tmp/r --models /tmp/m   # every stage, tiny (a few minutes)
 
@@ -86,6 +87,7 @@ STAGES = ("build", "sounds", "clip", "vae", "unet", "sharpen", "words", "sound_v
 # float16) and those only they depend on (unet before sharpen, audio and refine before polish), so that it goes on from
 # there on a fresh machine (world/README.md, "Rebuilding it")
 COMMITTED = tuple(stage for stage in STAGES if stage in COMMITTED_PARTS or stage in ("unet", "audio", "refine"))
+FROM_COMMITTED_RECORD = "from_committed.json"  # in <runs>: this folder's committed stages are not trained here
 PRETRAINING = ("speech", "pretrain")  # run only with --pretrain-speech (see the module doc)
 RESULTS_FILE = Path(__file__).parent / "RESULTS.md"
 
@@ -510,6 +512,7 @@ def main(argv: list[str] | None = None) -> dict:
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {"stages": {}}
 
     if args.from_committed:  # later stages and world.assemble read <runs>/<stage> whether or not this machine trained it
+        write_json(args.runs / FROM_COMMITTED_RECORD, list(COMMITTED))
         for stage in COMMITTED:
             if restore(stage, args.runs):
                 print(f"== {stage}: restored from {STAGE_INPUTS / stage} (committed)", flush=True)
@@ -535,11 +538,17 @@ def main(argv: list[str] | None = None) -> dict:
                   flush=True)
             continue
         marker = finished_marker(stage, args.world, args.runs, args.models)
-        if marker.exists() and not (stage in redo or args.only):
-            print(f"== {stage}: done before ({marker}), skipped", flush=True)
+        # A stage an earlier --from-committed run did not train has no marker (only what later stages read is restored): it
+        # is finished unless its folder holds a killed run of it
+        folder = run_folder(stage, args.world, args.runs, args.models)
+        restored = (not marker.exists() and stage in COMMITTED and (args.runs / FROM_COMMITTED_RECORD).exists()
+                    and (folder is None or not folder.exists() or (folder / RESTORED).exists()))
+        if (marker.exists() or restored) and not (stage in redo or args.only):
+            print(f"== {stage}: done before ({marker if marker.exists() else 'committed, restored by an earlier --from-committed run'}), skipped",
+                  flush=True)
             continue
-        if marker.exists():  # a finished run being redone; without a marker the folder holds this stage's killed run
-            set_aside(run_folder(stage, args.world, args.runs, args.models))
+        if marker.exists() or restored:  # a finished run being redone; otherwise the folder holds this stage's killed run
+            set_aside(folder)
             forget_stopped_attempts(timings, stage)
         if not args.only:
             redo = list(dict.fromkeys([*redo, *(later for later in STAGES[STAGES.index(stage) + 1:] if runs_it(later))]))
