@@ -124,6 +124,14 @@ def test_a_plain_rebuild_after_one_from_the_committed_stages_goes_on_from_them(t
     rebuild.main([*paths, "--from", "sound_unet"])  # naming a committed stage trains it and every later one, no earlier one
     assert ran == [stage for stage in rebuild.STAGES[rebuild.STAGES.index("sound_unet"):] if stage not in rebuild.PRETRAINING]
     assert (runs / "sound_unet.previous" / RESTORED).exists()  # the restored run set aside, as a finished one is
+    ran.clear()
+    rebuild.main([*paths, "--from", "polish"])  # killed in polish: its folder holds that run, not the restored one
+    (runs / "polish" / "final" / "model.safetensors").unlink()
+    (runs / "polish" / "checkpoints").mkdir()
+    (runs / "redo.json").write_text(json.dumps(rebuild.STAGES[rebuild.STAGES.index("polish"):]))
+    ran.clear()
+    rebuild.main(paths)  # the plain command resumes it where it stopped, not set aside
+    assert ran[0] == "polish" and (runs / "polish" / "checkpoints").exists()
 
 
 def test_a_stage_run_by_its_own_command_reports_the_time_its_stage_record_gives(tmp_path):
