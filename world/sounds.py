@@ -415,11 +415,11 @@ HELD_OUT_FOLDERS = {"test_recordings": "test_sound_recordings", "test_sources": 
 def blend(wave: np.ndarray, other: np.ndarray, level_db: float, offset: int) -> np.ndarray:
     """`other` laid over `wave` from sample `offset` on, `level_db` below it in power (both as they are, no longer than
     `wave`): two takes of one class heard at once, a take that no package holds."""
-    out = wave.astype(np.float64).copy()
-    part = other[: max(len(wave) - offset, 0)].astype(np.float64)
-    if len(part):
-        scale = np.sqrt((np.mean(out**2) + 1e-12) / (np.mean(part**2) + 1e-12) / 10 ** (level_db / 10))
-        out[offset : offset + len(part)] += scale * part
+    out = wave.astype(np.float32, copy=True)
+    part = other[: max(len(wave) - offset, 0)]
+    if len(part):  # the level is against the whole of `wave`, not only the stretch it is laid over
+        span = slice(offset, offset + len(part))
+        out[span] = add_noise(out[span], part, level_db, signal_power=float(np.mean(np.square(wave, dtype=np.float64))))
     peak = float(np.abs(out).max())
     return (out / peak * min(peak, 0.99) if peak > 0.99 else out).astype(np.float32)
 
